@@ -1,0 +1,265 @@
+"""TransitionBuffer: the real transitions a dynamics model learns from."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+from dream_envs.io import ModelFileError, atomic_write
+from dream_envs.spaces import check_action_space, check_observation_space
+
+__all__ = ["TransitionBuffer", "Transitions"]
+
+_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode_start")
+_FORMAT = "dream-envs/transitions"
+_FORMAT_VERSION = 1
+
+
+class Transitions(NamedTuple):
+    """A read-only view of ``N`` stored transitions (observations flattened to ``N x obs_dim``)."""
+
+    obs: np.ndarray  # (N, obs_dim) float32
+    action: np.ndarray  # (N,) int64 for Discrete, (N, act_dim) float32 for Box
+    reward: np.ndarray  # (N,) float32
+    next_obs: np.ndarray  # (N, obs_dim) float32
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+    episode_start: np.ndarray  # (N,) bool: obs is the first observation of an episode (a real start state)
+
+
+class TransitionBuffer:
+    """Growable store of real transitions ``(obs, action, reward, next_obs, terminated)``.
+
+    Storage doubles when full, so adding ``N`` transitions costs ``O(N)`` copies in total. Non-finite
+    transitions are rejected with an error that counts them, so a model is never fitted on NaN.
+
+    :param observation_space: the env's observation space (any float ``Box``; stored flattened)
+    :param action_space: the env's action space (``Discrete`` or ``Box``)
+    :param capacity: initial number of rows allocated (grows as needed)
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import TransitionBuffer
+
+        env = gym.make("CartPole-v1")
+        buffer = TransitionBuffer.from_env(env)
+        buffer.collect(env, n_steps=500, seed=0)
+        print(len(buffer), buffer.start_states().shape)
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Space, capacity: int = 1024):
+        self.observation_space = check_observation_space(observation_space)
+        self.action_space = check_action_space(action_space)
+        if not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.obs_dim = int(np.prod(self.observation_space.shape))
+        self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self.act_dim = 1 if self._discrete else int(np.prod(self.action_space.shape))
+        self._size = 0
+        self._data = self._allocate(int(capacity))
+
+    @classmethod
+    def from_env(cls, env: gym.Env, capacity: int = 1024) -> TransitionBuffer:
+        """An empty buffer with ``env``'s spaces."""
+        return cls(env.observation_space, env.action_space, capacity=capacity)
+
+    def _allocate(self, capacity: int) -> dict[str, np.ndarray]:
+        action_shape = (capacity,) if self._discrete else (capacity, self.act_dim)
+        return {
+            "obs": np.zeros((capacity, self.obs_dim), np.float32),
+            "action": np.zeros(action_shape, np.int64 if self._discrete else np.float32),
+            "reward": np.zeros(capacity, np.float32),
+            "next_obs": np.zeros((capacity, self.obs_dim), np.float32),
+            "terminated": np.zeros(capacity, bool),
+            "truncated": np.zeros(capacity, bool),
+            "episode_start": np.zeros(capacity, bool),
+        }
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data["reward"])
+
+    def _reserve(self, extra: int) -> None:
+        needed = self._size + extra
+        if needed <= self.capacity:
+            return
+        new_capacity = max(needed, 2 * self.capacity)
+        grown = self._allocate(new_capacity)
+        for name in _FIELDS:
+            grown[name][: self._size] = self._data[name][: self._size]
+        self._data = grown
+
+    def add(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any = False,
+        episode_start: Any = False,
+    ) -> None:
+        """Append one transition or a batch of them (leading dimension ``B`` on every argument).
+
+        :raises ValueError: if any value is NaN/inf (the message counts them per field) or shapes disagree
+        """
+        obs = np.asarray(obs, np.float32)
+        next_obs = np.asarray(next_obs, np.float32)
+        batched = obs.ndim == len(self.observation_space.shape) + 1
+        rows = obs.shape[0] if batched else 1
+        if obs.size != rows * self.obs_dim or next_obs.size != rows * self.obs_dim:
+            raise ValueError(
+                f"obs/next_obs of shapes {obs.shape}/{next_obs.shape} do not match the observation space "
+                f"shape {self.observation_space.shape} (batched or not)"
+            )
+        action = np.asarray(action)
+        act_width = 1 if self._discrete else self.act_dim
+        if action.size != rows * act_width:
+            raise ValueError(
+                f"action of shape {action.shape} does not match the action space {self.action_space} "
+                f"for {rows} row(s)"
+            )
+        columns = {
+            "obs": obs.reshape(rows, self.obs_dim),
+            "next_obs": next_obs.reshape(rows, self.obs_dim),
+            "action": action.reshape(rows).astype(np.int64)
+            if self._discrete
+            else action.reshape(rows, self.act_dim).astype(np.float32),
+            "reward": np.broadcast_to(np.asarray(reward, np.float32).reshape(-1), (rows,)),
+        }
+        for name, value in (("terminated", terminated), ("truncated", truncated), ("episode_start", episode_start)):
+            columns[name] = np.broadcast_to(np.asarray(value, bool).reshape(-1), (rows,))
+
+        non_finite = {
+            name: ~np.isfinite(columns[name].reshape(rows, -1)).all(axis=1)
+            for name in ("obs", "action", "reward", "next_obs")
+        }
+        n_bad = int(np.logical_or.reduce(list(non_finite.values())).sum())
+        if n_bad:
+            detail = ", ".join(f"{name}: {int(mask.sum())}" for name, mask in non_finite.items() if mask.any())
+            raise ValueError(
+                f"rejected {n_bad} of {rows} transition(s) with NaN/inf values ({detail}); "
+                "nothing was added. Filter them out before adding, or fix the env/wrapper that produced them."
+            )
+        self._reserve(rows)
+        end = self._size + rows
+        for name in _FIELDS:
+            self._data[name][self._size : end] = columns[name]
+        self._size = end
+
+    def collect(
+        self,
+        env: gym.Env,
+        n_steps: int,
+        policy: Callable[[np.ndarray], Any] | None = None,
+        seed: int | None = None,
+        progress_bar: bool = False,
+    ) -> TransitionBuffer:
+        """Step ``env`` for ``n_steps`` and store every transition.
+
+        :param env: a gymnasium env with this buffer's spaces
+        :param n_steps: number of real steps to take
+        :param policy: ``obs -> action``; uniform random actions (seeded) when ``None``. For an SB3 model use
+            ``lambda obs: model.predict(obs, deterministic=False)[0]``.
+        :param seed: seeds the first ``env.reset`` and the random policy
+        :param progress_bar: show a tqdm bar over steps
+        :return: ``self``
+        """
+        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        if env.observation_space.shape != self.observation_space.shape or env.action_space != self.action_space:
+            raise ValueError(
+                f"env spaces ({env.observation_space}, {env.action_space}) differ from this buffer's "
+                f"({self.observation_space}, {self.action_space})"
+            )
+        if policy is None:
+            env.action_space.seed(seed)
+
+            def policy(_obs: np.ndarray) -> Any:
+                return env.action_space.sample()
+
+        from tqdm.auto import tqdm
+
+        obs, _ = env.reset(seed=seed)
+        episode_start = True
+        rows: dict[str, list] = {name: [] for name in _FIELDS}
+        for _ in tqdm(range(int(n_steps)), disable=not progress_bar, desc="collect", unit="step"):
+            action = policy(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            for name, value in zip(
+                _FIELDS, (obs, action, reward, next_obs, terminated, truncated, episode_start)
+            ):
+                rows[name].append(value)
+            episode_start = terminated or truncated
+            obs = env.reset()[0] if episode_start else next_obs
+        self.add(*(np.asarray(rows[name]) for name in _FIELDS))
+        return self
+
+    def transitions(self) -> Transitions:
+        """All stored transitions as views (no copy)."""
+        return Transitions(*(self._data[name][: self._size] for name in _FIELDS))
+
+    def start_states(self) -> np.ndarray:
+        """Observations that began an episode (``K x obs_dim``); these are the real start states."""
+        data = self.transitions()
+        return data.obs[data.episode_start]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to a compressed ``.npz`` atomically (a failed write leaves any previous file intact)."""
+        arrays = {name: value for name, value in zip(_FIELDS, self.transitions())}
+        arrays["format"] = np.array(_FORMAT)
+        arrays["format_version"] = np.array(_FORMAT_VERSION)
+        arrays["obs_shape"] = np.array(self.observation_space.shape, np.int64)
+        arrays["action_space"] = np.array(repr(self.action_space))
+
+        def write(handle):
+            np.savez_compressed(handle, **arrays)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, observation_space: gym.spaces.Box, action_space: gym.spaces.Space
+    ) -> TransitionBuffer:
+        """Load a buffer saved by :meth:`save`, checking that it was made for these spaces.
+
+        :raises FileNotFoundError: if ``path`` does not exist
+        :raises ModelFileError: if the file is truncated, corrupted, foreign or for other spaces
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no transition file at {str(path)!r}")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                content = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, io.UnsupportedOperation) as error:
+            raise ModelFileError(f"{str(path)!r} is not a readable .npz transition file ({error})") from error
+        if content.get("format") is None or str(content["format"]) != _FORMAT:
+            raise ModelFileError(f"{str(path)!r} is not a dream-envs transition file (no '{_FORMAT}' marker)")
+        if int(content["format_version"]) != _FORMAT_VERSION:
+            raise ModelFileError(
+                f"{str(path)!r} has transition format version {int(content['format_version'])}; "
+                f"this dream-envs reads version {_FORMAT_VERSION}"
+            )
+        buffer = cls(observation_space, action_space, capacity=max(1, len(content["reward"])))
+        if tuple(content["obs_shape"]) != tuple(buffer.observation_space.shape) or str(
+            content["action_space"]
+        ) != repr(buffer.action_space):
+            raise ModelFileError(
+                f"{str(path)!r} holds transitions for observation shape {tuple(content['obs_shape'])} and "
+                f"action space {content['action_space']}, not {buffer.observation_space.shape} and "
+                f"{buffer.action_space!r}"
+            )
+        buffer.add(*(content[name] for name in _FIELDS))
+        return buffer

@@ -1,0 +1,561 @@
+"""EnsembleDynamics: E probabilistic MLPs in one batched network, predicting next-obs delta and reward."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from dream_envs.buffer import TransitionBuffer
+from dream_envs.device import resolve_device
+from dream_envs.io import ModelFileError, atomic_write
+from dream_envs.spaces import (
+    action_input_dim,
+    check_action_space,
+    check_observation_space,
+    encode_action,
+    obs_dim,
+    space_from_dict,
+    space_to_dict,
+    spaces_equal,
+)
+
+__all__ = ["EnsembleDynamics", "EnsembleConfig", "EnsemblePrediction", "ModelStep", "FitResult"]
+
+FORMAT = "dream-envs/ensemble"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Architecture of an :class:`EnsembleDynamics` (stored in its file)."""
+
+    ensemble_size: int = 7
+    num_elites: int = 5
+    hidden_sizes: tuple[int, ...] = (200, 200, 200)
+    probabilistic: bool = True
+    learn_termination: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be a positive integer, got {self.ensemble_size!r}")
+        if not isinstance(self.num_elites, int) or not 1 <= self.num_elites <= self.ensemble_size:
+            raise ValueError(
+                f"num_elites must be an integer in [1, ensemble_size={self.ensemble_size}], got {self.num_elites!r}"
+            )
+        sizes = tuple(self.hidden_sizes)
+        if not sizes or any(not isinstance(h, int) or h < 1 for h in sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", sizes)
+
+
+class EnsemblePrediction(NamedTuple):
+    """Per-member predictions in the env's units; shapes ``E x B x ...``."""
+
+    delta_mean: torch.Tensor  # (E, B, obs_dim)
+    delta_var: torch.Tensor  # (E, B, obs_dim); zeros for a deterministic model
+    reward_mean: torch.Tensor  # (E, B)
+    reward_var: torch.Tensor  # (E, B)
+    termination_logit: torch.Tensor | None  # (E, B), None when termination is not learned
+
+
+class ModelStep(NamedTuple):
+    """One imagined step for ``B`` rows."""
+
+    next_obs: torch.Tensor  # (B, obs_dim)
+    reward: torch.Tensor  # (B,)
+    terminated: torch.Tensor | None  # (B,) bool from the learned head, None when not learned
+    uncertainty: torch.Tensor  # (B,) ensemble disagreement, normalised units
+
+
+@dataclass
+class FitResult:
+    """What :meth:`EnsembleDynamics.fit` did: losses per epoch, and the final holdout error per member."""
+
+    epochs: int
+    train_loss: list[float] = field(default_factory=list)
+    holdout_loss: list[float] = field(default_factory=list)
+    holdout_mse_per_member: list[float] = field(default_factory=list)
+    elites: list[int] = field(default_factory=list)
+    termination_accuracy: float | None = None
+    auto_threshold: float = float("nan")
+    n_train: int = 0
+    n_holdout: int = 0
+
+
+class _EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied with one batched matmul: ``(E, B, in) -> (E, B, out)``."""
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, out_features))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        # Truncated-normal init scaled by fan-in, as in PETS/MBPO.
+        std = 1.0 / (2.0 * math.sqrt(self.weight.shape[1]))
+        with torch.no_grad():
+            self.weight.normal_(0.0, std, generator=generator).clamp_(-2 * std, 2 * std)
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleDynamics(nn.Module):
+    """An ensemble model of an environment: ``(obs, action) -> (next_obs - obs, reward[, termination])``.
+
+    All ``ensemble_size`` members live in one batched network (weights ``E x in x out``), so one forward pass
+    evaluates every member on every row. Probabilistic members predict a mean and a bounded log-variance
+    (Gaussian NLL); ``probabilistic=False`` trains plain MSE. Inputs and outputs are normalised with
+    statistics stored alongside the weights. :meth:`fit` trains each member on its own bootstrap resample with a
+    holdout split, per-member early stopping, and picks the ``num_elites`` best members.
+
+    :param observation_space: the real env's observation space (float ``Box``, flattened internally)
+    :param action_space: the real env's action space (``Discrete`` one-hot encoded, or ``Box``)
+    :param ensemble_size: number of members ``E``
+    :param num_elites: members used to sample predictions (lowest holdout error)
+    :param hidden_sizes: widths of the hidden layers of every member
+    :param probabilistic: Gaussian mean/log-variance heads (``True``) or deterministic MSE heads
+    :param learn_termination: add a termination-logit head trained on the ``terminated`` flags
+    :param env_id: id of the real env, stored in the file for checks and rendering
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` ...
+    :param seed: seeds the weight initialisation (and :meth:`fit` when it gets no seed of its own)
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics, TransitionBuffer
+
+        env = gym.make("CartPole-v1")
+        buffer = TransitionBuffer.from_env(env).collect(env, n_steps=2000, seed=0)
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=5, num_elites=3,
+                                 hidden_sizes=(64, 64), env_id="CartPole-v1", seed=0)
+        result = model.fit(buffer, max_epochs=5, seed=0)
+        step = model.step(buffer.transitions().obs[:8], buffer.transitions().action[:8])
+        print(step.next_obs.shape, step.uncertainty.shape)  # torch.Size([8, 4]) torch.Size([8])
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Space,
+        ensemble_size: int = 7,
+        num_elites: int = 5,
+        hidden_sizes: tuple[int, ...] = (200, 200, 200),
+        probabilistic: bool = True,
+        learn_termination: bool = True,
+        env_id: str | None = None,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+    ):
+        super().__init__()
+        self.observation_space = check_observation_space(observation_space)
+        self.action_space = check_action_space(action_space)
+        self.config = EnsembleConfig(ensemble_size, num_elites, tuple(hidden_sizes), probabilistic, learn_termination)
+        self.env_id = env_id
+        self.seed = seed
+        self.obs_dim = obs_dim(self.observation_space)
+        self.in_dim = self.obs_dim + action_input_dim(self.action_space)
+        self.out_dim = self.obs_dim + 1  # delta obs, reward
+        E = ensemble_size
+
+        widths = [self.in_dim, *self.config.hidden_sizes]
+        self.hidden = nn.ModuleList(_EnsembleLinear(E, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        head_width = self.out_dim * (2 if probabilistic else 1) + (1 if learn_termination else 0)
+        self.head = _EnsembleLinear(E, widths[-1], head_width)
+        # Soft bounds on the log-variance (PETS): learned, so the NLL cannot push variances to 0 or infinity.
+        self.max_logvar = nn.Parameter(torch.full((1, 1, self.out_dim), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((1, 1, self.out_dim), -10.0))
+
+        self.register_buffer("in_mean", torch.zeros(self.in_dim))
+        self.register_buffer("in_std", torch.ones(self.in_dim))
+        self.register_buffer("out_mean", torch.zeros(self.out_dim))
+        self.register_buffer("out_std", torch.ones(self.out_dim))
+        self.register_buffer("elite_idx", torch.arange(num_elites))
+        self.register_buffer("auto_threshold", torch.tensor(float("nan")))
+        self.register_buffer("fitted", torch.tensor(False))
+        self.start_states: torch.Tensor | None = None
+
+        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        for layer in (*self.hidden, self.head):
+            layer.reset_parameters(generator)
+        self.device = resolve_device(device)
+        self.to(self.device)
+
+    # ------------------------------------------------------------------ forward passes
+    def _forward_normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``x``: ``(E, B, in)`` normalised inputs -> normalised mean, log-variance ``(E, B, out)``, logit ``(E, B)``."""
+        h = x
+        for layer in self.hidden:
+            h = nn.functional.silu(layer(h))
+        out = self.head(h)  # (E, B, head_width)
+        mean = out[..., : self.out_dim]
+        logit = out[..., -1] if self.config.learn_termination else None
+        if self.config.probabilistic:
+            logvar = out[..., self.out_dim : 2 * self.out_dim]
+            logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
+            logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+        else:
+            logvar = torch.full_like(mean, -math.inf)
+        return mean, logvar, logit
+
+    def _inputs(self, obs: Any, action: Any) -> torch.Tensor:
+        """Normalised network input ``(B, in)`` from raw obs ``(B, *obs_shape)`` and raw actions."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        obs = obs.reshape(obs.shape[0], self.obs_dim)
+        action = torch.as_tensor(action, device=self.device)
+        x = torch.cat([obs, encode_action(self.action_space, action.reshape(obs.shape[0], -1))], dim=-1)
+        return (x - self.in_mean) / self.in_std
+
+    @torch.no_grad()
+    def predict(self, obs: Any, action: Any) -> EnsemblePrediction:
+        """Every member's prediction for a batch, in the env's units.
+
+        :param obs: ``B x obs_dim`` observations (numpy or torch)
+        :param action: ``B`` discrete actions or ``B x act_dim`` continuous actions
+        """
+        x = self._inputs(obs, action)
+        mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        mean = mean * self.out_std + self.out_mean
+        var = logvar.exp() * self.out_std**2
+        return EnsemblePrediction(mean[..., :-1], var[..., :-1], mean[..., -1], var[..., -1], logit)
+
+    @torch.no_grad()
+    def step(
+        self,
+        obs: Any,
+        action: Any,
+        generator: torch.Generator | None = None,
+        propagation: str = "ts1",
+        deterministic: bool = False,
+    ) -> ModelStep:
+        """Imagine one step for a batch of rows with a single forward pass over all members.
+
+        :param obs: ``B x obs_dim`` current observations (numpy or torch)
+        :param action: ``B`` discrete or ``B x act_dim`` continuous actions
+        :param generator: torch generator on the model's device for member choice and sampling
+        :param propagation: ``"ts1"``: each row uses one elite member drawn at random (PETS TS-1);
+            ``"mean"``: the mean of the elites
+        :param deterministic: use predicted means instead of sampling the Gaussian heads
+        """
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.obs_dim)
+        batch = obs_t.shape[0]
+        x = self._inputs(obs_t, action)  # (B, in)
+        mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        # Disagreement: spread of the members' mean next-obs deltas, worst dimension, in normalised units.
+        uncertainty = mean[..., : self.obs_dim].std(dim=0, unbiased=False).amax(dim=-1)  # (B,)
+
+        elites = self.elite_idx
+        if propagation == "ts1":
+            pick = elites[torch.randint(len(elites), (batch,), device=self.device, generator=generator)]
+            rows = torch.arange(batch, device=self.device)
+            mean_b, logvar_b = mean[pick, rows], logvar[pick, rows]  # (B, out)
+            logit_b = logit[pick, rows] if logit is not None else None
+        elif propagation == "mean":
+            mean_b, logvar_b = mean[elites].mean(0), logvar[elites].exp().mean(0).log()
+            logit_b = logit[elites].mean(0) if logit is not None else None
+        else:
+            raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
+        if self.config.probabilistic and not deterministic:
+            noise = torch.randn(mean_b.shape, device=self.device, generator=generator)
+            mean_b = mean_b + noise * (0.5 * logvar_b).exp()
+        out = mean_b * self.out_std + self.out_mean  # (B, out)
+        next_obs = obs_t + out[:, : self.obs_dim]
+        terminated = logit_b > 0 if logit_b is not None else None
+        return ModelStep(next_obs, out[:, -1], terminated, uncertainty)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        buffer: TransitionBuffer,
+        max_epochs: int = 100,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 5e-5,
+        holdout_ratio: float = 0.1,
+        max_holdout: int = 5000,
+        patience: int = 8,
+        bootstrap: bool = True,
+        seed: int | None = None,
+        progress_bar: bool = False,
+    ) -> FitResult:
+        """Train every member on ``buffer`` (one batched optimiser step updates all members).
+
+        Normalisation statistics are recomputed from the training split. Each member sees its own bootstrap
+        resample. After each epoch the holdout MSE (normalised units) of every member is measured; a member's
+        best weights are kept, and training stops once no member improved by 1% for ``patience`` epochs.
+
+        :param buffer: real transitions with this model's spaces
+        :param max_epochs: upper bound on passes over the training split
+        :param batch_size: rows per member per gradient step
+        :param learning_rate: Adam learning rate
+        :param weight_decay: decoupled weight decay (AdamW)
+        :param holdout_ratio: fraction of rows held out for early stopping, elites and ``threshold="auto"``
+        :param max_holdout: cap on held-out rows
+        :param patience: epochs without improvement before stopping
+        :param bootstrap: resample the training split with replacement per member
+        :param seed: seeds the split, the resamples and the batch order
+        :param progress_bar: show a tqdm bar over epochs
+        :return: a :class:`FitResult` with per-epoch train/holdout losses
+        """
+        self._check_fit_args(buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
+        from tqdm.auto import tqdm
+
+        E = self.config.ensemble_size
+        rng = np.random.default_rng(seed if seed is not None else self.seed)
+        data = buffer.transitions()
+        n = len(data.reward)
+        x_raw = self._raw_inputs(data.obs, data.action)  # (N, in)
+        y_raw = torch.as_tensor(
+            np.concatenate([data.next_obs - data.obs, data.reward[:, None]], axis=1), device=self.device
+        )  # (N, out)
+        term = torch.as_tensor(data.terminated, dtype=torch.float32, device=self.device)
+
+        order = rng.permutation(n)
+        n_holdout = min(int(round(holdout_ratio * n)), max_holdout) if n >= 20 else 0
+        hold_idx = torch.as_tensor(order[:n_holdout], device=self.device)
+        train_idx = torch.as_tensor(order[n_holdout:], device=self.device)
+        n_train = len(train_idx)
+
+        with torch.no_grad():
+            self.in_mean.copy_(x_raw[train_idx].mean(0))
+            self.in_std.copy_(_safe_std(x_raw[train_idx]))
+            self.out_mean.copy_(y_raw[train_idx].mean(0))
+            self.out_std.copy_(_safe_std(y_raw[train_idx]))
+        x = (x_raw - self.in_mean) / self.in_std
+        y = (y_raw - self.out_mean) / self.out_std
+
+        if bootstrap:
+            member_rows = train_idx[torch.as_tensor(rng.integers(0, n_train, size=(E, n_train)), device=self.device)]
+        else:
+            member_rows = train_idx.unsqueeze(0).expand(E, -1)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        torch_gen = torch.Generator(device=self.device).manual_seed(int(rng.integers(2**62)))
+
+        result = FitResult(epochs=0, n_train=n_train, n_holdout=n_holdout)
+        best = torch.full((E,), math.inf, device=self.device)
+        best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        stale = 0
+        bar = tqdm(range(max_epochs), disable=not progress_bar, desc="fit ensemble", unit="epoch")
+        for _epoch in bar:
+            self.train()
+            shuffled = torch.gather(
+                member_rows, 1, torch.argsort(torch.rand(member_rows.shape, device=self.device, generator=torch_gen))
+            )
+            total, batches = 0.0, 0
+            for start in range(0, n_train, batch_size):
+                rows = shuffled[:, start : start + batch_size]  # (E, b)
+                loss = self._loss(x[rows], y[rows], term[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                batches += 1
+            result.train_loss.append(float(total) / batches)
+            result.epochs += 1
+            if n_holdout == 0:
+                continue
+            holdout_mse = self._holdout_mse(x[hold_idx], y[hold_idx])  # (E,)
+            result.holdout_loss.append(float(holdout_mse.mean()))
+            improved = holdout_mse < 0.99 * best
+            if improved.any():
+                best = torch.where(improved, holdout_mse, best)
+                self._snapshot_members(best_state, improved)
+                stale = 0
+            else:
+                stale += 1
+            bar.set_postfix(train=result.train_loss[-1], holdout=result.holdout_loss[-1])
+            if stale >= patience:
+                break
+        bar.close()
+        self.eval()
+        if n_holdout:
+            self.load_state_dict({**best_state, **self._normaliser_state()})
+            final = self._holdout_mse(x[hold_idx], y[hold_idx])
+            self.elite_idx.copy_(torch.argsort(final)[: self.config.num_elites])
+            result.holdout_mse_per_member = final.tolist()
+            self.auto_threshold.fill_(self._auto_threshold(x[hold_idx], y[hold_idx]))
+            result.auto_threshold = float(self.auto_threshold)
+            if self.config.learn_termination:
+                result.termination_accuracy = self._termination_accuracy(x[hold_idx], term[hold_idx])
+        result.elites = self.elite_idx.tolist()
+        self.fitted.fill_(True)
+        starts = buffer.start_states()
+        if len(starts):
+            self.start_states = torch.as_tensor(starts, device="cpu").clone()
+        return result
+
+    def _check_fit_args(self, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience) -> None:
+        if not isinstance(buffer, TransitionBuffer):
+            raise TypeError(f"fit expects a TransitionBuffer, got {type(buffer).__name__}")
+        if buffer.observation_space.shape != self.observation_space.shape or not spaces_equal(
+            buffer.action_space, self.action_space
+        ):
+            raise ValueError(
+                f"buffer spaces ({buffer.observation_space}, {buffer.action_space}) differ from the model's "
+                f"({self.observation_space}, {self.action_space})"
+            )
+        if len(buffer) < 2:
+            raise ValueError(f"fit needs at least 2 transitions, the buffer holds {len(buffer)}")
+        for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        if not 0.0 <= holdout_ratio < 1.0:
+            raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio!r}")
+
+    def _raw_inputs(self, obs: np.ndarray, action: np.ndarray) -> torch.Tensor:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        action_t = torch.as_tensor(action, device=self.device).reshape(len(obs_t), -1)
+        return torch.cat([obs_t, encode_action(self.action_space, action_t)], dim=-1)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
+        """Loss for one batch: ``x`` ``(E, b, in)``, ``y`` ``(E, b, out)``, ``term`` ``(E, b)``, all normalised."""
+        mean, logvar, logit = self._forward_normalized(x)
+        if self.config.probabilistic:
+            inv_var = torch.exp(-logvar)
+            nll = ((mean - y) ** 2 * inv_var + logvar).mean()
+            # Keep the soft log-variance bounds tight (PETS).
+            loss = nll + 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
+        else:
+            loss = ((mean - y) ** 2).mean()
+        if logit is not None:
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(logit, term)
+        return loss
+
+    @torch.no_grad()
+    def _holdout_mse(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        mean, _, _ = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        return ((mean - y) ** 2).mean(dim=(1, 2))  # (E,)
+
+    @torch.no_grad()
+    def _auto_threshold(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """The disagreement at which to stop trusting a rollout: the 99th percentile of the elite-mean's
+        one-step error (worst dimension, normalised units) on held-out real data. In-distribution rows
+        disagree less than that; rows the model has never seen disagree more."""
+        mean, _, _ = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        elite_mean = mean[self.elite_idx].mean(0)[:, : self.obs_dim]
+        error = (elite_mean - y[:, : self.obs_dim]).abs().amax(dim=-1)
+        return float(torch.quantile(error, 0.99))
+
+    @torch.no_grad()
+    def _termination_accuracy(self, x: torch.Tensor, term: torch.Tensor) -> float:
+        _, _, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        predicted = logit[self.elite_idx].mean(0) > 0
+        return float((predicted == term.bool()).float().mean())
+
+    def _snapshot_members(self, snapshot: dict[str, torch.Tensor], members: torch.Tensor) -> None:
+        for name, value in self.state_dict().items():
+            if name.startswith(("hidden.", "head.")):
+                snapshot[name][members] = value[members].detach()
+            elif name in ("max_logvar", "min_logvar"):
+                snapshot[name] = value.detach().clone()
+
+    def _normaliser_state(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in ("in_mean", "in_std", "out_mean", "out_std")}
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save weights, normalisation, spaces and start states atomically (a failed write keeps the old file)."""
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": {**asdict(self.config), "hidden_sizes": list(self.config.hidden_sizes)},
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "env_id": self.env_id,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "start_states": self.start_states,
+        }
+        return atomic_write(path, lambda handle: torch.save(payload, handle))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        observation_space: gym.spaces.Space | None = None,
+        action_space: gym.spaces.Space | None = None,
+        device: str | torch.device = "auto",
+    ) -> EnsembleDynamics:
+        """Load a model saved by :meth:`save` safely (``weights_only=True``).
+
+        :param path: model file
+        :param observation_space: if given, the file's observation space must equal it
+        :param action_space: if given, the file's action space must equal it
+        :param device: where to put the model
+        :raises FileNotFoundError: no file at ``path``
+        :raises ModelFileError: truncated, corrupted or foreign file, another format version, or other spaces
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no dream-envs model file at {str(path)!r}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a bad zip/pickle; all mean "unreadable"
+            raise ModelFileError(
+                f"{str(path)!r} could not be read as a dream-envs model file: it is truncated, corrupted or not a "
+                f"torch file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            ) from error
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelFileError(
+                f"{str(path)!r} is a torch file but not a dream-envs model (no format marker {FORMAT!r}); "
+                "it may be a plain state_dict or another library's checkpoint"
+            )
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{str(path)!r} has model format version {payload.get('format_version')!r}; this dream-envs "
+                f"reads version {FORMAT_VERSION}. Re-create the model with this version."
+            )
+        try:
+            file_obs = space_from_dict(payload["observation_space"])
+            file_act = space_from_dict(payload["action_space"])
+            config = EnsembleConfig(**{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])})
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{str(path)!r} has a damaged header ({error!r})") from error
+        for name, expected, found in (
+            ("observation", observation_space, file_obs),
+            ("action", action_space, file_act),
+        ):
+            if expected is not None and not spaces_equal(expected, found):
+                raise ModelFileError(
+                    f"{str(path)!r} models an env with {name} space {found}, but {expected} was expected "
+                    f"(model env_id: {payload.get('env_id')!r})"
+                )
+        model = cls(
+            file_obs,
+            file_act,
+            ensemble_size=config.ensemble_size,
+            num_elites=config.num_elites,
+            hidden_sizes=config.hidden_sizes,
+            probabilistic=config.probabilistic,
+            learn_termination=config.learn_termination,
+            env_id=payload.get("env_id"),
+            device="cpu",
+            seed=0,
+        )
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except (KeyError, RuntimeError, TypeError) as error:
+            raise ModelFileError(f"{str(path)!r} holds weights that do not fit its own header ({error})") from error
+        starts = payload.get("start_states")
+        if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
+            raise ModelFileError(f"{str(path)!r} holds start states of the wrong shape")
+        model.start_states = starts
+        model.device = resolve_device(device)
+        return model.to(model.device).eval()
+
+
+def _safe_std(values: torch.Tensor) -> torch.Tensor:
+    std = values.std(0)
+    # Constant columns (a never-taken one-hot, a reward that is always 1) get unit scale, not a division by 0.
+    return torch.where(std < 1e-6, torch.ones_like(std), std)

@@ -1,0 +1,132 @@
+"""What the model sees of gymnasium spaces: flat float observations and encoded actions.
+
+Observations: any ``Box`` (flattened to 1-D for the model, reshaped back for the agent).
+Actions: ``Discrete`` (one-hot) or ``Box`` (flattened, clipped to its bounds and scaled to [-1, 1] where bounded).
+Anything else is rejected at the boundary with the space named, never deep inside a tensor op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+__all__ = [
+    "check_observation_space",
+    "check_action_space",
+    "obs_dim",
+    "action_input_dim",
+    "encode_action",
+    "space_to_dict",
+    "space_from_dict",
+    "spaces_equal",
+]
+
+
+def check_observation_space(space: Any) -> spaces.Box:
+    """Return ``space`` if a dynamics model can work on it, else raise a ``TypeError`` naming it."""
+    if not isinstance(space, spaces.Box):
+        raise TypeError(
+            f"observation space {space!r} is not supported: dream-envs models need a Box observation space. "
+            "Wrap the env with gymnasium.wrappers.FlattenObservation to turn Dict/Tuple/Discrete "
+            "observations into a flat Box."
+        )
+    if not np.issubdtype(space.dtype, np.floating):
+        raise TypeError(
+            f"observation space {space!r} has dtype {space.dtype}; dream-envs models need a floating Box "
+            "(wrap the env with gymnasium.wrappers.DtypeObservation or TransformObservation to cast it)."
+        )
+    return space
+
+
+def check_action_space(space: Any) -> spaces.Discrete | spaces.Box:
+    """Return ``space`` if a dynamics model can encode it, else raise a ``TypeError`` naming it."""
+    if isinstance(space, spaces.Discrete):
+        return space
+    if isinstance(space, spaces.Box):
+        if not np.issubdtype(space.dtype, np.floating):
+            raise TypeError(f"action space {space!r} has dtype {space.dtype}; a Box action space must be float")
+        return space
+    raise TypeError(
+        f"action space {space!r} is not supported: dream-envs models take Discrete or Box actions. "
+        "MultiDiscrete/MultiBinary/Dict action spaces can be wrapped into one of these first."
+    )
+
+
+def obs_dim(space: spaces.Box) -> int:
+    """Length of the flattened observation."""
+    return int(np.prod(space.shape))
+
+
+def action_input_dim(space: spaces.Discrete | spaces.Box) -> int:
+    """Width of the encoded action the network takes as input."""
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    return int(np.prod(space.shape))
+
+
+def encode_action(space: spaces.Discrete | spaces.Box, action: torch.Tensor) -> torch.Tensor:
+    """Encode a batch of raw actions for the network.
+
+    :param space: the env's action space
+    :param action: ``B`` integer indices (Discrete) or ``B x *shape`` floats (Box)
+    :return: ``B x action_input_dim`` float tensor
+    """
+    if isinstance(space, spaces.Discrete):
+        index = action.reshape(-1).long() - int(space.start)
+        return torch.nn.functional.one_hot(index, int(space.n)).float()
+    flat = action.reshape(action.shape[0], -1).float()
+    low = torch.as_tensor(space.low.reshape(-1), dtype=flat.dtype, device=flat.device)
+    high = torch.as_tensor(space.high.reshape(-1), dtype=flat.dtype, device=flat.device)
+    bounded = torch.isfinite(low) & torch.isfinite(high)
+    # Bounded dims are clipped then mapped to [-1, 1], so the model never sees torques the env would clip away.
+    clipped = torch.minimum(torch.maximum(flat, low), high)
+    scaled = 2.0 * (clipped - low) / torch.where(bounded, high - low, torch.ones_like(low)) - 1.0
+    return torch.where(bounded, scaled, flat)
+
+
+def space_to_dict(space: spaces.Space) -> dict:
+    """A ``weights_only``-safe description of a Box or Discrete space (plain lists, strings and numbers)."""
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": space.low.reshape(-1).tolist(),
+            "high": space.high.reshape(-1).tolist(),
+        }
+    raise TypeError(f"cannot describe space {space!r}: only Box and Discrete are stored in model files")
+
+
+def space_from_dict(description: dict) -> spaces.Discrete | spaces.Box:
+    """Inverse of :func:`space_to_dict`."""
+    kind = description.get("type")
+    if kind == "Discrete":
+        return spaces.Discrete(int(description["n"]), start=int(description["start"]))
+    if kind == "Box":
+        shape = tuple(int(s) for s in description["shape"])
+        dtype = np.dtype(description["dtype"])
+        low = np.asarray(description["low"], dtype=dtype).reshape(shape)
+        high = np.asarray(description["high"], dtype=dtype).reshape(shape)
+        return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+    raise ValueError(f"unknown space type {kind!r} in model file; expected 'Box' or 'Discrete'")
+
+
+def spaces_equal(a: spaces.Space, b: spaces.Space) -> bool:
+    """Structural equality that treats Box bounds with a float tolerance."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, spaces.Discrete):
+        return a.n == b.n and a.start == b.start
+    if isinstance(a, spaces.Box):
+        return (
+            a.shape == b.shape
+            and a.dtype == b.dtype
+            and np.allclose(a.low, b.low, equal_nan=True)
+            and np.allclose(a.high, b.high, equal_nan=True)
+        )
+    return a == b
