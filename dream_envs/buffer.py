@@ -23,7 +23,17 @@ _FORMAT_VERSION = 1
 
 
 class Transitions(NamedTuple):
-    """A read-only view of ``N`` stored transitions (observations flattened to ``N x obs_dim``)."""
+    """A read-only view of ``N`` stored transitions (observations flattened to ``N x obs_dim``).
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import TransitionBuffer
+
+        env = gym.make("Pendulum-v1")
+        data = TransitionBuffer.from_env(env).collect(env, n_steps=10, seed=0).transitions()
+        print(data.obs.shape, data.action.shape, data.reward.shape)  # (10, 3) (10, 1) (10,)
+    """
 
     obs: np.ndarray  # (N, obs_dim) float32
     action: np.ndarray  # (N,) int64 for Discrete, (N, act_dim) float32 for Box
@@ -127,8 +137,7 @@ class TransitionBuffer:
         act_width = 1 if self._discrete else self.act_dim
         if action.size != rows * act_width:
             raise ValueError(
-                f"action of shape {action.shape} does not match the action space {self.action_space} "
-                f"for {rows} row(s)"
+                f"action of shape {action.shape} does not match the action space {self.action_space} for {rows} row(s)"
             )
         columns = {
             "obs": obs.reshape(rows, self.obs_dim),
@@ -197,9 +206,7 @@ class TransitionBuffer:
         for _ in tqdm(range(int(n_steps)), disable=not progress_bar, desc="collect", unit="step"):
             action = policy(obs)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            for name, value in zip(
-                _FIELDS, (obs, action, reward, next_obs, terminated, truncated, episode_start)
-            ):
+            for name, value in zip(_FIELDS, (obs, action, reward, next_obs, terminated, truncated, episode_start)):
                 rows[name].append(value)
             episode_start = terminated or truncated
             obs = env.reset()[0] if episode_start else next_obs
@@ -253,9 +260,9 @@ class TransitionBuffer:
                 f"this dream-envs reads version {_FORMAT_VERSION}"
             )
         buffer = cls(observation_space, action_space, capacity=max(1, len(content["reward"])))
-        if tuple(content["obs_shape"]) != tuple(buffer.observation_space.shape) or str(
-            content["action_space"]
-        ) != repr(buffer.action_space):
+        if tuple(content["obs_shape"]) != tuple(buffer.observation_space.shape) or str(content["action_space"]) != repr(
+            buffer.action_space
+        ):
             raise ModelFileError(
                 f"{str(path)!r} holds transitions for observation shape {tuple(content['obs_shape'])} and "
                 f"action space {content['action_space']}, not {buffer.observation_space.shape} and "

@@ -97,7 +97,10 @@ def k_step_error(
     errors: dict[int, np.ndarray] = {}
     for t in range(horizons[-1]):
         state = model.step(
-            state, actions_t[:, t], generator=generator, propagation=propagation,
+            state,
+            actions_t[:, t],
+            generator=generator,
+            propagation=propagation,
             deterministic=propagation == "mean",
         ).next_obs
         if t + 1 in horizons:

@@ -12,7 +12,22 @@ __all__ = ["atomic_write", "ModelFileError"]
 
 
 class ModelFileError(ValueError):
-    """A file that cannot be used: truncated, corrupted, foreign, from another format version, or for other spaces."""
+    """A file that cannot be used: truncated, corrupted, foreign, from another format version, or for other spaces.
+
+    A ``ValueError``, so ``except ValueError`` also catches it.
+
+    Example::
+
+        import tempfile, pathlib
+        from dream_envs import EnsembleDynamics, ModelFileError
+
+        bad = pathlib.Path(tempfile.mkdtemp()) / "bad.pt"
+        bad.write_bytes(b"not a model")
+        try:
+            EnsembleDynamics.load(bad)
+        except ModelFileError as error:
+            print(error)
+    """
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -33,6 +48,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would (or keep the replaced file's).
+        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_current_umask())
         os.replace(tmp_name, path)
     except BaseException:
         try:
@@ -41,3 +58,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             pass
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -63,6 +63,10 @@ def _dream_agent(algo: str, model: EnsembleDynamics, env_id: str, max_steps: int
     return (PPO if algo == "ppo" else SAC)("MlpPolicy", dream, seed=seed, verbose=0, device="cpu")
 
 
+def _stochastic_policy(agent):
+    return lambda obs: agent.predict(obs, deterministic=False)[0]
+
+
 def train_pretrained(
     env_id: str, seed: int = 0, out: Path | None = None, docs: Path | None = Path("docs"), progress_bar: bool = False
 ) -> dict:
@@ -75,8 +79,14 @@ def train_pretrained(
     max_steps = env.spec.max_episode_steps
     buffer = TransitionBuffer.from_env(env).collect(env, recipe.random_steps, seed=seed, progress_bar=progress_bar)
     model = EnsembleDynamics(
-        env.observation_space, env.action_space, ensemble_size=recipe.ensemble_size, num_elites=recipe.num_elites,
-        hidden_sizes=recipe.hidden_sizes, env_id=env_id, device="cpu", seed=seed,
+        env.observation_space,
+        env.action_space,
+        ensemble_size=recipe.ensemble_size,
+        num_elites=recipe.num_elites,
+        hidden_sizes=recipe.hidden_sizes,
+        env_id=env_id,
+        device="cpu",
+        seed=seed,
     )
     fit = model.fit(buffer, max_epochs=recipe.max_epochs, seed=seed, progress_bar=progress_bar)
     agent = None
@@ -84,8 +94,11 @@ def train_pretrained(
         agent = _dream_agent(recipe.algo, model, env_id, max_steps, seed + round_index)
         agent.learn(recipe.dream_steps, progress_bar=progress_bar)
         buffer.collect(
-            env, recipe.real_steps_per_round, policy=lambda obs: agent.predict(obs, deterministic=False)[0],
-            seed=seed + 1000 + round_index, progress_bar=progress_bar,
+            env,
+            recipe.real_steps_per_round,
+            policy=_stochastic_policy(agent),
+            seed=seed + 1000 + round_index,
+            progress_bar=progress_bar,
         )
         fit = model.fit(buffer, max_epochs=recipe.max_epochs, seed=seed + round_index + 1, progress_bar=progress_bar)
 
@@ -94,8 +107,12 @@ def train_pretrained(
     errors = {"random policy": k_step_error(model, gym.make(env_id), (1, 10), n_segments=300, seed=seed + 7)}
     if agent is not None:
         errors["dream-trained agent"] = k_step_error(
-            model, gym.make(env_id), (1, 10), n_segments=300, seed=seed + 8,
-            policy=lambda obs: agent.predict(obs, deterministic=False)[0],
+            model,
+            gym.make(env_id),
+            (1, 10),
+            n_segments=300,
+            seed=seed + 8,
+            policy=_stochastic_policy(agent),
         )
     real_states = buffer.transitions().next_obs
     record = {

@@ -110,7 +110,9 @@ class DreamEnv(gym.Env):
         elif not isinstance(model, EnsembleDynamics):
             raise TypeError(f"model must be an EnsembleDynamics, got {type(model).__name__}")
         elif env_id is not None:
-            for name, real, mine in zip(("observation", "action"), real_spaces, (model.observation_space, model.action_space)):
+            for name, real, mine in zip(
+                ("observation", "action"), real_spaces, (model.observation_space, model.action_space)
+            ):
                 if not spaces_equal(real, mine):
                     raise ValueError(f"model {name} space {mine} differs from {env_id}'s {real}")
         self.model = model
@@ -194,7 +196,10 @@ class DreamEnv(gym.Env):
             raise RuntimeError("DreamEnv.step() called before reset()")
         action_t = torch.as_tensor(np.asarray(action), device=self.model.device).reshape(1, -1)
         imagined = self.model.step(
-            self._state, action_t, generator=self._generator, propagation=self.propagation,
+            self._state,
+            action_t,
+            generator=self._generator,
+            propagation=self.propagation,
             deterministic=self.deterministic,
         )
         next_obs = imagined.next_obs
@@ -206,9 +211,21 @@ class DreamEnv(gym.Env):
         else:
             terminated = torch.zeros(1, dtype=torch.bool, device=self.model.device)
         # One host sync per step: every scalar the agent needs comes over together.
-        finite = torch.isfinite(next_obs).all() & torch.isfinite(reward).all() & torch.isfinite(imagined.uncertainty).all()
-        scalars = torch.stack([finite.float(), reward.reshape(()).float(), terminated.reshape(()).float(),
-                               imagined.uncertainty.reshape(()).float()]).cpu().tolist()
+        finite = (
+            torch.isfinite(next_obs).all() & torch.isfinite(reward).all() & torch.isfinite(imagined.uncertainty).all()
+        )
+        scalars = (
+            torch.stack(
+                [
+                    finite.float(),
+                    reward.reshape(()).float(),
+                    terminated.reshape(()).float(),
+                    imagined.uncertainty.reshape(()).float(),
+                ]
+            )
+            .cpu()
+            .tolist()
+        )
         is_finite, reward_value, is_terminated, uncertainty = scalars
         if not is_finite:
             # The model broke down: end the episode as a truncation and hand back the last finite observation.

@@ -35,7 +35,21 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """Architecture of an :class:`EnsembleDynamics` (stored in its file)."""
+    """Architecture of an :class:`EnsembleDynamics` (stored in its file), checked on construction.
+
+    :param ensemble_size: number of members ``E``
+    :param num_elites: members used for predictions, ``1 <= num_elites <= ensemble_size``
+    :param hidden_sizes: hidden layer widths of every member
+    :param probabilistic: Gaussian (mean, log-variance) heads rather than deterministic ones
+    :param learn_termination: add a termination-logit head
+
+    Example::
+
+        from dream_envs import EnsembleConfig
+
+        config = EnsembleConfig(ensemble_size=5, num_elites=3, hidden_sizes=(64, 64))
+        print(config)
+    """
 
     ensemble_size: int = 7
     num_elites: int = 5
@@ -52,12 +66,25 @@ class EnsembleConfig:
             )
         sizes = tuple(self.hidden_sizes)
         if not sizes or any(not isinstance(h, int) or h < 1 for h in sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got {self.hidden_sizes!r}")
+            raise ValueError(
+                f"hidden_sizes must be a non-empty sequence of positive integers, got {self.hidden_sizes!r}"
+            )
         object.__setattr__(self, "hidden_sizes", sizes)
 
 
 class EnsemblePrediction(NamedTuple):
-    """Per-member predictions in the env's units; shapes ``E x B x ...``."""
+    """Per-member predictions in the env's units; shapes ``E x B x ...`` (from :meth:`EnsembleDynamics.predict`).
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics
+
+        env = gym.make("CartPole-v1")
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=3, num_elites=2, seed=0)
+        prediction = model.predict([env.observation_space.sample()], [0])
+        print(prediction.delta_mean.shape)  # torch.Size([3, 1, 4])
+    """
 
     delta_mean: torch.Tensor  # (E, B, obs_dim)
     delta_var: torch.Tensor  # (E, B, obs_dim); zeros for a deterministic model
@@ -67,7 +94,18 @@ class EnsemblePrediction(NamedTuple):
 
 
 class ModelStep(NamedTuple):
-    """One imagined step for ``B`` rows."""
+    """One imagined step for ``B`` rows (from :meth:`EnsembleDynamics.step`).
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics
+
+        env = gym.make("Pendulum-v1")
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=3, num_elites=2, seed=0)
+        step = model.step([[1.0, 0.0, 0.0]], [[0.5]])
+        print(step.next_obs, step.reward, step.terminated, step.uncertainty)
+    """
 
     next_obs: torch.Tensor  # (B, obs_dim)
     reward: torch.Tensor  # (B,)
@@ -77,7 +115,30 @@ class ModelStep(NamedTuple):
 
 @dataclass
 class FitResult:
-    """What :meth:`EnsembleDynamics.fit` did: losses per epoch, and the final holdout error per member."""
+    """What :meth:`EnsembleDynamics.fit` did: losses per epoch, and the final holdout error per member.
+
+    :param epochs: passes over the training split that ran
+    :param train_loss: mean training loss per epoch (NLL or MSE, plus termination BCE)
+    :param holdout_loss: mean holdout MSE over members per epoch (normalised units)
+    :param holdout_mse_per_member: final holdout MSE of each member (best weights restored)
+    :param elites: indices of the elite members
+    :param termination_accuracy: holdout accuracy of the elites' termination head, if learned
+    :param auto_threshold: the ``uncertainty_threshold="auto"`` value derived from holdout errors
+    :param n_train: rows in the training split
+    :param n_holdout: rows held out
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics, TransitionBuffer
+
+        env = gym.make("CartPole-v1")
+        buffer = TransitionBuffer.from_env(env).collect(env, n_steps=300, seed=0)
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=3, num_elites=2,
+                                 hidden_sizes=(32,), seed=0)
+        result = model.fit(buffer, max_epochs=3, seed=0)
+        print(result.epochs, result.holdout_loss[-1], result.elites)
+    """
 
     epochs: int
     train_loss: list[float] = field(default_factory=list)
@@ -192,7 +253,7 @@ class EnsembleDynamics(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
     def _forward_normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``x``: ``(E, B, in)`` normalised inputs -> normalised mean, log-variance ``(E, B, out)``, logit ``(E, B)``."""
+        """``x``: ``(E, B, in)`` normalised -> normalised mean and log-variance ``(E, B, out)``, logit ``(E, B)``."""
         h = x
         for layer in self.hidden:
             h = nn.functional.silu(layer(h))
@@ -209,9 +270,9 @@ class EnsembleDynamics(nn.Module):
 
     def _inputs(self, obs: Any, action: Any) -> torch.Tensor:
         """Normalised network input ``(B, in)`` from raw obs ``(B, *obs_shape)`` and raw actions."""
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        obs = _as_tensor(obs, self.device, torch.float32)
         obs = obs.reshape(obs.shape[0], self.obs_dim)
-        action = torch.as_tensor(action, device=self.device)
+        action = _as_tensor(action, self.device)
         x = torch.cat([obs, encode_action(self.action_space, action.reshape(obs.shape[0], -1))], dim=-1)
         return (x - self.in_mean) / self.in_std
 
@@ -246,7 +307,7 @@ class EnsembleDynamics(nn.Module):
             ``"mean"``: the mean of the elites
         :param deterministic: use predicted means instead of sampling the Gaussian heads
         """
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.obs_dim)
+        obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
         mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
@@ -553,6 +614,13 @@ class EnsembleDynamics(nn.Module):
         model.start_states = starts
         model.device = resolve_device(device)
         return model.to(model.device).eval()
+
+
+def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Tensors pass through (no copy on the right device); lists and arrays are converted in one go."""
+    if not isinstance(value, torch.Tensor):
+        value = np.asarray(value)
+    return torch.as_tensor(value, dtype=dtype, device=device)
 
 
 def _safe_std(values: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install dream-envs into the current Python, reusing any torch already there and never pulling a CUDA
+# build of torch onto a CPU machine.
+#
+#   bash scripts/install.sh          # the library and its runtime dependencies
+#   bash scripts/install.sh test     # ... plus the test tools (pytest, ruff)
+#
+# GPU machines: install the torch build you want first (it is reused), or set TORCH_INDEX_URL to a PyTorch
+# wheel index, e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+extras="${1:-}"
+
+if "$python" -c "import torch" 2>/dev/null; then
+  echo "install.sh: reusing torch $("$python" -c 'import torch; print(torch.__version__)')"
+elif [ -n "${TORCH_INDEX_URL:-}" ]; then
+  "$python" -m pip install torch --index-url "$TORCH_INDEX_URL"
+else
+  # The CPU build: a local wheel or mirror when the machine has one, else PyTorch's CPU index.
+  "$python" -m pip install "torch==2.13.0+cpu" \
+    || "$python" -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+fi
+# torch is now present, so the project's "torch>=2.3" requirement installs nothing more.
+"$python" -m pip install -e ".${extras:+[$extras]}"

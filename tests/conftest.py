@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+
+from dream_envs import EnsembleDynamics, TransitionBuffer
+
+# Two cores in CI: one torch thread per test process keeps timings stable and avoids oversubscription.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def cartpole_buffer() -> TransitionBuffer:
+    env = gym.make("CartPole-v1")
+    return TransitionBuffer.from_env(env).collect(env, n_steps=3000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pendulum_buffer() -> TransitionBuffer:
+    env = gym.make("Pendulum-v1")
+    return TransitionBuffer.from_env(env).collect(env, n_steps=3000, seed=0)
+
+
+def small_model(env_id: str, seed: int = 0, **kwargs) -> EnsembleDynamics:
+    env = gym.make(env_id)
+    options = dict(ensemble_size=4, num_elites=3, hidden_sizes=(64, 64), env_id=env_id, device="cpu", seed=seed)
+    options.update(kwargs)
+    return EnsembleDynamics(env.observation_space, env.action_space, **options)
+
+
+@pytest.fixture(scope="session")
+def cartpole_model(cartpole_buffer) -> EnsembleDynamics:
+    model = small_model("CartPole-v1")
+    model.fit(cartpole_buffer, max_epochs=15, seed=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def pendulum_model(pendulum_buffer) -> EnsembleDynamics:
+    model = small_model("Pendulum-v1", learn_termination=False)
+    model.fit(pendulum_buffer, max_epochs=15, seed=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def cartpole_model_file(cartpole_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "cartpole.pt"
+    cartpole_model.save(path)
+    return path

@@ -1,0 +1,187 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import small_model
+
+from dream_envs import EnsembleDynamics, ModelFileError, TransitionBuffer
+from dream_envs.models import ensemble as ensemble_module
+
+
+def test_one_forward_pass_evaluates_every_member_on_every_row(cartpole_model, cartpole_buffer):
+    data = cartpole_buffer.transitions()
+    calls = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: calls.append(o.shape)) for layer in cartpole_model.hidden]
+    try:
+        prediction = cartpole_model.predict(data.obs[:32], data.action[:32])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(calls) == len(cartpole_model.hidden)  # each layer ran once, for all members at once
+    assert calls[0] == (4, 32, 64)  # (E, B, hidden)
+    assert prediction.delta_mean.shape == (4, 32, 4)
+    assert prediction.reward_mean.shape == (4, 32)
+    assert prediction.termination_logit.shape == (4, 32)
+    # Members are distinct networks, not copies.
+    assert not torch.allclose(prediction.delta_mean[0], prediction.delta_mean[1])
+
+
+def test_fit_learns_cartpole_one_step_dynamics(cartpole_model, cartpole_buffer):
+    env = gym.make("CartPole-v1")
+    fresh = TransitionBuffer.from_env(env).collect(env, 500, seed=123).transitions()
+    prediction = cartpole_model.predict(fresh.obs, fresh.action)
+    predicted_next = fresh.obs + prediction.delta_mean.mean(0).numpy()
+    error = np.abs(predicted_next - fresh.next_obs).mean(0)
+    # One CartPole step moves the velocities by ~0.2-0.3; a fitted model is an order of magnitude closer.
+    scale = np.abs(fresh.next_obs - fresh.obs).mean(0)
+    assert np.all(error < 0.15 * scale), (error, scale)
+    assert np.allclose(prediction.reward_mean.mean(0).numpy(), 1.0, atol=0.05)
+
+
+def test_fit_reports_losses_elites_and_auto_threshold(cartpole_buffer):
+    model = small_model("CartPole-v1", seed=1)
+    result = model.fit(cartpole_buffer, max_epochs=6, seed=1)
+    assert result.epochs == len(result.train_loss) == len(result.holdout_loss)
+    assert result.holdout_loss[-1] < result.holdout_loss[0]
+    assert len(result.elites) == 3 and len(set(result.elites)) == 3
+    assert sorted(result.holdout_mse_per_member[i] for i in result.elites) == sorted(result.holdout_mse_per_member)[:3]
+    assert result.auto_threshold > 0 and np.isfinite(result.auto_threshold)
+    assert result.n_holdout == 300 and result.n_train == 2700
+    assert model.start_states is not None and len(model.start_states) == len(cartpole_buffer.start_states())
+
+
+def test_early_stopping_stops_before_max_epochs(cartpole_buffer):
+    model = small_model("CartPole-v1", seed=2, hidden_sizes=(16,))
+    result = model.fit(cartpole_buffer, max_epochs=500, patience=1, learning_rate=0.05, seed=2)
+    assert result.epochs < 500
+
+
+def test_fit_is_deterministic_under_seed(cartpole_buffer):
+    a, b = small_model("CartPole-v1", seed=5), small_model("CartPole-v1", seed=5)
+    a.fit(cartpole_buffer, max_epochs=2, seed=9)
+    b.fit(cartpole_buffer, max_epochs=2, seed=9)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_deterministic_model_has_zero_variance(cartpole_buffer):
+    model = small_model("CartPole-v1", probabilistic=False, learn_termination=False)
+    model.fit(cartpole_buffer, max_epochs=2, seed=0)
+    data = cartpole_buffer.transitions()
+    prediction = model.predict(data.obs[:5], data.action[:5])
+    assert torch.all(prediction.delta_var == 0) and prediction.termination_logit is None
+    step = model.step(data.obs[:5], data.action[:5])
+    assert step.terminated is None
+
+
+def test_box_actions_and_multidimensional_observations():
+    obs_space = gym.spaces.Box(-1, 1, (2, 3), dtype=np.float32)
+    act_space = gym.spaces.Box(-2, 2, (2,), dtype=np.float32)
+    buffer = TransitionBuffer(obs_space, act_space)
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (200, 2, 3)).astype(np.float32)
+    action = rng.uniform(-2, 2, (200, 2)).astype(np.float32)
+    buffer.add(obs, action, action.sum(1), obs * 0.9, np.zeros(200, bool), episode_start=np.ones(200, bool))
+    model = EnsembleDynamics(obs_space, act_space, ensemble_size=2, num_elites=1, hidden_sizes=(8,), seed=0)
+    model.fit(buffer, max_epochs=2, seed=0)
+    step = model.step(obs[:7], action[:7])
+    assert step.next_obs.shape == (7, 6) and step.reward.shape == (7,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"ensemble_size": 0}, "ensemble_size"),
+        ({"ensemble_size": 3, "num_elites": 5}, "num_elites"),
+        ({"hidden_sizes": ()}, "hidden_sizes"),
+        ({"hidden_sizes": (32, -1)}, "hidden_sizes"),
+        ({"device": "tpu9"}, "device"),
+    ],
+)
+def test_bad_constructor_arguments_are_named(kwargs, match):
+    env = gym.make("CartPole-v1")
+    with pytest.raises((ValueError, TypeError), match=match):
+        EnsembleDynamics(env.observation_space, env.action_space, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"holdout_ratio": 1.0}, "holdout_ratio"),
+        ({"learning_rate": -1}, "learning_rate"),
+    ],
+)
+def test_bad_fit_arguments_are_named(cartpole_buffer, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_model("CartPole-v1").fit(cartpole_buffer, **kwargs)
+
+
+def test_fit_rejects_a_buffer_of_another_env(pendulum_buffer):
+    with pytest.raises(ValueError, match="differ"):
+        small_model("CartPole-v1").fit(pendulum_buffer)
+
+
+def test_save_load_round_trip_gives_identical_predictions(cartpole_model, cartpole_model_file, cartpole_buffer):
+    loaded = EnsembleDynamics.load(cartpole_model_file, device="cpu")
+    data = cartpole_buffer.transitions()
+    a = cartpole_model.predict(data.obs[:50], data.action[:50])
+    b = loaded.predict(data.obs[:50], data.action[:50])
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    assert torch.equal(loaded.elite_idx, cartpole_model.elite_idx)
+    assert torch.equal(loaded.start_states, cartpole_model.start_states)
+    assert loaded.env_id == "CartPole-v1"
+
+
+def test_failed_save_leaves_the_old_file_intact(cartpole_model, tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    cartpole_model.save(path)
+    before = path.read_bytes()
+
+    def broken_save(obj, handle):
+        handle.write(b"half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ensemble_module.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        cartpole_model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+
+
+def test_load_errors_are_clear(cartpole_model_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dream-envs model file"):
+        EnsembleDynamics.load(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(cartpole_model_file.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="truncated, corrupted"):
+        EnsembleDynamics.load(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a torch file" * 10)
+    with pytest.raises(ModelFileError, match="truncated, corrupted"):
+        EnsembleDynamics.load(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelFileError, match="not a dream-envs model"):
+        EnsembleDynamics.load(foreign)
+    future = tmp_path / "future.pt"
+    payload = torch.load(cartpole_model_file, weights_only=True)
+    torch.save({**payload, "format_version": 99}, future)
+    with pytest.raises(ModelFileError, match="version 99"):
+        EnsembleDynamics.load(future)
+    pendulum = gym.make("Pendulum-v1")
+    with pytest.raises(ModelFileError, match="observation space"):
+        EnsembleDynamics.load(cartpole_model_file, pendulum.observation_space, pendulum.action_space)
+
+
+def test_load_refuses_pickled_code(tmp_path):
+    # weights_only=True: a file that would run code on unpickling is refused, not executed.
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "dream-envs/ensemble", "x": Evil()}, path)
+    with pytest.raises(ModelFileError):
+        EnsembleDynamics.load(path)

@@ -1,0 +1,63 @@
+import json
+
+import gymnasium as gym
+import pytest
+import torch
+
+from dream_envs import EnsembleDynamics
+from sb3_plugins import pretrain, train_in_dream
+
+
+def test_train_in_dream_counts_only_dream_steps():
+    result = train_in_dream(
+        "Dream-CartPole-v0",
+        "ppo",
+        128,
+        seed=0,
+        eval_episodes=1,
+        algo_kwargs={"n_steps": 64, "batch_size": 32},
+        device="cpu",
+    )
+    assert result.dream_steps == 128 and result.real_id == "CartPole-v1"
+    assert 8 <= result.real_mean <= 500
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"dream_id": "Dream-Nope-v0"}, "dream_id"),
+        ({"algo": "ddpg9"}, "algo"),
+        ({"total_timesteps": 0}, "total_timesteps"),
+        ({"eval_episodes": 0}, "eval_episodes"),
+    ],
+)
+def test_train_in_dream_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train_in_dream(**kwargs)
+
+
+def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, monkeypatch):
+    tiny = pretrain.Recipe(
+        "ppo",
+        random_steps=400,
+        rounds=1,
+        dream_steps=128,
+        real_steps_per_round=200,
+        hidden_sizes=(16,),
+        ensemble_size=3,
+        num_elites=2,
+        max_epochs=2,
+    )
+    monkeypatch.setitem(pretrain.RECIPES, "CartPole-v1", tiny)
+    pretrain.main(
+        ["--env", "CartPole-v1", "--seed", "1", "--out", str(tmp_path / "models"), "--docs", str(tmp_path / "docs")]
+    )
+    torch.set_num_threads(1)
+    env = gym.make("CartPole-v1")
+    model = EnsembleDynamics.load(tmp_path / "models" / "CartPole-v1.pt", env.observation_space, env.action_space)
+    assert model.config.hidden_sizes == (16,) and model.start_states is not None
+    record = json.loads((tmp_path / "docs" / "pretrained" / "CartPole-v1.json").read_text())
+    assert record["real_steps"] == 600
+    assert set(record["mae"]) == {"random policy", "dream-trained agent"}
+    assert len(record["mae"]["random policy"]["10"]) == 4
+    assert "## CartPole-v1" in (tmp_path / "docs" / "pretrained_models.md").read_text()
