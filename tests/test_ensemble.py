@@ -185,3 +185,11 @@ def test_load_refuses_pickled_code(tmp_path):
     torch.save({"format": "dream-envs/ensemble", "x": Evil()}, path)
     with pytest.raises(ModelFileError):
         EnsembleDynamics.load(path)
+
+
+def test_unseeded_model_leaves_the_global_torch_generator_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    small_model("CartPole-v1", seed=None)
+    assert torch.equal(torch.rand(3), expected)

@@ -85,3 +85,10 @@ def test_registration_is_idempotent():
 def test_unknown_shipped_model_is_a_clear_error():
     with pytest.raises(ValueError, match="no shipped model"):
         pretrained_model_path("Humanoid-v5")
+
+
+def test_registered_ids_cut_off_by_default_and_can_turn_it_off():
+    env = gym.make("Dream-CartPole-v0")
+    assert env.unwrapped.uncertainty_threshold == pytest.approx(float(env.unwrapped.model.auto_threshold))
+    assert gym.make("Dream-CartPole-v0", uncertainty_threshold=None).unwrapped.uncertainty_threshold is None
+    assert gym.make("Dream-CartPole-v0", uncertainty_threshold=0.5).unwrapped.uncertainty_threshold == 0.5

@@ -35,5 +35,10 @@ def register_dream_envs() -> None:
             entry_point="dream_envs.envs.dream_env:DreamEnv",
             max_episode_steps=max_steps,
             reward_threshold=threshold,
-            kwargs={"model_path": str(pretrained_model_path(env_id)), "env_id": env_id},
+            # The cutoff is on by default: a shipped dream should stop where its model stops being trustworthy.
+            kwargs={
+                "model_path": str(pretrained_model_path(env_id)),
+                "env_id": env_id,
+                "uncertainty_threshold": "auto",
+            },
         )

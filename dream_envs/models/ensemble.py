@@ -245,7 +245,9 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
         self.start_states: torch.Tensor | None = None
 
-        generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
+        init_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        generator = torch.Generator().manual_seed(init_seed)
         for layer in (*self.hidden, self.head):
             layer.reset_parameters(generator)
         self.device = resolve_device(device)
