@@ -35,17 +35,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results_path = args.out / "dream_training.json"
-    records = json.loads(results_path.read_text()) if results_path.exists() else []
     for dream_id in args.only:
         algo, steps, target = ROWS[dream_id]
         for seed in args.seeds:
             result = train_in_dream(dream_id, algo, steps, seed=seed, device="cpu").as_dict()
             result["target"] = target
             print(json.dumps(result), flush=True)
+            # Re-read just before writing, so runs of this script side by side (--only) keep each other's rows.
+            records = json.loads(results_path.read_text()) if results_path.exists() else []
             records = [r for r in records if (r["dream_id"], r["seed"]) != (dream_id, seed)] + [result]
             text = json.dumps(records, indent=1).encode()
             atomic_write(results_path, lambda f, text=text: f.write(text))
-    write_markdown(records, args.out / "dream_training.md")
+    write_markdown(json.loads(results_path.read_text()), args.out / "dream_training.md")
 
 
 def write_markdown(records: list[dict], path: Path) -> None:
