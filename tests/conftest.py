@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import pytest
 import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
 
@@ -48,3 +52,12 @@ def cartpole_model_file(cartpole_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "cartpole.pt"
     cartpole_model.save(path)
     return path
+
+
+def checker_warnings(env: gym.Env) -> set[str]:
+    """Run gymnasium's and SB3's env checkers (they raise on errors) and return what they warned about."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env, warn=True)
+    return {str(w.message) for w in caught}

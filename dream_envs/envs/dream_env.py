@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, SupportsFloat
 
@@ -12,33 +11,13 @@ import torch
 from gymnasium.utils import seeding
 
 from dream_envs.buffer import TransitionBuffer
+from dream_envs.envs.imagination import Imagination
 from dream_envs.envs.rendering import StateRenderer
 from dream_envs.models.ensemble import EnsembleDynamics
-from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
+from dream_envs.models.task_functions import TaskFn
 from dream_envs.spaces import spaces_equal
 
-__all__ = ["DreamEnv", "resolve_threshold"]
-
-
-def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> float | None:
-    """``None`` (no cutoff), ``"auto"`` (the model's holdout-derived value) or a non-negative number."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value != "auto":
-            raise ValueError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
-        auto = float(model.auto_threshold)
-        if not math.isfinite(auto):
-            raise ValueError(
-                "uncertainty_threshold='auto' needs a model fitted with a holdout split (holdout_ratio > 0); "
-                "this model has no holdout-derived threshold. Pass a number instead."
-            )
-        return auto
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"uncertainty_threshold must be >= 0 (or None to disable the cutoff), got {value!r}")
-    return float(value)
+__all__ = ["DreamEnv"]
 
 
 class DreamEnv(gym.Env):
@@ -65,7 +44,8 @@ class DreamEnv(gym.Env):
     :param propagation: ``"ts1"`` (a random elite per step) or ``"mean"`` (elite mean)
     :param deterministic: use the predicted means instead of sampling the Gaussian heads
     :param render_mode: ``None`` or ``"rgb_array"`` (drawn by the real env, where it can draw a given state)
-    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` (where the model runs)
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"``: where a model loaded from ``model_path`` runs (a given
+        ``model`` stays on its own device)
     :param seed: seeds the env's random generator at construction (``reset(seed=)`` reseeds it)
 
     Example::
@@ -120,58 +100,21 @@ class DreamEnv(gym.Env):
         self.observation_space = model.observation_space
         self.action_space = model.action_space
 
-        self.reward_fn = resolve_task_fn(self._known(reward_fn, "reward_fn"), KNOWN_REWARDS, "reward_fn")
-        self.termination_fn = resolve_task_fn(
-            self._known(termination_fn, "termination_fn"), KNOWN_TERMINATIONS, "termination_fn"
-        )
-        self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
-        if propagation not in ("ts1", "mean"):
-            raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
-        self.propagation = propagation
-        self.deterministic = bool(deterministic)
-        self._start_states = self._check_start_states(start_states)
+        self.imagination = Imagination(
+            model, env_id=self.env_id, start_states=start_states, reward_fn=reward_fn, termination_fn=termination_fn,
+            uncertainty_threshold=uncertainty_threshold, propagation=propagation, deterministic=deterministic,
+        )  # fmt: skip
+        self.uncertainty_threshold = self.imagination.uncertainty_threshold
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self._renderer = StateRenderer(self.env_id) if render_mode == "rgb_array" else None
 
-        low = torch.as_tensor(self.observation_space.low.reshape(-1), device=model.device)
-        high = torch.as_tensor(self.observation_space.high.reshape(-1), device=model.device)
-        self._obs_low, self._obs_high = low, high
         self._generator = torch.Generator(device=model.device)
         self._state: torch.Tensor | None = None  # (1, obs_dim) on the model's device
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
             self._generator.manual_seed(int(self._np_random.integers(2**62)))
-
-    def _known(self, value: Any, what: str) -> Any:
-        if value == "known":
-            if self.env_id is None:
-                raise ValueError(f"{what}='known' needs env_id= (or a model saved with an env_id)")
-            return self.env_id
-        return value
-
-    def _check_start_states(self, start_states: Any) -> torch.Tensor:
-        if start_states is None:
-            if self.model.start_states is None:
-                raise ValueError(
-                    "no start states: the model holds none (fit it on a buffer with episode starts) and "
-                    "start_states= was not given; pass real observations or a TransitionBuffer"
-                )
-            states = self.model.start_states
-        elif isinstance(start_states, TransitionBuffer):
-            states = torch.as_tensor(start_states.start_states())
-        else:
-            states = torch.as_tensor(np.asarray(start_states, np.float32))
-        states = states.reshape(len(states), -1).float() if states.ndim > 1 else states.reshape(-1, self.model.obs_dim)
-        if len(states) == 0 or states.shape[1] != self.model.obs_dim:
-            raise ValueError(
-                f"start_states must hold at least one observation of shape {self.observation_space.shape}, "
-                f"got an array of shape {tuple(states.shape)}"
-            )
-        if not torch.isfinite(states).all():
-            raise ValueError(f"start_states hold {int((~torch.isfinite(states)).any(1).sum())} non-finite row(s)")
-        return states.to(self.model.device)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start an imagined episode from a random real start state (or ``options["start_state"]``)."""
@@ -187,54 +130,35 @@ class DreamEnv(gym.Env):
                 )
             self._state = torch.as_tensor(start.reshape(1, -1), device=self.model.device)
         else:
-            index = int(self.np_random.integers(len(self._start_states)))
-            self._state = self._start_states[index : index + 1].clone()
+            starts = self.imagination.start_states
+            index = int(self.np_random.integers(len(starts)))
+            self._state = starts[index : index + 1].clone()
         return self._obs(), {"uncertainty": 0.0, "uncertainty_truncated": False}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._state is None:
             raise RuntimeError("DreamEnv.step() called before reset()")
         action_t = torch.as_tensor(np.asarray(action), device=self.model.device).reshape(1, -1)
-        imagined = self.model.step(
-            self._state,
-            action_t,
-            generator=self._generator,
-            propagation=self.propagation,
-            deterministic=self.deterministic,
-        )
-        next_obs = imagined.next_obs
-        reward = self.reward_fn(self._state, action_t, next_obs) if self.reward_fn else imagined.reward
-        if self.termination_fn is not None:
-            terminated = self.termination_fn(self._state, action_t, next_obs)
-        elif imagined.terminated is not None:
-            terminated = imagined.terminated
-        else:
-            terminated = torch.zeros(1, dtype=torch.bool, device=self.model.device)
+        imagined = self.imagination.step(self._state, action_t, self._generator)
+        self._state = imagined.next_obs
         # One host sync per step: every scalar the agent needs comes over together.
-        finite = (
-            torch.isfinite(next_obs).all() & torch.isfinite(reward).all() & torch.isfinite(imagined.uncertainty).all()
-        )
-        scalars = (
+        reward, terminated, cut_off, nonfinite, uncertainty = (
             torch.stack(
                 [
-                    finite.float(),
-                    reward.reshape(()).float(),
-                    terminated.reshape(()).float(),
-                    imagined.uncertainty.reshape(()).float(),
+                    imagined.reward.float(),
+                    imagined.terminated.float(),
+                    imagined.cut_off.float(),
+                    imagined.nonfinite.float(),
+                    imagined.uncertainty.float(),
                 ]
-            )
+            )[:, 0]
             .cpu()
             .tolist()
         )
-        is_finite, reward_value, is_terminated, uncertainty = scalars
-        if not is_finite:
-            # The model broke down: end the episode as a truncation and hand back the last finite observation.
-            info = {"uncertainty": math.inf, "uncertainty_truncated": True, "model_nonfinite": True}
-            return self._obs(), 0.0, False, True, info
-        self._state = torch.minimum(torch.maximum(next_obs, self._obs_low), self._obs_high)
-        over = self.uncertainty_threshold is not None and uncertainty > self.uncertainty_threshold
-        info = {"uncertainty": uncertainty, "uncertainty_truncated": over}
-        return self._obs(), reward_value, bool(is_terminated), over, info
+        info = {"uncertainty": uncertainty, "uncertainty_truncated": bool(cut_off)}
+        if nonfinite:
+            info["model_nonfinite"] = True
+        return self._obs(), reward, bool(terminated), bool(cut_off), info
 
     def _obs(self) -> np.ndarray:
         return self._state.reshape(self.observation_space.shape).cpu().numpy().astype(self.observation_space.dtype)
