@@ -1,0 +1,212 @@
+"""DreamVecEnv: N imagined envs stepped together, one ensemble forward pass per step, as an SB3 VecEnv."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from dream_envs import EnsembleDynamics, TransitionBuffer
+from dream_envs.envs.imagination import Imagination
+from dream_envs.models.task_functions import TaskFn
+
+__all__ = ["DreamVecEnv"]
+
+
+class DreamVecEnv(VecEnv):
+    """``n_envs`` imagined episodes over an :class:`~dream_envs.EnsembleDynamics`, as a Stable-Baselines3 ``VecEnv``.
+
+    Every ``step`` is ONE ensemble forward pass for all envs; states stay on the model's device and only the
+    arrays SB3 needs cross to numpy. The SB3 contract holds exactly: finished envs reset automatically from real
+    start states, ``infos[i]["terminal_observation"]`` holds the last observation, and
+    ``infos[i]["TimeLimit.truncated"]`` marks episodes cut by the time limit or by the uncertainty cutoff (so
+    agents bootstrap through them). ``infos[i]["uncertainty_truncated"]`` tells the cutoff apart. Non-finite
+    predictions truncate their env and never reach the agent.
+
+    :param model: a fitted ensemble
+    :param n_envs: number of imagined envs ``N``
+    :param env_id: the real env's id (for ``"known"`` reward/termination functions); default: the model's
+    :param start_states: real observations to start episodes from, or a :class:`~dream_envs.TransitionBuffer`;
+        default: the model's stored start states
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> N``
+    :param termination_fn: like ``reward_fn``
+    :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` or a number >= 0
+    :param propagation: ``"ts1"`` (a random elite per env and step) or ``"mean"`` (elite mean)
+    :param deterministic: use predicted means instead of sampling the Gaussian heads
+    :param max_episode_steps: time limit per imagined episode (``None``: episodes end only by termination or
+        cutoff)
+    :param seed: seeds start-state draws and model sampling (``seed()`` re-seeds at the next ``reset()``)
+
+    Example::
+
+        import gymnasium as gym
+        import dream_envs
+        from stable_baselines3 import PPO
+        from sb3_plugins import DreamVecEnv
+
+        model = gym.make("Dream-CartPole-v0").unwrapped.model
+        venv = DreamVecEnv(model, n_envs=8, uncertainty_threshold="auto", max_episode_steps=500, seed=0)
+        agent = PPO("MlpPolicy", venv, n_steps=32, seed=0).learn(512)
+        print(venv.imagined_steps)  # 512
+    """
+
+    def __init__(
+        self,
+        model: EnsembleDynamics,
+        n_envs: int = 16,
+        env_id: str | None = None,
+        start_states: np.ndarray | TransitionBuffer | None = None,
+        reward_fn: str | TaskFn | None = None,
+        termination_fn: str | TaskFn | None = None,
+        uncertainty_threshold: float | str | None = None,
+        propagation: str = "ts1",
+        deterministic: bool = False,
+        max_episode_steps: int | None = None,
+        seed: int | None = None,
+    ):
+        if not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1:
+            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1
+        ):
+            raise ValueError(f"max_episode_steps must be None or a positive integer, got {max_episode_steps!r}")
+        self.imagination = Imagination(
+            model, env_id=env_id, start_states=start_states, reward_fn=reward_fn, termination_fn=termination_fn,
+            uncertainty_threshold=uncertainty_threshold, propagation=propagation, deterministic=deterministic,
+        )  # fmt: skip
+        self.model = model
+        self.render_mode = None
+        self.max_episode_steps = max_episode_steps
+        self.uncertainty_threshold = self.imagination.uncertainty_threshold
+        super().__init__(int(n_envs), model.observation_space, model.action_space)
+        device = model.device
+        self._generator = torch.Generator(device=device)
+        self._generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self._state = torch.zeros((self.num_envs, model.obs_dim), device=device)  # (N, obs_dim)
+        self._episode_steps = torch.zeros(self.num_envs, dtype=torch.long, device=device)  # (N,)
+        self._actions: torch.Tensor | None = None
+        self._obs_shape = (self.num_envs, *model.observation_space.shape)
+        self._obs_dtype = model.observation_space.dtype
+        # Running totals for loggers (e.g. DynaCallback): imagined steps, finished episodes, their lengths, cutoffs.
+        self.imagined_steps = 0
+        self.episodes = 0
+        self.episode_steps_total = 0
+        self.cutoff_episodes = 0
+        self.last_uncertainty = torch.zeros(self.num_envs, device=device)
+
+    # ------------------------------------------------------------------ core
+    def _draw_starts(self, n: int) -> torch.Tensor:
+        starts = self.imagination.start_states
+        return starts[torch.randint(len(starts), (n,), device=starts.device, generator=self._generator)]
+
+    def _to_numpy_obs(self, state: torch.Tensor) -> np.ndarray:
+        return state.cpu().numpy().reshape(self._obs_shape).astype(self._obs_dtype, copy=False)
+
+    def reset(self) -> VecEnvObs:
+        if self._seeds[0] is not None:
+            self._generator.manual_seed(int(self._seeds[0]))
+        self._reset_seeds()
+        self._reset_options()
+        self._state = self._draw_starts(self.num_envs)
+        self._episode_steps.zero_()
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._to_numpy_obs(self._state)
+
+    def reset_from(self, obs: np.ndarray | torch.Tensor) -> VecEnvObs:
+        """Reset every env to the given real observations (``N x *obs_shape``), e.g. to branch from real states."""
+        state = torch.as_tensor(obs if isinstance(obs, torch.Tensor) else np.asarray(obs, np.float32))
+        if state.numel() != self.num_envs * self.model.obs_dim or not torch.isfinite(state).all():
+            raise ValueError(
+                f"reset_from needs {self.num_envs} finite observations of shape {self.observation_space.shape}, "
+                f"got an array of shape {tuple(state.shape)}"
+            )
+        state = state.to(self.model.device, torch.float32).reshape(self.num_envs, -1)
+        self._state = state.clone()
+        self._episode_steps.zero_()
+        return self._to_numpy_obs(self._state)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = torch.as_tensor(np.asarray(actions), device=self.model.device).reshape(self.num_envs, -1)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("DreamVecEnv.step_wait() called without step_async()")
+        imagined = self.imagination.step(self._state, self._actions, self._generator)
+        self._actions = None
+        self._episode_steps += 1
+        truncated = imagined.cut_off
+        if self.max_episode_steps is not None:
+            truncated = truncated | (self._episode_steps >= self.max_episode_steps)
+        dones = imagined.terminated | truncated  # (N,)
+        # Auto-reset without data-dependent shapes: draw a start for every env, keep it where the env is done.
+        self._state = torch.where(dones[:, None], self._draw_starts(self.num_envs), imagined.next_obs)
+        lengths = self._episode_steps.clone()
+        self._episode_steps = torch.where(dones, torch.zeros_like(self._episode_steps), self._episode_steps)
+        self.last_uncertainty = imagined.uncertainty
+
+        # One transfer to the host for everything the SB3 side reads.
+        obs = self._to_numpy_obs(self._state)
+        terminal_obs = imagined.next_obs.cpu().numpy()
+        rewards = imagined.reward.float().cpu().numpy()
+        flags = torch.stack([dones, imagined.terminated, imagined.cut_off]).cpu().numpy()
+        dones_np, terminated_np, cut_off_np = flags
+        lengths_np = lengths.cpu().numpy()
+
+        self.imagined_steps += self.num_envs
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        done_idx = np.flatnonzero(dones_np)
+        for i in done_idx:  # only the envs that finished: their episode ends need per-env records
+            infos[i]["terminal_observation"] = terminal_obs[i].reshape(self.observation_space.shape)
+            infos[i]["TimeLimit.truncated"] = not terminated_np[i]
+            infos[i]["uncertainty_truncated"] = bool(cut_off_np[i])
+        self.episodes += len(done_idx)
+        self.episode_steps_total += int(lengths_np[done_idx].sum())
+        self.cutoff_episodes += int(cut_off_np[done_idx].sum())
+        return obs, rewards, dones_np.copy(), infos
+
+    # ------------------------------------------------------------------ VecEnv plumbing
+    def close(self) -> None:
+        return None
+
+    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+        """Seed the next ``reset()`` (SB3 semantics: env ``i`` gets ``seed + i``)."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._seeds = [seed + i for i in range(self.num_envs)]
+        return self._seeds
+
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, (int, np.integer)):
+            return [int(indices)]
+        return list(indices)
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """All imagined envs share this object's attributes; the value is repeated per index."""
+        value = getattr(self, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set a shared attribute; the envs have no per-env attributes, so a strict subset of indices is refused."""
+        if sorted(self._indices(indices)) != list(range(self.num_envs)):
+            raise ValueError(
+                f"DreamVecEnv envs share their attributes; set_attr({attr_name!r}) applies to all {self.num_envs} "
+                f"envs, not to indices={indices!r}"
+            )
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        """Call a method of this object once per requested index (they all share it)."""
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None for _ in range(self.num_envs)]
