@@ -1,8 +1,9 @@
 """sb3_plugins: Stable-Baselines3 plug-ins for dream-envs (this is where SB3 enters; dream_envs never imports it)."""
 
+from sb3_plugins.callbacks import DynaCallback
 from sb3_plugins.dream_training import ALGOS, DreamTrainingResult, train_in_dream
 from sb3_plugins.dream_vec_env import DreamVecEnv
 
 __version__ = "0.1.0"
 
-__all__ = ["ALGOS", "DreamTrainingResult", "DreamVecEnv", "train_in_dream", "__version__"]
+__all__ = ["ALGOS", "DreamTrainingResult", "DreamVecEnv", "DynaCallback", "train_in_dream", "__version__"]

@@ -1,0 +1,327 @@
+"""DynaCallback: one callback that makes stock SB3 agents learn from a model's imagination as well as reality."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from dream_envs import EnsembleDynamics, TransitionBuffer
+from dream_envs.envs.imagination import Imagination
+from dream_envs.models.task_functions import TaskFn
+from sb3_plugins.dream_vec_env import DreamVecEnv
+from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
+
+__all__ = ["DynaCallback"]
+
+_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 4, "hidden_sizes": (200, 200, 200)}
+_DEFAULT_FIT = {"max_epochs": 50, "patience": 5}
+
+
+class _Silent(BaseCallback):
+    """The callback handed to SB3's own ``collect_rollouts`` when it gathers imagined data: it does nothing."""
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class DynaCallback(BaseCallback):
+    """Interleave real and imagined experience in unchanged Stable-Baselines3 training (Dyna / MBPO).
+
+    ``Algo("MlpPolicy", real_env).learn(n, callback=DynaCallback())``: the callback records every real
+    transition, refits an :class:`~dream_envs.EnsembleDynamics` on them, and feeds the agent imagined experience
+    from real states. ``num_timesteps`` keeps counting REAL steps only; imagined steps are counted and logged
+    separately.
+
+    - Off-policy (DQN, SAC, TD3): MBPO. Every ``model_train_freq`` real steps the model is refitted, then
+      ``rollout_batch_size`` branches of ``rollout_horizon`` steps start from real states and follow the current
+      policy; the agent's ``train()`` then samples batches that are ``real_ratio`` real, the rest imagined, with
+      ``utd_ratio`` gradient steps per real step.
+    - On-policy (PPO, A2C): before each real rollout the model is refitted, and the agent runs ``dream_rollouts``
+      extra rounds of its own ``collect_rollouts`` + ``train()`` on a :class:`DreamVecEnv` of ``dream_envs``
+      envs started at real states (uncertainty cutoff on), so its optimiser, schedules and logger are the stock ones.
+
+    Logged under ``dyna/``: model train/holdout loss, model-fit wall time, imagined steps, mean imagined rollout
+    length, fraction of imagined episodes truncated by uncertainty, real steps.
+
+    :param model: an ensemble to train; default: a new one for the env's spaces (``ensemble_kwargs``)
+    :param ensemble_kwargs: arguments of the new :class:`EnsembleDynamics`
+    :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...)
+    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable, as in :class:`DreamVecEnv`
+    :param termination_fn: like ``reward_fn``
+    :param env_id: the real env's id for ``"known"`` functions; default: the training env's spec id
+    :param uncertainty_threshold: the cutoff of imagined rollouts (``"auto"``, a number >= 0, or ``None``)
+    :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout)
+    :param min_real_steps: real transitions needed before the first fit
+    :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
+        linear schedule over real steps
+    :param rollout_batch_size: branches started per refit (off-policy)
+    :param real_ratio: fraction of real transitions in each off-policy training batch, in [0, 1]
+    :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
+    :param imagined_capacity: imagined transitions kept (off-policy)
+    :param dream_envs: imagined envs per on-policy dream rollout
+    :param dream_rollouts: extra on-policy update rounds in the dream per real rollout
+    :param seed: seeds the model, rollout starts and sampling
+    :param verbose: 1 prints a line per model fit
+
+    Example::
+
+        import gymnasium as gym
+        from stable_baselines3 import PPO
+        from sb3_plugins import DynaCallback
+
+        agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0)
+        dyna = DynaCallback(fit_kwargs={"max_epochs": 2}, ensemble_kwargs={"hidden_sizes": (32,)}, dream_envs=4,
+                            seed=0)
+        agent.learn(128, callback=dyna)
+        print(agent.num_timesteps, dyna.imagined_steps)  # 128 real steps, imagined ones counted apart
+    """
+
+    def __init__(
+        self,
+        model: EnsembleDynamics | None = None,
+        ensemble_kwargs: dict[str, Any] | None = None,
+        fit_kwargs: dict[str, Any] | None = None,
+        reward_fn: str | TaskFn | None = None,
+        termination_fn: str | TaskFn | None = None,
+        env_id: str | None = None,
+        uncertainty_threshold: float | str | None = "auto",
+        model_train_freq: int = 250,
+        min_real_steps: int = 64,
+        rollout_horizon: int | tuple[int, int, int, int] = 20,
+        rollout_batch_size: int = 400,
+        real_ratio: float = 0.1,
+        utd_ratio: int | None = 10,
+        imagined_capacity: int = 100_000,
+        dream_envs: int = 16,
+        dream_rollouts: int = 4,
+        seed: int | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        if model is not None and not isinstance(model, EnsembleDynamics):
+            raise TypeError(f"model must be an EnsembleDynamics or None, got {type(model).__name__}")
+        if not (isinstance(real_ratio, (int, float)) and 0.0 <= real_ratio <= 1.0):
+            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio!r}")
+        for name, value in (
+            ("model_train_freq", model_train_freq),
+            ("min_real_steps", min_real_steps),
+            ("rollout_batch_size", rollout_batch_size),
+            ("imagined_capacity", imagined_capacity),
+            ("dream_envs", dream_envs),
+            ("dream_rollouts", dream_rollouts),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
+            raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
+        self._horizon_schedule = _check_horizon(rollout_horizon)
+        self.ensemble = model
+        self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
+        self.fit_kwargs = {**_DEFAULT_FIT, **(fit_kwargs or {})}
+        self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
+        self.uncertainty_threshold = uncertainty_threshold
+        self.model_train_freq = model_train_freq
+        self.min_real_steps = min_real_steps
+        self.rollout_batch_size = rollout_batch_size
+        self.real_ratio = float(real_ratio)
+        self.utd_ratio = utd_ratio
+        self.imagined_capacity = imagined_capacity
+        self.dream_envs = dream_envs
+        self.dream_rollouts = dream_rollouts
+        self.seed = seed
+        self.real = None  # TransitionBuffer of every real transition seen
+        self.imagined_steps = 0
+        self.model_fits = 0
+        self._steps_since_fit = 0
+        self._rng = np.random.default_rng(seed)
+        self._torch_generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _init_callback(self) -> None:
+        algo: BaseAlgorithm = self.model
+        if not isinstance(algo, (OnPolicyAlgorithm, OffPolicyAlgorithm)) or type(algo).__name__ not in (
+            "PPO", "A2C", "DQN", "SAC", "TD3",
+        ):  # fmt: skip
+            raise TypeError(
+                f"DynaCallback supports stock PPO, A2C, DQN, SAC and TD3; got {type(algo).__name__}. "
+                "Other algorithms need their own way of mixing in imagined experience."
+            )
+        if algo.get_vec_normalize_env() is not None:
+            raise ValueError(
+                "DynaCallback learns its model from the env's raw observations; remove VecNormalize from the "
+                "training env (normalisation happens inside the model)."
+            )
+        if self.env_id is None:
+            spec = self.training_env.get_attr("spec")[0]
+            self.env_id = spec.id if spec is not None else None
+        if self.ensemble is None:
+            self.ensemble = EnsembleDynamics(
+                algo.observation_space, algo.action_space, env_id=self.env_id, device=algo.device, seed=self.seed,
+                **self.ensemble_kwargs,
+            )  # fmt: skip
+        self.real = TransitionBuffer(algo.observation_space, algo.action_space)
+        self._torch_generator = torch.Generator(device=self.ensemble.device)
+        self._torch_generator.manual_seed(int(self._rng.integers(2**62)))
+        self._off_policy = isinstance(algo, OffPolicyAlgorithm)
+        self._box_actions = isinstance(algo.action_space, spaces.Box)
+        if self._off_policy:
+            real_buffer = (
+                algo.replay_buffer.real if isinstance(algo.replay_buffer, MixedReplayBuffer) else algo.replay_buffer
+            )
+            self._imagined = ImaginedReplay(
+                self.imagined_capacity, self.ensemble.obs_dim, real_buffer.actions.shape[2:],
+                torch.as_tensor(real_buffer.actions[:1]).dtype, algo.device, seed=int(self._rng.integers(2**62)),
+            )  # fmt: skip
+            algo.replay_buffer = MixedReplayBuffer(real_buffer, self._imagined, self.real_ratio, algo.gamma)
+            if self.utd_ratio is not None:
+                algo.gradient_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
+
+    def _on_training_start(self) -> None:
+        self._prev_obs = np.array(self.model._last_obs, copy=True)  # SB3 keeps the first observation only there
+        self._episode_start = np.ones(self.training_env.num_envs, dtype=bool)
+
+    # ------------------------------------------------------------------ real data
+    def _on_step(self) -> bool:
+        self._record_real_step()
+        if self._off_policy:
+            self._steps_since_fit += self.training_env.num_envs
+            if self._steps_since_fit >= self.model_train_freq and len(self.real) >= self.min_real_steps:
+                self._steps_since_fit = 0
+                self._fit_model()
+                self._branch_rollouts()
+        return True
+
+    def _record_real_step(self) -> None:
+        # SB3 exposes a step's results to callbacks only as the collection loop's locals.
+        new_obs, rewards, dones, infos = (self.locals[k] for k in ("new_obs", "rewards", "dones", "infos"))
+        actions = self.locals["clipped_actions"] if "clipped_actions" in self.locals else self.locals["actions"]
+        next_obs = np.array(new_obs, copy=True)
+        truncated = np.zeros(len(dones), dtype=bool)
+        for i in np.flatnonzero(dones):  # only finished envs carry their true last observation in infos
+            next_obs[i] = infos[i]["terminal_observation"]
+            truncated[i] = infos[i].get("TimeLimit.truncated", False)
+        self.real.add(self._prev_obs, actions, rewards, next_obs, dones & ~truncated, truncated, self._episode_start)
+        self._prev_obs = np.array(new_obs, copy=True)
+        self._episode_start = np.array(dones, dtype=bool)
+
+    def _fit_model(self) -> None:
+        started = time.perf_counter()
+        result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
+        self.model_fits += 1
+        self.logger.record("dyna/model_train_loss", result.train_loss[-1])
+        if result.holdout_loss:
+            self.logger.record("dyna/model_holdout_loss", result.holdout_loss[-1])
+        self.logger.record("dyna/model_fit_seconds", time.perf_counter() - started)
+        self.logger.record("dyna/real_steps", self.num_timesteps)
+        if self.verbose:
+            print(f"DynaCallback: model fit {self.model_fits} on {len(self.real)} real steps, {result.epochs} epochs")
+
+    def _imagination(self, start_states: np.ndarray) -> Imagination:
+        return Imagination(
+            self.ensemble, env_id=self.env_id, start_states=start_states, reward_fn=self.reward_fn,
+            termination_fn=self.termination_fn, uncertainty_threshold=self.uncertainty_threshold,
+        )  # fmt: skip
+
+    def rollout_horizon(self) -> int:
+        """The current imagined branch length (MBPO's schedule over real steps, or the fixed value)."""
+        start, end, low, high = self._horizon_schedule
+        progress = np.clip((self.model.num_timesteps - start) / max(end - start, 1), 0.0, 1.0)
+        return int(round(low + progress * (high - low)))
+
+    # ------------------------------------------------------------------ off-policy: MBPO branches
+    def _branch_rollouts(self) -> None:
+        algo = self.model
+        data = self.real.transitions()
+        starts = data.obs[self._rng.integers(len(data.obs), size=self.rollout_batch_size)]
+        imagination = self._imagination(data.obs)
+        obs = torch.as_tensor(starts, device=self.ensemble.device)  # (B, obs_dim)
+        alive = torch.ones(len(obs), dtype=torch.bool, device=obs.device)
+        lengths = torch.zeros(len(obs), device=obs.device)
+        cut = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
+        for _ in range(self.rollout_horizon()):
+            obs_np = obs.cpu().numpy().reshape(-1, *algo.observation_space.shape)
+            actions_np, _ = algo.predict(obs_np, deterministic=False)
+            actions = torch.as_tensor(actions_np, device=obs.device)
+            step = imagination.step(obs, actions.reshape(len(obs), -1), self._torch_generator)
+            keep = alive & ~step.nonfinite
+            # SB3 stores Box actions scaled to [-1, 1] in replay buffers; Discrete ones as they are.
+            buffer_actions = algo.policy.scale_action(actions_np) if self._box_actions else actions_np
+            self._imagined.add(
+                obs[keep], torch.as_tensor(buffer_actions, device=obs.device)[keep], step.reward[keep],
+                step.next_obs[keep], step.terminated[keep],
+            )  # fmt: skip
+            self.imagined_steps += int(keep.sum())
+            lengths += keep.float()
+            cut |= alive & step.cut_off
+            alive = keep & ~step.terminated & ~step.cut_off
+            obs = step.next_obs
+            if not alive.any():
+                break
+        self.logger.record("dyna/imagined_steps", self.imagined_steps)
+        self.logger.record("dyna/mean_imagined_rollout_length", float(lengths.mean()))
+        self.logger.record("dyna/uncertainty_truncated_fraction", float(cut.float().mean()))
+
+    # ------------------------------------------------------------------ on-policy: extra updates in the dream
+    def _on_rollout_start(self) -> None:
+        if self._off_policy or len(self.real) < self.min_real_steps:
+            return
+        self._fit_model()
+        self._dream_updates()
+
+    def _dream_updates(self) -> None:
+        algo: OnPolicyAlgorithm = self.model
+        data = self.real.transitions()
+        dream = DreamVecEnv(
+            self.ensemble, n_envs=self.dream_envs, env_id=self.env_id, start_states=data.obs,
+            reward_fn=self.reward_fn, termination_fn=self.termination_fn,
+            uncertainty_threshold=self.uncertainty_threshold, max_episode_steps=self._horizon_schedule[3],
+            seed=int(self._rng.integers(2**31)),
+        )  # fmt: skip
+        dream_buffer = RolloutBuffer(
+            algo.n_steps, algo.observation_space, algo.action_space, device=algo.device, gamma=algo.gamma,
+            gae_lambda=algo.gae_lambda, n_envs=self.dream_envs,
+        )  # fmt: skip
+        # collect_rollouts moves these; they belong to the real env and are put back untouched.
+        saved = (algo.num_timesteps, algo._last_obs, algo._last_episode_starts, algo.rollout_buffer, algo.env)
+        silent = _Silent()
+        silent.init_callback(algo)
+        try:
+            algo.rollout_buffer = dream_buffer
+            for _ in range(self.dream_rollouts):
+                algo._last_obs = dream.reset()
+                algo._last_episode_starts = np.ones(self.dream_envs, dtype=bool)
+                algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=algo.n_steps)
+                algo.train()
+        finally:
+            algo.num_timesteps, algo._last_obs, algo._last_episode_starts, algo.rollout_buffer, algo.env = saved
+            algo.policy.set_training_mode(False)
+        self.imagined_steps += dream.imagined_steps
+        self.logger.record("dyna/imagined_steps", self.imagined_steps)
+        if dream.episodes:
+            self.logger.record("dyna/mean_imagined_rollout_length", dream.episode_steps_total / dream.episodes)
+            self.logger.record("dyna/uncertainty_truncated_fraction", dream.cutoff_episodes / dream.episodes)
+
+
+def _check_horizon(value: int | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"rollout_horizon must be >= 1, got {value!r}")
+        return (0, 1, value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 4 and all(isinstance(v, int) for v in value):
+        start, end, low, high = value
+        if low < 1 or high < 1 or end < start:
+            raise ValueError(
+                f"rollout_horizon schedule (start_step, end_step, min_h, max_h) needs horizons >= 1 and "
+                f"end_step >= start_step, got {value!r}"
+            )
+        return (start, end, low, high)
+    raise ValueError(f"rollout_horizon must be an int >= 1 or (start_step, end_step, min_h, max_h), got {value!r}")

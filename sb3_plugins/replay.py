@@ -1,0 +1,128 @@
+"""Imagined transitions for off-policy agents, and the real/imagined mix that SB3's ``train()`` samples from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+__all__ = ["ImaginedReplay", "MixedReplayBuffer"]
+
+
+class ImaginedReplay:
+    """A ring buffer of imagined transitions kept as torch tensors on the agent's device (no numpy round trip).
+
+    :param capacity: rows kept; the oldest are overwritten (MBPO keeps only recent model rollouts)
+    :param obs_dim: flattened observation size
+    :param action_shape: per-row action shape as SB3's replay buffer stores it
+    :param action_dtype: dtype of stored actions (SB3 keeps Discrete actions as integers)
+    :param device: the agent's device
+    :param seed: seeds the sampling generator
+
+    Example::
+
+        import torch
+        from sb3_plugins.replay import ImaginedReplay
+
+        replay = ImaginedReplay(100, obs_dim=3, action_shape=(1,), action_dtype=torch.float32, device="cpu", seed=0)
+        replay.add(torch.zeros(5, 3), torch.zeros(5, 1), torch.ones(5), torch.zeros(5, 3), torch.zeros(5))
+        print(len(replay), replay.sample(2).rewards.shape)  # 5 torch.Size([2, 1])
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        action_shape: tuple[int, ...],
+        action_dtype: torch.dtype,
+        device: torch.device | str,
+        seed: int | None = None,
+    ):
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self.obs = torch.zeros((self.capacity, obs_dim), device=self.device)
+        self.actions = torch.zeros((self.capacity, *action_shape), dtype=action_dtype, device=self.device)
+        self.rewards = torch.zeros((self.capacity, 1), device=self.device)
+        self.next_obs = torch.zeros((self.capacity, obs_dim), device=self.device)
+        self.dones = torch.zeros((self.capacity, 1), device=self.device)
+        self.pos, self.size = 0, 0
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, actions, rewards, next_obs, dones) -> None:
+        """Append ``B`` rows (tensors with a leading ``B``), overwriting the oldest when full."""
+        n = len(obs)
+        index = (self.pos + torch.arange(n, device=self.device)) % self.capacity
+        self.obs[index] = obs.to(self.device).reshape(n, -1).float()
+        self.actions[index] = actions.to(self.device, self.actions.dtype).reshape(n, *self.actions.shape[1:])
+        self.rewards[index] = rewards.to(self.device).reshape(n, 1).float()
+        self.next_obs[index] = next_obs.to(self.device).reshape(n, -1).float()
+        self.dones[index] = dones.to(self.device).reshape(n, 1).float()
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> ReplayBufferSamples:
+        index = torch.randint(self.size, (batch_size,), device=self.device, generator=self._generator)
+        return ReplayBufferSamples(
+            self.obs[index], self.actions[index], self.next_obs[index], self.dones[index], self.rewards[index], None
+        )
+
+
+class MixedReplayBuffer:
+    """Stands in for an off-policy agent's ``replay_buffer``: stores real transitions as before, and samples
+    batches that are ``real_ratio`` real and the rest imagined (all real while nothing is imagined yet).
+
+    Every attribute and method other than ``sample`` is the real buffer's, so SB3's collection, ``save_replay_buffer``
+    and ``load_replay_buffer`` keep working on real data.
+
+    :param real: the agent's own replay buffer
+    :param imagined: imagined transitions
+    :param real_ratio: fraction of each batch drawn from real data, in [0, 1]
+    :param gamma: the agent's discount, for imagined rows when the real buffer returns n-step discounts
+
+    Example::
+
+        import gymnasium as gym, torch
+        from stable_baselines3 import SAC
+        from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
+
+        agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=10, seed=0).learn(20)
+        imagined = ImaginedReplay(100, 3, (1,), torch.float32, "cpu", seed=0)
+        mixed = MixedReplayBuffer(agent.replay_buffer, imagined, real_ratio=0.5)
+        print(mixed.sample(8).observations.shape)  # all real until something is imagined
+    """
+
+    def __init__(self, real: ReplayBuffer, imagined: ImaginedReplay, real_ratio: float, gamma: float = 0.99):
+        self.real = real
+        self.imagined = imagined
+        self.real_ratio = float(real_ratio)
+        self.gamma = float(gamma)
+
+    def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
+        n_real = batch_size if len(self.imagined) == 0 else int(round(self.real_ratio * batch_size))
+        n_imagined = batch_size - n_real
+        if n_imagined == 0:
+            return self.real.sample(batch_size, env=env)
+        imagined = self.imagined.sample(n_imagined)
+        if n_real == 0:
+            return imagined
+        real = self.real.sample(n_real, env=env)
+        return ReplayBufferSamples(
+            *(torch.cat([r, i.to(r.dtype)]) for r, i in zip(real[:5], imagined[:5])),
+            # Imagined rows are one-step transitions: their discount is gamma.
+            None
+            if real.discounts is None
+            else torch.cat([real.discounts, torch.full_like(imagined.rewards, self.gamma)]),
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this class does not define: everything else is the real buffer's.
+        if name in ("real", "imagined", "real_ratio", "gamma"):  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.real, name)

@@ -1,0 +1,128 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_plugins import DynaCallback
+from sb3_plugins.replay import MixedReplayBuffer
+
+FAST = {
+    "fit_kwargs": {"max_epochs": 3},
+    "ensemble_kwargs": {"hidden_sizes": (32,)},
+    "dream_envs": 4,
+    "model_train_freq": 100,
+    "rollout_batch_size": 32,
+    "utd_ratio": 2,
+    "seed": 0,
+}
+
+
+class Capture(KVWriter):
+    def __init__(self):
+        self.keys = set()
+
+    def write(self, key_values, key_excluded, step=0):
+        self.keys |= set(key_values)
+
+
+def agent_for(algo):
+    if algo in (PPO, A2C):
+        kwargs = {"n_steps": 64, "batch_size": 64} if algo is PPO else {"n_steps": 16}
+        return algo("MlpPolicy", gym.make("CartPole-v1"), seed=0, device="cpu", **kwargs)
+    env_id = "CartPole-v1" if algo is DQN else "Pendulum-v1"
+    return algo("MlpPolicy", gym.make(env_id), learning_starts=50, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("algo", [PPO, A2C, DQN, SAC, TD3], ids=lambda a: a.__name__)
+def test_each_stock_algorithm_learns_with_the_callback(algo):
+    agent = agent_for(algo)
+    capture = Capture()
+    agent.set_logger(Logger(None, [capture]))
+    dyna = DynaCallback(**FAST)
+    agent.learn(300, callback=dyna)
+    # Real-step accounting: num_timesteps counts the real env only; every real step was recorded once.
+    assert agent.num_timesteps in (300, 304, 320)  # rounded up to a whole rollout for on-policy agents
+    assert len(dyna.real) == agent.num_timesteps
+    assert dyna.model_fits >= 1 and dyna.imagined_steps > 0
+    if algo in (DQN, SAC, TD3):
+        assert isinstance(agent.replay_buffer, MixedReplayBuffer)
+        assert agent.replay_buffer.size() == agent.num_timesteps  # only real transitions in the real buffer
+        assert len(agent.replay_buffer.imagined) == dyna.imagined_steps
+    agent.logger.dump(agent.num_timesteps)
+    expected = {
+        "dyna/model_train_loss",
+        "dyna/model_holdout_loss",
+        "dyna/model_fit_seconds",
+        "dyna/imagined_steps",
+        "dyna/mean_imagined_rollout_length",
+        "dyna/uncertainty_truncated_fraction",
+        "dyna/real_steps",
+    }
+    assert expected <= capture.keys
+
+
+def test_recorded_real_transitions_match_the_env(tmp_path):
+    agent = agent_for(PPO)
+    dyna = DynaCallback(**FAST)
+    agent.learn(64, callback=dyna)
+    data = dyna.real.transitions()
+    inside = ~(data.terminated | data.truncated)[:-1]
+    assert np.allclose(data.next_obs[:-1][inside], data.obs[1:][inside])
+    assert data.episode_start[0] and np.all(data.reward == 1.0)
+    # Terminal rows hold the real last observation (past the failure angle or cart limit), not the reset one.
+    ends = np.flatnonzero(data.terminated)
+    assert len(ends) and np.all((np.abs(data.next_obs[ends, 2]) > 0.2094) | (np.abs(data.next_obs[ends, 0]) > 2.4))
+
+
+def test_composes_with_eval_checkpoint_progress_bar_and_save_load(tmp_path):
+    agent = agent_for(DQN)
+    eval_cb = EvalCallback(gym.make("CartPole-v1"), eval_freq=100, n_eval_episodes=2, log_path=str(tmp_path), verbose=0)
+    checkpoint = CheckpointCallback(save_freq=150, save_path=str(tmp_path))
+    agent.learn(300, callback=[DynaCallback(**FAST), eval_cb, checkpoint], progress_bar=True)
+    assert agent.num_timesteps == 300 and len(eval_cb.evaluations_results) == 3
+    assert list(tmp_path.glob("rl_model_*_steps.zip"))
+    agent.save(tmp_path / "agent.zip")
+    loaded = DQN.load(tmp_path / "agent.zip", env=gym.make("CartPole-v1"))
+    loaded.learn(100, callback=DynaCallback(**FAST), reset_num_timesteps=False)
+    assert loaded.num_timesteps == 400
+
+
+def test_unsupported_algorithm_and_vecnormalize_are_refused():
+    ddpg = DDPG("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=10, device="cpu")
+    with pytest.raises(TypeError, match="PPO, A2C, DQN, SAC and TD3; got DDPG"):
+        ddpg.learn(20, callback=DynaCallback(**FAST))
+    normalized = PPO(
+        "MlpPolicy", VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1")])), n_steps=64, device="cpu"
+    )
+    with pytest.raises(ValueError, match="VecNormalize"):
+        normalized.learn(64, callback=DynaCallback(**FAST))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"real_ratio": 1.5}, "real_ratio"),
+        ({"real_ratio": -0.1}, "real_ratio"),
+        ({"rollout_horizon": 0}, "rollout_horizon"),
+        ({"rollout_horizon": (0, 100, 1, 0)}, "rollout_horizon"),
+        ({"model_train_freq": 0}, "model_train_freq"),
+        ({"utd_ratio": 0}, "utd_ratio"),
+        ({"dream_envs": 0}, "dream_envs"),
+        ({"model": "model.pt"}, "EnsembleDynamics"),
+    ],
+)
+def test_bad_knobs_fail_at_construction(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        DynaCallback(**kwargs)
+
+
+def test_rollout_horizon_schedule():
+    dyna = DynaCallback(rollout_horizon=(100, 1100, 1, 11))
+    agent = agent_for(PPO)
+    dyna.init_callback(agent)
+    for steps, horizon in ((0, 1), (100, 1), (600, 6), (1100, 11), (5000, 11)):
+        agent.num_timesteps = steps
+        assert dyna.rollout_horizon() == horizon
