@@ -9,17 +9,21 @@ from dream_envs import EnsembleDynamics
 from sb3_plugins import DreamVecEnv
 
 
-def test_one_forward_pass_per_step_whatever_the_number_of_envs(cartpole_model):
+def test_one_forward_pass_per_step_whatever_the_number_of_envs(cartpole_model, monkeypatch):
     venv = DreamVecEnv(cartpole_model, n_envs=64, seed=0)
     venv.reset()
-    calls = []
-    hook = cartpole_model.hidden[0].register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
-    try:
-        for _ in range(3):
-            venv.step(np.zeros(64, np.int64))
-    finally:
-        hook.remove()
-    assert calls == [(4, 64, 64)] * 3  # (E, N, hidden): all members, all envs, once per step
+    shapes = []
+    baddbmm = torch.baddbmm
+
+    def counting_baddbmm(bias, x, weight, **kwargs):
+        shapes.append(tuple(x.shape))
+        return baddbmm(bias, x, weight, **kwargs)
+
+    monkeypatch.setattr(torch, "baddbmm", counting_baddbmm)
+    for _ in range(3):
+        venv.step(np.zeros(64, np.int64))
+    # Per step, one batched matmul per layer for all members and all envs: (E, N, in) for 2 hidden + head.
+    assert shapes == [(4, 64, 6), (4, 64, 64), (4, 64, 64)] * 3
 
 
 def test_auto_reset_terminal_observation_and_time_limit(cartpole_model):
@@ -130,7 +134,7 @@ def test_propagation_mean_is_deterministic_given_means(cartpole_model):
     venv = DreamVecEnv(cartpole_model, n_envs=2, propagation="mean", deterministic=True)
     venv.reset_from(np.zeros((2, 4), np.float32))
     obs, _, _, _ = venv.step(np.array([0, 0]))
-    assert np.array_equal(obs[0], obs[1])
+    assert np.allclose(obs[0], obs[1], rtol=0, atol=1e-6)  # identical up to SIMD rounding of the batched matmul
 
 
 @pytest.mark.parametrize(

@@ -244,6 +244,7 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("auto_threshold", torch.tensor(float("nan")))
         self.register_buffer("fitted", torch.tensor(False))
         self.start_states: torch.Tensor | None = None
+        self._inference_buffers: dict[int, torch.Tensor] = {}
 
         # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
         init_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
@@ -254,21 +255,48 @@ class EnsembleDynamics(nn.Module):
         self.to(self.device)
 
     # ------------------------------------------------------------------ forward passes
-    def _forward_normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``x``: ``(E, B, in)`` normalised -> normalised mean and log-variance ``(E, B, out)``, logit ``(E, B)``."""
+    def _trunk(self, x: torch.Tensor, reuse_buffers: bool = False) -> torch.Tensor:
+        """``x``: ``(E, B, in)`` normalised -> raw head output ``(E, B, head_width)``.
+
+        Without autograd the activations run in place, and with ``reuse_buffers`` every layer writes into a
+        buffer kept from the previous call of the same batch size: large dream batches then cost their matmuls,
+        not fresh allocations (measured in benchmarks/dream_throughput.py). Outputs in reused buffers are
+        overwritten by the next such call, so callers copy what they keep.
+        """
+        in_place = not torch.is_grad_enabled()
         h = x
-        for layer in self.hidden:
-            h = nn.functional.silu(layer(h))
-        out = self.head(h)  # (E, B, head_width)
+        for index, layer in enumerate((*self.hidden, self.head)):
+            if reuse_buffers:
+                h = torch.baddbmm(layer.bias, h, layer.weight, out=self._buffer(index, h.shape[1], layer.bias.shape[2]))
+            else:
+                h = layer(h)
+            if index < len(self.hidden):
+                h = nn.functional.silu(h, inplace=in_place)
+        return h
+
+    def _buffer(self, index: int, batch: int, width: int) -> torch.Tensor:
+        shape = (self.config.ensemble_size, batch, width)
+        buffer = self._inference_buffers.get(index)
+        if buffer is None or buffer.shape != shape or buffer.device != self.device:
+            buffer = self._inference_buffers[index] = torch.empty(shape, device=self.device)
+        return buffer
+
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Raw head output ``(..., head_width)`` -> normalised mean, bounded log-variance ``(..., out)``, logit."""
         mean = out[..., : self.out_dim]
         logit = out[..., -1] if self.config.learn_termination else None
         if self.config.probabilistic:
             logvar = out[..., self.out_dim : 2 * self.out_dim]
-            logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
-            logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+            max_logvar, min_logvar = self.max_logvar.reshape(-1), self.min_logvar.reshape(-1)  # (out,)
+            logvar = max_logvar - nn.functional.softplus(max_logvar - logvar)
+            logvar = min_logvar + nn.functional.softplus(logvar - min_logvar)
         else:
             logvar = torch.full_like(mean, -math.inf)
         return mean, logvar, logit
+
+    def _forward_normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``x``: ``(E, B, in)`` normalised -> normalised mean and log-variance ``(E, B, out)``, logit ``(E, B)``."""
+        return self._split(self._trunk(x))
 
     def _inputs(self, obs: Any, action: Any) -> torch.Tensor:
         """Normalised network input ``(B, in)`` from raw obs ``(B, *obs_shape)`` and raw actions."""
@@ -312,19 +340,18 @@ class EnsembleDynamics(nn.Module):
         obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
-        mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)
         # Disagreement: spread of the members' mean next-obs deltas, worst dimension, in normalised units.
-        uncertainty = mean[..., : self.obs_dim].std(dim=0, unbiased=False).amax(dim=-1)  # (B,)
+        uncertainty = raw[..., : self.obs_dim].std(dim=0, unbiased=False).amax(dim=-1)  # (B,)
 
         elites = self.elite_idx
         if propagation == "ts1":
             pick = elites[torch.randint(len(elites), (batch,), device=self.device, generator=generator)]
-            rows = torch.arange(batch, device=self.device)
-            mean_b, logvar_b = mean[pick, rows], logvar[pick, rows]  # (B, out)
-            logit_b = logit[pick, rows] if logit is not None else None
+            mean_b, logvar_b, logit_b = self._split(raw[pick, torch.arange(batch, device=self.device)])  # (B, out)
         elif propagation == "mean":
-            mean_b, logvar_b = mean[elites].mean(0), logvar[elites].exp().mean(0).log()
-            logit_b = logit[elites].mean(0) if logit is not None else None
+            mean, logvar, logit = self._split(raw[elites])  # (n_elites, B, out)
+            mean_b, logvar_b = mean.mean(0), logvar.exp().mean(0).log()
+            logit_b = logit.mean(0) if logit is not None else None
         else:
             raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
         if self.config.probabilistic and not deterministic:
