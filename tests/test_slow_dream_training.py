@@ -22,3 +22,10 @@ def test_sac_trained_only_in_dream_pendulum_swings_up_real_pendulum():
     result = train_in_dream("Dream-Pendulum-v0", "sac", 20_000, seed=0, device="cpu")
     print(result)
     assert result.real_mean >= -250, result
+
+
+@pytest.mark.slow
+def test_ppo_trained_only_in_dream_acrobot_reaches_the_real_threshold():
+    result = train_in_dream("Dream-Acrobot-v0", "ppo", 100_000, seed=0, device="cpu")
+    print(result)
+    assert result.real_mean >= -100, result
