@@ -61,3 +61,25 @@ def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, monkeypatch):
     assert set(record["mae"]) == {"random policy", "dream-trained agent"}
     assert len(record["mae"]["random policy"]["10"]) == 4
     assert "## CartPole-v1" in (tmp_path / "docs" / "pretrained_models.md").read_text()
+
+
+def test_pretrain_is_reproducible_by_seed(tmp_path, monkeypatch):
+    tiny = pretrain.Recipe(
+        "ppo",
+        random_steps=300,
+        rounds=1,
+        dream_steps=64,
+        real_steps_per_round=100,
+        hidden_sizes=(8,),
+        ensemble_size=2,
+        num_elites=1,
+        max_epochs=2,
+    )
+    monkeypatch.setitem(pretrain.RECIPES, "CartPole-v1", tiny)
+    for run in ("a", "b"):
+        pretrain.main(["--env", "CartPole-v1", "--seed", "3", "--out", str(tmp_path / run), "--docs", str(tmp_path)])
+    a = torch.load(tmp_path / "a" / "CartPole-v1.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "CartPole-v1.pt", weights_only=True)
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+    assert torch.equal(a["start_states"], b["start_states"])
