@@ -168,15 +168,17 @@ class DynaCallback(BaseCallback):
                 algo.observation_space, algo.action_space, env_id=self.env_id, device=algo.device, seed=self.seed,
                 **self.ensemble_kwargs,
             )  # fmt: skip
-        self.real = TransitionBuffer(algo.observation_space, algo.action_space)
+        if self.real is None:  # kept across learn() calls, like the agent's own replay buffer
+            self.real = TransitionBuffer(algo.observation_space, algo.action_space)
         self._torch_generator = torch.Generator(device=self.ensemble.device)
         self._torch_generator.manual_seed(int(self._rng.integers(2**62)))
         self._off_policy = isinstance(algo, OffPolicyAlgorithm)
         self._box_actions = isinstance(algo.action_space, spaces.Box)
         if self._off_policy:
-            real_buffer = (
-                algo.replay_buffer.real if isinstance(algo.replay_buffer, MixedReplayBuffer) else algo.replay_buffer
-            )
+            if isinstance(algo.replay_buffer, MixedReplayBuffer):  # a second learn() call: keep what was imagined
+                self._imagined = algo.replay_buffer.imagined
+                return
+            real_buffer = algo.replay_buffer
             self._imagined = ImaginedReplay(
                 self.imagined_capacity, self.ensemble.obs_dim, real_buffer.actions.shape[2:],
                 torch.as_tensor(real_buffer.actions[:1]).dtype, algo.device, seed=int(self._rng.integers(2**62)),

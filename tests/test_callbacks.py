@@ -126,3 +126,15 @@ def test_rollout_horizon_schedule():
     for steps, horizon in ((0, 1), (100, 1), (600, 6), (1100, 11), (5000, 11)):
         agent.num_timesteps = steps
         assert dyna.rollout_horizon() == horizon
+
+
+@pytest.mark.parametrize("algo", [PPO, SAC], ids=lambda a: a.__name__)
+def test_repeated_learn_calls_keep_the_real_data(algo):
+    agent = agent_for(algo)
+    dyna = DynaCallback(**FAST)
+    agent.learn(150, callback=dyna)
+    first = len(dyna.real)
+    agent.learn(150, callback=dyna, reset_num_timesteps=False)
+    assert len(dyna.real) == agent.num_timesteps > first
+    if algo is SAC:
+        assert agent.replay_buffer.real.size() == agent.num_timesteps
