@@ -193,3 +193,14 @@ def test_unseeded_model_leaves_the_global_torch_generator_alone():
     torch.manual_seed(123)
     small_model("CartPole-v1", seed=None)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_imagined_rewards_stay_within_the_rewards_seen(pendulum_model, tmp_path):
+    # Far outside the data the reward head extrapolates; the step clips it to the training range.
+    low, high = pendulum_model.reward_range
+    assert -16.3 < low < high <= 0.0
+    crazy = np.array([[1.0, 0.0, 1e4]] * 8, np.float32)
+    step = pendulum_model.step(crazy, np.full((8, 1), 2.0, np.float32))
+    assert torch.all(step.reward >= low) and torch.all(step.reward <= high)
+    pendulum_model.save(tmp_path / "m.pt")
+    assert EnsembleDynamics.load(tmp_path / "m.pt").reward_range == pendulum_model.reward_range

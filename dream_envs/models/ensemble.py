@@ -244,6 +244,9 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("auto_threshold", torch.tensor(float("nan")))
         self.register_buffer("fitted", torch.tensor(False))
         self.start_states: torch.Tensor | None = None
+        # Rewards seen in training; imagined rewards are clipped to them so an off-distribution state cannot
+        # hand the agent an absurd reward (None: no clipping, as in files saved before it was recorded).
+        self.reward_range: tuple[float, float] | None = None
         self._inference_buffers: dict[int, torch.Tensor] = {}
 
         # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
@@ -359,8 +362,9 @@ class EnsembleDynamics(nn.Module):
             mean_b = mean_b + noise * (0.5 * logvar_b).exp()
         out = mean_b * self.out_std + self.out_mean  # (B, out)
         next_obs = obs_t + out[:, : self.obs_dim]
+        reward = out[:, -1] if self.reward_range is None else out[:, -1].clamp(*self.reward_range)
         terminated = logit_b > 0 if logit_b is not None else None
-        return ModelStep(next_obs, out[:, -1], terminated, uncertainty)
+        return ModelStep(next_obs, reward, terminated, uncertainty)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -478,6 +482,7 @@ class EnsembleDynamics(nn.Module):
                 result.termination_accuracy = self._termination_accuracy(x[hold_idx], term[hold_idx])
         result.elites = self.elite_idx.tolist()
         self.fitted.fill_(True)
+        self.reward_range = (float(data.reward.min()), float(data.reward.max()))
         starts = buffer.start_states()
         if len(starts):
             self.start_states = torch.as_tensor(starts, device="cpu").clone()
@@ -566,6 +571,7 @@ class EnsembleDynamics(nn.Module):
             "env_id": self.env_id,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "start_states": self.start_states,
+            "reward_range": None if self.reward_range is None else list(self.reward_range),
         }
         return atomic_write(path, lambda handle: torch.save(payload, handle))
 
@@ -641,6 +647,8 @@ class EnsembleDynamics(nn.Module):
         if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
             raise ModelFileError(f"{str(path)!r} holds start states of the wrong shape")
         model.start_states = starts
+        reward_range = payload.get("reward_range")
+        model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
         model.device = resolve_device(device)
         return model.to(model.device).eval()
 
