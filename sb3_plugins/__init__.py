@@ -3,7 +3,16 @@
 from sb3_plugins.callbacks import DynaCallback
 from sb3_plugins.dream_training import ALGOS, DreamTrainingResult, train_in_dream
 from sb3_plugins.dream_vec_env import DreamVecEnv
+from sb3_plugins.evaluation import RealStepsToThreshold
 
 __version__ = "0.1.0"
 
-__all__ = ["ALGOS", "DreamTrainingResult", "DreamVecEnv", "DynaCallback", "train_in_dream", "__version__"]
+__all__ = [
+    "ALGOS",
+    "DreamTrainingResult",
+    "DreamVecEnv",
+    "DynaCallback",
+    "RealStepsToThreshold",
+    "train_in_dream",
+    "__version__",
+]

@@ -62,7 +62,8 @@ class DynaCallback(BaseCallback):
     :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout)
     :param min_real_steps: real transitions needed before the first fit
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
-        linear schedule over real steps
+        linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
+        limit, past which they are truncated and bootstrapped)
     :param rollout_batch_size: branches started per refit (off-policy)
     :param real_ratio: fraction of real transitions in each off-policy training batch, in [0, 1]
     :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
@@ -96,13 +97,13 @@ class DynaCallback(BaseCallback):
         uncertainty_threshold: float | str | None = "auto",
         model_train_freq: int = 250,
         min_real_steps: int = 64,
-        rollout_horizon: int | tuple[int, int, int, int] = 20,
+        rollout_horizon: int | tuple[int, int, int, int] | None = None,
         rollout_batch_size: int = 400,
         real_ratio: float = 0.1,
         utd_ratio: int | None = 10,
         imagined_capacity: int = 100_000,
-        dream_envs: int = 16,
-        dream_rollouts: int = 4,
+        dream_envs: int = 256,
+        dream_rollouts: int = 10,
         seed: int | None = None,
         verbose: int = 0,
     ):
@@ -123,7 +124,7 @@ class DynaCallback(BaseCallback):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
             raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
-        self._horizon_schedule = _check_horizon(rollout_horizon)
+        self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)
         self.ensemble = model
         self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
         self.fit_kwargs = {**_DEFAULT_FIT, **(fit_kwargs or {})}
@@ -173,6 +174,10 @@ class DynaCallback(BaseCallback):
         self._torch_generator = torch.Generator(device=self.ensemble.device)
         self._torch_generator.manual_seed(int(self._rng.integers(2**62)))
         self._off_policy = isinstance(algo, OffPolicyAlgorithm)
+        if self._horizon_schedule is None:
+            # Measured on CartPole (docs/sample_efficiency.md): short branches for MBPO, whole 100-step dream
+            # episodes for on-policy updates.
+            self._horizon_schedule = _check_horizon(10 if self._off_policy else 100)
         self._box_actions = isinstance(algo.action_space, spaces.Box)
         if self._off_policy:
             if isinstance(algo.replay_buffer, MixedReplayBuffer):  # a second learn() call: keep what was imagined

@@ -13,6 +13,7 @@ FAST = {
     "fit_kwargs": {"max_epochs": 3},
     "ensemble_kwargs": {"hidden_sizes": (32,)},
     "dream_envs": 4,
+    "dream_rollouts": 2,
     "model_train_freq": 100,
     "rollout_batch_size": 32,
     "utd_ratio": 2,

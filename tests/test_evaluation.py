@@ -1,0 +1,26 @@
+import gymnasium as gym
+import pytest
+from stable_baselines3 import PPO
+
+from sb3_plugins import RealStepsToThreshold
+
+
+def test_stops_at_the_first_passing_check_and_records_the_curve():
+    check = RealStepsToThreshold("CartPole-v1", threshold=-1, every=64, n_episodes=2, seed=0)
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=32, seed=0, device="cpu")
+    agent.learn(1000, callback=check)
+    assert check.hit == 64 and agent.num_timesteps == 64
+    assert len(check.curve) == 1 and check.curve[0][0] == 64
+
+
+def test_unreachable_threshold_runs_the_budget():
+    check = RealStepsToThreshold("CartPole-v1", threshold=10_000, every=64, n_episodes=1, seed=0)
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=32, seed=0, device="cpu")
+    agent.learn(256, callback=check)
+    assert check.hit is None and [steps for steps, _ in check.curve] == [64, 128, 192, 256]
+
+
+@pytest.mark.parametrize("kwargs", [{"every": 0}, {"n_episodes": 0}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        RealStepsToThreshold("CartPole-v1", threshold=1, **{"every": 10, **kwargs})
