@@ -46,7 +46,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "CartPole-v1:dqn+dyna": dict(env="CartPole-v1", algo=DQN, n_envs=1, threshold=475, every=250, budget=5000,
                                  kwargs={**RL_ZOO_DQN_CARTPOLE, "learning_starts": 250, "train_freq": 1,
                                          "gradient_steps": 1, "exploration_fraction": 0.5},
-                                 dyna={}),
+                                 dyna={"real_ratio": 0.5}),
     "Pendulum-v1:sac": dict(env="Pendulum-v1", algo=SAC, n_envs=1, threshold=-200, every=200, budget=10_000,
                             kwargs=RL_ZOO_SAC_PENDULUM, dyna=None),
     "Pendulum-v1:sac+dyna": dict(env="Pendulum-v1", algo=SAC, n_envs=1, threshold=-200, every=200, budget=3000,

@@ -378,6 +378,7 @@ class EnsembleDynamics(nn.Module):
         max_holdout: int = 5000,
         patience: int = 8,
         bootstrap: bool = True,
+        balance_termination: bool = True,
         seed: int | None = None,
         progress_bar: bool = False,
     ) -> FitResult:
@@ -396,6 +397,8 @@ class EnsembleDynamics(nn.Module):
         :param max_holdout: cap on held-out rows
         :param patience: epochs without improvement before stopping
         :param bootstrap: resample the training split with replacement per member
+        :param balance_termination: weight terminal rows by the non-terminal/terminal ratio (capped at 100) in
+            the termination loss, so rare terminations are not learned away
         :param seed: seeds the split, the resamples and the batch order
         :param progress_bar: show a tqdm bar over epochs
         :return: a :class:`FitResult` with per-epoch train/holdout losses
@@ -412,6 +415,11 @@ class EnsembleDynamics(nn.Module):
             np.concatenate([data.next_obs - data.obs, data.reward[:, None]], axis=1), device=self.device
         )  # (N, out)
         term = torch.as_tensor(data.terminated, dtype=torch.float32, device=self.device)
+        # Terminations are rare (1 row in 20 on early CartPole data): weighting them by the class ratio keeps the
+        # head from learning "never terminates", which would let imagined episodes run on past a failure.
+        n_terminal = float(term.sum())
+        ratio = (len(term) - n_terminal) / n_terminal if n_terminal else 1.0
+        pos_weight = torch.tensor(min(ratio, 100.0) if balance_termination else 1.0, device=self.device)
 
         order = rng.permutation(n)
         n_holdout = min(int(round(holdout_ratio * n)), max_holdout) if n >= 20 else 0
@@ -447,7 +455,7 @@ class EnsembleDynamics(nn.Module):
             total, batches = 0.0, 0
             for start in range(0, n_train, batch_size):
                 rows = shuffled[:, start : start + batch_size]  # (E, b)
-                loss = self._loss(x[rows], y[rows], term[rows])
+                loss = self._loss(x[rows], y[rows], term[rows], pos_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -513,7 +521,7 @@ class EnsembleDynamics(nn.Module):
         action_t = torch.as_tensor(action, device=self.device).reshape(len(obs_t), -1)
         return torch.cat([obs_t, encode_action(self.action_space, action_t)], dim=-1)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
         """Loss for one batch: ``x`` ``(E, b, in)``, ``y`` ``(E, b, out)``, ``term`` ``(E, b)``, all normalised."""
         mean, logvar, logit = self._forward_normalized(x)
         if self.config.probabilistic:
@@ -524,7 +532,7 @@ class EnsembleDynamics(nn.Module):
         else:
             loss = ((mean - y) ** 2).mean()
         if logit is not None:
-            loss = loss + nn.functional.binary_cross_entropy_with_logits(logit, term)
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(logit, term, pos_weight=pos_weight)
         return loss
 
     @torch.no_grad()
