@@ -397,8 +397,8 @@ class EnsembleDynamics(nn.Module):
         :param max_holdout: cap on held-out rows
         :param patience: epochs without improvement before stopping
         :param bootstrap: resample the training split with replacement per member
-        :param balance_termination: weight terminal rows by the non-terminal/terminal ratio (capped at 100) in
-            the termination loss, so rare terminations are not learned away
+        :param balance_termination: class-balanced weights in the termination loss (terminal rows weighted up to
+            50x, mean weight 1), so rare terminations are not learned away
         :param seed: seeds the split, the resamples and the batch order
         :param progress_bar: show a tqdm bar over epochs
         :return: a :class:`FitResult` with per-epoch train/holdout losses
@@ -415,11 +415,14 @@ class EnsembleDynamics(nn.Module):
             np.concatenate([data.next_obs - data.obs, data.reward[:, None]], axis=1), device=self.device
         )  # (N, out)
         term = torch.as_tensor(data.terminated, dtype=torch.float32, device=self.device)
-        # Terminations are rare (1 row in 20 on early CartPole data): weighting them by the class ratio keeps the
-        # head from learning "never terminates", which would let imagined episodes run on past a failure.
-        n_terminal = float(term.sum())
-        ratio = (len(term) - n_terminal) / n_terminal if n_terminal else 1.0
-        pos_weight = torch.tensor(min(ratio, 100.0) if balance_termination else 1.0, device=self.device)
+        # Terminations are rare (1 row in 20 on early CartPole data): class-balanced weights (mean 1, so the other
+        # heads keep their share of the loss) keep the head from learning "never terminates", which would let
+        # imagined episodes run on past a failure.
+        p_terminal = float(term.mean())
+        if balance_termination and 0.0 < p_terminal < 1.0:
+            class_weight = (min(0.5 / p_terminal, 50.0), 0.5 / (1.0 - p_terminal))  # (terminal, non-terminal)
+        else:
+            class_weight = (1.0, 1.0)
 
         order = rng.permutation(n)
         n_holdout = min(int(round(holdout_ratio * n)), max_holdout) if n >= 20 else 0
@@ -455,7 +458,7 @@ class EnsembleDynamics(nn.Module):
             total, batches = 0.0, 0
             for start in range(0, n_train, batch_size):
                 rows = shuffled[:, start : start + batch_size]  # (E, b)
-                loss = self._loss(x[rows], y[rows], term[rows], pos_weight)
+                loss = self._loss(x[rows], y[rows], term[rows], class_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -521,7 +524,9 @@ class EnsembleDynamics(nn.Module):
         action_t = torch.as_tensor(action, device=self.device).reshape(len(obs_t), -1)
         return torch.cat([obs_t, encode_action(self.action_space, action_t)], dim=-1)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor, class_weight: tuple[float, float] = (1.0, 1.0)
+    ) -> torch.Tensor:
         """Loss for one batch: ``x`` ``(E, b, in)``, ``y`` ``(E, b, out)``, ``term`` ``(E, b)``, all normalised."""
         mean, logvar, logit = self._forward_normalized(x)
         if self.config.probabilistic:
@@ -532,7 +537,8 @@ class EnsembleDynamics(nn.Module):
         else:
             loss = ((mean - y) ** 2).mean()
         if logit is not None:
-            loss = loss + nn.functional.binary_cross_entropy_with_logits(logit, term, pos_weight=pos_weight)
+            weight = torch.where(term > 0.5, class_weight[0], class_weight[1])
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(logit, term, weight=weight)
         return loss
 
     @torch.no_grad()
