@@ -36,19 +36,16 @@ def test_train_in_dream_rejects_bad_arguments(kwargs, match):
         train_in_dream(**kwargs)
 
 
-def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, monkeypatch):
-    tiny = pretrain.Recipe(
-        "ppo",
-        random_steps=400,
-        rounds=1,
-        dream_steps=128,
-        real_steps_per_round=200,
-        hidden_sizes=(16,),
-        ensemble_size=3,
-        num_elites=2,
-        max_epochs=2,
-    )
+@pytest.fixture
+def tiny_recipe(monkeypatch):
+    """A CartPole recipe small enough for the fast suite, in place of the real one."""
+    tiny = pretrain.Recipe("ppo", random_steps=400, rounds=1, dream_steps=128, real_steps_per_round=200,
+                           hidden_sizes=(16,), ensemble_size=3, num_elites=2, max_epochs=2)  # fmt: skip
     monkeypatch.setitem(pretrain.RECIPES, "CartPole-v1", tiny)
+    return tiny
+
+
+def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, tiny_recipe):
     pretrain.main(
         ["--env", "CartPole-v1", "--seed", "1", "--out", str(tmp_path / "models"), "--docs", str(tmp_path / "docs")]
     )
@@ -63,19 +60,7 @@ def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, monkeypatch):
     assert "## CartPole-v1" in (tmp_path / "docs" / "pretrained_models.md").read_text()
 
 
-def test_pretrain_is_reproducible_by_seed(tmp_path, monkeypatch):
-    tiny = pretrain.Recipe(
-        "ppo",
-        random_steps=300,
-        rounds=1,
-        dream_steps=64,
-        real_steps_per_round=100,
-        hidden_sizes=(8,),
-        ensemble_size=2,
-        num_elites=1,
-        max_epochs=2,
-    )
-    monkeypatch.setitem(pretrain.RECIPES, "CartPole-v1", tiny)
+def test_pretrain_is_reproducible_by_seed(tmp_path, tiny_recipe):
     for run in ("a", "b"):
         pretrain.main(["--env", "CartPole-v1", "--seed", "3", "--out", str(tmp_path / run), "--docs", str(tmp_path)])
     a = torch.load(tmp_path / "a" / "CartPole-v1.pt", weights_only=True)
