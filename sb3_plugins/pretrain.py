@@ -34,13 +34,30 @@ __all__ = ["Recipe", "RECIPES", "train_pretrained", "main"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one shipped model is made."""
+    """How one shipped model is made.
 
-    algo: str  # SB3 agent trained in the dream between rounds: "ppo" or "sac"
-    random_steps: int  # real steps with uniform random actions
-    rounds: int  # agent rounds
-    dream_steps: int  # agent training steps in the dream per round
-    real_steps_per_round: int  # real steps collected with the agent per round
+    :param algo: the SB3 agent trained in the dream between rounds, ``"ppo"`` or ``"sac"``
+    :param random_steps: real steps with uniform random actions
+    :param rounds: agent rounds (train in the dream, collect real data with the agent, refit)
+    :param dream_steps: agent training steps in the dream per round
+    :param real_steps_per_round: real steps collected with the agent per round
+    :param hidden_sizes: hidden layer widths of the ensemble
+    :param ensemble_size: ensemble members
+    :param num_elites: elite members
+    :param max_epochs: cap on each fit's epochs
+
+    Example::
+
+        from sb3_plugins.pretrain import RECIPES
+
+        print(RECIPES["CartPole-v1"])
+    """
+
+    algo: str
+    random_steps: int
+    rounds: int
+    dream_steps: int
+    real_steps_per_round: int
     hidden_sizes: tuple[int, ...] = (128, 128, 128)
     ensemble_size: int = 7
     num_elites: int = 5

@@ -1,6 +1,8 @@
 """Every public class documents its parameters and carries an example that actually runs."""
 
+import importlib
 import inspect
+import pkgutil
 import re
 import textwrap
 
@@ -9,12 +11,24 @@ import pytest
 import dream_envs
 import sb3_plugins
 
-PUBLIC_CLASSES = [
-    getattr(package, name)
-    for package in (dream_envs, sb3_plugins)
-    for name in package.__all__
-    if inspect.isclass(getattr(package, name))
-]
+
+def _public_classes() -> list[type]:
+    """Classes named in the ``__all__`` of every module of both packages (each class once)."""
+    found: dict[str, type] = {}
+    for package in (dream_envs, sb3_plugins):
+        modules = [package] + [
+            importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+        ]
+        for module in modules:
+            for name in getattr(module, "__all__", []):
+                value = getattr(module, name)
+                if inspect.isclass(value) and value.__module__.startswith(package.__name__):
+                    found[f"{value.__module__}.{value.__qualname__}"] = value
+    return list(found.values())
+
+
+PUBLIC_CLASSES = _public_classes()
 
 
 def example_of(cls) -> str:

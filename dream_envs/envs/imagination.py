@@ -21,7 +21,26 @@ __all__ = ["Imagination", "ImaginedStep", "resolve_threshold"]
 
 
 class ImaginedStep(NamedTuple):
-    """``B`` imagined env steps; every tensor is finite, on the model's device."""
+    """``B`` imagined env steps; every tensor is finite, on the model's device (from :meth:`Imagination.step`).
+
+    :param next_obs: ``B x obs_dim``, clipped to the observation space; a row that went non-finite keeps its obs
+    :param reward: ``B`` rewards, 0 on non-finite rows
+    :param terminated: ``B`` flags, False on non-finite rows
+    :param cut_off: ``B`` flags: disagreement above the threshold, or a non-finite prediction
+    :param nonfinite: ``B`` flags: the model produced NaN/inf for the row
+    :param uncertainty: ``B`` ensemble disagreements, +inf on non-finite rows
+
+    Example::
+
+        import torch
+        import gymnasium as gym
+        import dream_envs
+        from dream_envs.envs.imagination import Imagination
+
+        imagination = Imagination(gym.make("Dream-Pendulum-v0").unwrapped.model)
+        step = imagination.step(imagination.start_states[:2], torch.zeros(2, 1), torch.Generator().manual_seed(0))
+        print(step.reward, step.uncertainty)
+    """
 
     next_obs: torch.Tensor  # (B, obs_dim) clipped to the obs space; a row that went non-finite keeps its obs
     reward: torch.Tensor  # (B,) float, 0 on non-finite rows

@@ -46,6 +46,15 @@ class StateRenderer:
 
     :param env_id: a real env id listed in :data:`STATE_SETTERS`
     :raises ValueError: if the env cannot draw a given state
+
+    Example::
+
+        from dream_envs.envs.rendering import StateRenderer
+
+        renderer = StateRenderer("CartPole-v1")
+        frame = renderer.render([0.5, 0.0, 0.1, 0.0])  # cart right of centre, pole leaning right
+        print(frame.shape)  # (400, 600, 3)
+        renderer.close()
     """
 
     def __init__(self, env_id: str | None):
