@@ -34,6 +34,9 @@ RL_ZOO_DQN_CARTPOLE = {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size":
                        "exploration_fraction": 0.16, "exploration_final_eps": 0.04,
                        "policy_kwargs": {"net_arch": [256, 256]}}  # fmt: skip
 RL_ZOO_SAC_PENDULUM = {"learning_rate": 1e-3}
+# rl-zoo also normalises Acrobot observations and rewards; the real-env checks here play raw observations, so the
+# stock row runs without VecNormalize (DynaCallback refuses it anyway).
+RL_ZOO_PPO_ACROBOT = {"n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0}
 
 # name -> env, algo, n_envs, threshold, every, budget, agent kwargs, DynaCallback kwargs (None: stock)
 ROWS: dict[str, dict[str, Any]] = {
@@ -51,6 +54,11 @@ ROWS: dict[str, dict[str, Any]] = {
                             kwargs=RL_ZOO_SAC_PENDULUM, dyna=None),
     "Pendulum-v1:sac+dyna": dict(env="Pendulum-v1", algo=SAC, n_envs=1, threshold=-200, every=200, budget=3000,
                                  kwargs=RL_ZOO_SAC_PENDULUM, dyna={}),
+    "Acrobot-v1:ppo": dict(env="Acrobot-v1", algo=PPO, n_envs=16, threshold=-100, every=250, budget=150_000,
+                           kwargs=RL_ZOO_PPO_ACROBOT, dyna=None),
+    # 256 real steps per rollout (16 x 256 would spend 4,096 before the first model fit).
+    "Acrobot-v1:ppo+dyna": dict(env="Acrobot-v1", algo=PPO, n_envs=8, threshold=-100, every=250, budget=5000,
+                                kwargs={**RL_ZOO_PPO_ACROBOT, "n_steps": 32}, dyna={}),
 }  # fmt: skip
 
 
