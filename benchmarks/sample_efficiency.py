@@ -62,6 +62,15 @@ ROWS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+# Targets of the DynaCallback issue (median real steps, and the worst seed where one is set).
+TARGETS = {
+    "CartPole-v1:ppo+dyna": (500, 1500),
+    "CartPole-v1:dqn+dyna": (3000, None),
+    "Acrobot-v1:ppo+dyna": (3000, None),
+    "Pendulum-v1:sac+dyna": (1000, None),
+}
+
+
 def run(name: str, seed: int) -> dict[str, Any]:
     row = ROWS[name]
     env = make_vec_env(row["env"], n_envs=row["n_envs"], seed=seed)
@@ -105,6 +114,15 @@ def main() -> None:
     write_markdown(json.loads(path.read_text()), args.out / "sample_efficiency.md")
 
 
+def _target(name: str, median: float, worst: float) -> str:
+    if name not in TARGETS:
+        return "(stock baseline) | |"
+    target_median, target_worst = TARGETS[name]
+    met = median <= target_median and (target_worst is None or worst <= target_worst)
+    text = f"<= {target_median}" + (f" / <= {target_worst}" if target_worst is not None else "")
+    return f"{text} | {'yes' if met else 'no'} |"
+
+
 def _steps(value: float, budget: int) -> str:
     return f"> {budget}" if not np.isfinite(value) else f"{int(value)}"
 
@@ -118,8 +136,9 @@ def write_markdown(records: list[dict], path: Path) -> None:
         "real steps (CartPole) or 200 (Pendulum); a run's figure is the first passing check, `> budget` if none.",
         "Reward and termination of the +dyna rows are LEARNED by the model (no known functions given).",
         "",
-        "| env | agent | seeds | median real steps | worst seed | solved | median wall (s) | imagined steps (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| env | agent | seeds | median real steps | worst seed | solved | median wall (s) | imagined steps (median) "
+        "| target (median / worst) | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_row: dict[str, list[dict]] = {}
     for record in records:
@@ -131,7 +150,8 @@ def write_markdown(records: list[dict], path: Path) -> None:
         imagined = int(np.median([r["imagined_steps"] for r in runs]))
         lines.append(
             f"| {runs[0]['env']} | {name.split(':')[1]} | {len(runs)} | {_steps(float(np.median(steps)), budget)} | "
-            f"{_steps(max(steps), budget)} | {sum(np.isfinite(steps))}/{len(runs)} | {wall:.0f} | {imagined} |"
+            f"{_steps(max(steps), budget)} | {sum(np.isfinite(steps))}/{len(runs)} | {wall:.0f} | {imagined} | "
+            f"{_target(name, float(np.median(steps)), max(steps))}"
         )
     lines += ["", "Agent settings per row are in `benchmarks/sample_efficiency.py` (ROWS) and in each record of",
               "`docs/sample_efficiency.json`, with the evaluation curve of every run."]  # fmt: skip
