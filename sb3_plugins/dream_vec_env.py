@@ -25,7 +25,9 @@ class DreamVecEnv(VecEnv):
     start states, ``infos[i]["terminal_observation"]`` holds the last observation, and
     ``infos[i]["TimeLimit.truncated"]`` marks episodes cut by the time limit or by the uncertainty cutoff (so
     agents bootstrap through them). ``infos[i]["uncertainty_truncated"]`` tells the cutoff apart. Non-finite
-    predictions truncate their env and never reach the agent.
+    predictions truncate their env and never reach the agent. ``last_uncertainty`` holds the latest per-env
+    disagreement (``N``, on the model's device); ``imagined_steps``, ``episodes``, ``episode_steps_total`` and
+    ``cutoff_episodes`` are running totals for loggers.
 
     :param model: a fitted ensemble
     :param n_envs: number of imagined envs ``N``

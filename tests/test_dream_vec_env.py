@@ -24,6 +24,7 @@ def test_one_forward_pass_per_step_whatever_the_number_of_envs(cartpole_model, m
         venv.step(np.zeros(64, np.int64))
     # Per step, one batched matmul per layer for all members and all envs: (E, N, in) for 2 hidden + head.
     assert shapes == [(4, 64, 6), (4, 64, 64), (4, 64, 64)] * 3
+    assert venv.last_uncertainty.shape == (64,) and torch.all(venv.last_uncertainty >= 0)
 
 
 def test_auto_reset_terminal_observation_and_time_limit(cartpole_model):

@@ -37,3 +37,13 @@ def test_known_needs_an_env_id(cartpole_model_file):
     model.env_id = None
     with pytest.raises(ValueError, match="needs env_id"):
         Imagination(model, reward_fn="known")
+
+
+def test_an_unfitted_model_is_refused(cartpole_model):
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    fresh = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=1, seed=0)
+    fresh.start_states = cartpole_model.start_states
+    with pytest.raises(ValueError, match="has not been fitted"):
+        Imagination(fresh)

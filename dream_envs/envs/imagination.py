@@ -111,6 +111,11 @@ class Imagination:
     ):
         if not isinstance(model, EnsembleDynamics):
             raise TypeError(f"model must be an EnsembleDynamics, got {type(model).__name__}")
+        if not bool(model.fitted):
+            raise ValueError(
+                "model has not been fitted: its predictions are random. Call model.fit(buffer) or load a saved model "
+                "(EnsembleDynamics.load) before dreaming with it."
+            )
         self.model = model
         self.env_id = env_id if env_id is not None else model.env_id
         self.reward_fn = resolve_task_fn(self._known(reward_fn, "reward_fn"), KNOWN_REWARDS, "reward_fn")
