@@ -150,13 +150,15 @@ class DreamVecEnv(VecEnv):
         self._episode_steps = torch.where(dones, torch.zeros_like(self._episode_steps), self._episode_steps)
         self.last_uncertainty = imagined.uncertainty
 
-        # One transfer to the host for everything the SB3 side reads.
-        obs = self._to_numpy_obs(self._state)
-        terminal_obs = imagined.next_obs.cpu().numpy()
-        rewards = imagined.reward.float().cpu().numpy()
-        flags = torch.stack([dones, imagined.terminated, imagined.cut_off]).cpu().numpy()
-        dones_np, terminated_np, cut_off_np = flags
-        lengths_np = lengths.cpu().numpy()
+        # One transfer to the host for everything the SB3 side reads: (N, 2 * obs_dim + 5).
+        per_env = torch.stack([imagined.reward, dones, imagined.terminated, imagined.cut_off, lengths], dim=1)
+        host = torch.cat([self._state, imagined.next_obs, per_env.float()], dim=1).cpu().numpy()
+        obs_dim = self.model.obs_dim
+        obs = host[:, :obs_dim].reshape(self._obs_shape).astype(self._obs_dtype)
+        terminal_obs = host[:, obs_dim : 2 * obs_dim]
+        rewards = np.ascontiguousarray(host[:, 2 * obs_dim])
+        dones_np, terminated_np, cut_off_np = (host[:, 2 * obs_dim + k] > 0.5 for k in (1, 2, 3))
+        lengths_np = host[:, 2 * obs_dim + 4].astype(np.int64)
 
         self.imagined_steps += self.num_envs
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -168,7 +170,7 @@ class DreamVecEnv(VecEnv):
         self.episodes += len(done_idx)
         self.episode_steps_total += int(lengths_np[done_idx].sum())
         self.cutoff_episodes += int(cut_off_np[done_idx].sum())
-        return obs, rewards, dones_np.copy(), infos
+        return obs, rewards, dones_np, infos
 
     # ------------------------------------------------------------------ VecEnv plumbing
     def close(self) -> None:
