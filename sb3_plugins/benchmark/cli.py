@@ -1,0 +1,182 @@
+"""``dream-envs``: the command line. ``bench`` compares model-free and model-based runs side by side; ``report``
+re-draws the tables and plots of a results folder.
+
+    dream-envs bench                                     # the default CartPole-v1 comparison, into results/
+    dream-envs bench --env Pendulum-v1 --algos sac sac+dyna --seeds 5 --n-jobs 2 --out results/
+    dream-envs report results/ --log-x
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from sb3_plugins.benchmark.backends import BACKENDS, RunFailed, execute
+from sb3_plugins.benchmark.hyperparams import load_overrides
+from sb3_plugins.benchmark.plan import QUICK, plan_runs
+from sb3_plugins.benchmark.report import format_return, format_speedup, format_steps, summarize, write_report
+from sb3_plugins.benchmark.results import ResultsDir
+
+__all__ = ["main"]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dream-envs", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,report}")
+    bench = commands.add_parser("bench", help="model-free vs model-based runs side by side: real steps to threshold",
+                                description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
+                                "report real steps to threshold, tables and plots.")  # fmt: skip
+    bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1)")
+    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna (default: those that fit the "
+                       "env's action space: ppo/dqn for Discrete, sac for Box, each stock and +dyna)")  # fmt: skip
+    bench.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default 5; --quick {QUICK['seeds']})")
+    bench.add_argument("--budget", type=int, help="real steps per run (default: per env, lower for +dyna)")
+    bench.add_argument("--threshold", type=float, help="mean return that counts as solved (default: the env "
+                       "spec's reward_threshold, or a known one such as Pendulum-v1's -200)")  # fmt: skip
+    bench.add_argument("--eval-every", type=int, help="real steps between checks (default: per env)")
+    bench.add_argument("--eval-episodes", type=int, help="deterministic real episodes per check (default 10)")
+    bench.add_argument("--n-jobs", type=int, default=_cores(), help="runs at once (default: the CPU cores)")
+    bench.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool, or Ray tasks")
+    bench.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    bench.add_argument("--out", default="results", help="results folder (default results/); finished runs in it "
+                       "are skipped, so an interrupted benchmark resumes")  # fmt: skip
+    bench.add_argument("--hyperparams", help="YAML file of hyperparameter overrides (env -> algo -> n_envs/agent/dyna)")
+    bench.add_argument("--quick", action="store_true", help="a preview that finishes in a few minutes on 2 cores")
+    bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    bench.add_argument("--keep-training", action="store_true", help="train through the whole budget instead of "
+                       "stopping at the first passing check (full curves)")  # fmt: skip
+    bench.add_argument("--log-x", action="store_true", help="log-scaled real-step axis in curves.png")
+    bench.add_argument("--no-progress", action="store_true", help="no live progress display")
+    report = commands.add_parser("report", help="re-draw summary.csv, summary.md and curves.png from saved results")
+    report.add_argument("results_dir")
+    report.add_argument("--log-x", action="store_true", help="log-scaled real-step axis in curves.png")
+    return parser
+
+
+def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    if args.n_jobs < 1:
+        raise ValueError(f"--n-jobs must be a positive integer, got {args.n_jobs}")
+    if args.ray_address and args.backend != "ray":
+        raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray")
+    overrides = load_overrides(args.hyperparams) if args.hyperparams else None
+    results = ResultsDir(args.out)
+    specs = plan_runs(args.env, args.algos, args.seeds, args.budget, args.threshold, args.eval_every,
+                      args.eval_episodes, args.device, overrides, args.quick, not args.keep_training)  # fmt: skip
+    todo = results.pending(specs)
+    command = shlex.join(["dream-envs", *argv])
+    at_once = min(args.n_jobs, max(len(todo), 1))
+    console.print(f"dream-envs bench: {len(specs)} runs on {args.env} ({len(specs) - len(todo)} already in "
+                  f"{results.file}), {at_once} at a time, backend {args.backend}")  # fmt: skip
+    display = _Display(todo, enabled=not args.no_progress, console=console)
+
+    def on_record(record: dict[str, Any]) -> None:
+        record["command"] = command
+        results.add(record)
+        display.finished(record)
+
+    status, message = 0, None
+    try:
+        with display:
+            execute(todo, on_record, display.advance, n_jobs=args.n_jobs, backend=args.backend,
+                    ray_address=args.ray_address)  # fmt: skip
+    except KeyboardInterrupt:
+        status, message = 130, "interrupted: the finished runs are kept; the same command resumes"
+    except RunFailed as error:
+        status, message = 1, str(error)
+    if results.records():
+        paths = write_report(results.path, results.records(), log_x=args.log_x)
+        _print_summary(console, results.records(), args.env)
+        console.print("wrote " + ", ".join(str(p) for p in [results.file, *paths.values()]))
+    if message:
+        print(f"dream-envs bench: {message}", file=sys.stderr)
+    return status
+
+
+class _Display:
+    """Live progress over runs and real steps (rich), and one line per finished run."""
+
+    def __init__(self, specs: list, enabled: bool, console: Any):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, disable=not enabled)  # fmt: skip
+        self.budgets = {s.key: s.budget for s in specs}
+        self.done: dict[tuple, int] = {}
+        self.runs = self.progress.add_task("runs", total=len(specs))
+        self.steps = self.progress.add_task("real steps", total=sum(self.budgets.values()))
+
+    def __enter__(self) -> _Display:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, key: tuple, steps: int) -> None:
+        steps = min(steps, self.budgets[key])
+        self.progress.advance(self.steps, steps - self.done.get(key, 0))
+        self.done[key] = steps
+
+    def finished(self, record: dict[str, Any]) -> None:
+        key = (record["env"], record["algo"], record["seed"])
+        self.advance(key, self.budgets[key])  # a run that solved early gives back the rest of its budget
+        self.progress.advance(self.runs)
+        hit = record["real_steps_to_threshold"]
+        outcome = f"solved at {hit:,} real steps" if hit is not None else f"not solved in {record['budget']:,}"
+        self.progress.console.print(f"{record['algo']:>10} seed {record['seed']}: {outcome} "
+                                    f"({record['wall_seconds']:.0f} s)")  # fmt: skip
+
+
+def _print_summary(console: Any, records: list[dict[str, Any]], env_id: str | None = None) -> None:
+    from rich.table import Table
+
+    for env in sorted({r["env"] for r in records if env_id is None or r["env"] == env_id}):
+        table = Table(title=f"{env}: real steps to threshold")
+        for column in ("algo", "solved", "median", "range", "speed-up", "final return", "wall (s)"):
+            table.add_column(column, justify="left" if column == "algo" else "right")
+        for row in summarize([r for r in records if r["env"] == env]):
+            steps = partial(format_steps, budget=row["budget"])
+            span = f"{steps(row['min_real_steps'])} – {steps(row['max_real_steps'])}"
+            table.add_row(row["algo"], f"{row['solved']}/{row['runs']}", steps(row["median_real_steps"]), span,
+                          format_speedup(row), format_return(row), f"{row['median_wall_seconds']:.0f}")  # fmt: skip
+        console.print(table)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    results = ResultsDir(args.results_dir, must_exist=True)
+    if not results.records():
+        raise ValueError(f"{results.file} holds no finished run yet")
+    paths = write_report(results.path, results.records(), log_x=args.log_x)
+    console = Console()
+    _print_summary(console, results.records())
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dream-envs`` console script; returns the exit status (2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    try:
+        return _bench(args, argv) if args.command == "bench" else _report(args)
+    except ValueError as error:
+        print(f"dream-envs {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Per-env defaults of the benchmark: thresholds, budgets, check intervals, and each algorithm's hyperparameters.
+
+Stock agents use rl-zoo's hyperparameters (linear schedules replaced by their start values); a ``+dyna`` variant
+starts from its stock settings and changes only what the table below says, so the comparison is side by side.
+Everything here can be overridden from a YAML file (:func:`load_overrides`).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from sb3_plugins.dream_training import ALGOS
+
+__all__ = ["ENV_DEFAULTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for", "load_overrides",
+           "parse_algo"]  # fmt: skip
+
+DYNA_SUFFIX = "+dyna"
+_DISCRETE_ONLY = {"dqn"}
+_BOX_ONLY = {"sac", "td3"}
+
+# Thresholds where the env spec has none, and budgets / check intervals (real steps) per env. "dyna_budget" is
+# the default budget of the +dyna variants: they stop at their first passing check, but one that never passes
+# would otherwise dream through the stock agent's whole budget.
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250},
+    "Acrobot-v1": {"budget": 150_000, "dyna_budget": 5_000, "eval_every": 250},
+    "Pendulum-v1": {"threshold": -200.0, "budget": 10_000, "dyna_budget": 3_000, "eval_every": 200},
+    "MountainCarContinuous-v0": {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000},
+}
+_GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000}
+
+# Hyperparameters is a dict with "n_envs", "agent" (keyword arguments of the SB3 class) and, for +dyna, "dyna"
+# (keyword arguments of DynaCallback). Two keys of "agent" are the benchmark's own, because rl-zoo states them
+# in steps while SB3 wants something else: "exploration_steps" (DQN: epsilon decays over that many real steps,
+# turned into exploration_fraction of the budget) and "action_noise_std" (TD3/SAC: Gaussian action noise).
+_ZOO: dict[tuple[str, str], dict[str, Any]] = {
+    ("CartPole-v1", "ppo"): {"n_envs": 8, "agent": {
+        "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+        "learning_rate": 1e-3, "clip_range": 0.2}},
+    ("CartPole-v1", "a2c"): {"n_envs": 8, "agent": {"ent_coef": 0.0}},
+    ("CartPole-v1", "dqn"): {"n_envs": 1, "agent": {
+        "learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99,
+        "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128, "exploration_steps": 8_000,
+        "exploration_final_eps": 0.04, "policy_kwargs": {"net_arch": [256, 256]}}},
+    # rl-zoo also normalises Acrobot's observations; the checks here play raw observations, and DynaCallback
+    # learns from raw ones, so both variants run without VecNormalize.
+    ("Acrobot-v1", "ppo"): {"n_envs": 16, "agent": {
+        "n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0}},
+    ("Acrobot-v1", "a2c"): {"n_envs": 16, "agent": {"ent_coef": 0.0}},
+    ("Acrobot-v1", "dqn"): {"n_envs": 1, "agent": {
+        "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0, "gamma": 0.99,
+        "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1, "exploration_steps": 12_000,
+        "exploration_final_eps": 0.1, "policy_kwargs": {"net_arch": [256, 256]}}},
+    ("Pendulum-v1", "sac"): {"n_envs": 1, "agent": {"learning_rate": 1e-3}},
+    ("Pendulum-v1", "td3"): {"n_envs": 1, "agent": {"learning_rate": 1e-3, "action_noise_std": 0.1}},
+    ("Pendulum-v1", "ppo"): {"n_envs": 4, "agent": {
+        "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0, "learning_rate": 1e-3,
+        "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
+}  # fmt: skip
+
+# What a +dyna variant changes from its stock settings (measured in docs/sample_efficiency.md).
+_DYNA: dict[tuple[str, str], dict[str, Any]] = {
+    # Train from the 250th real step on, every step (DynaCallback's utd_ratio sets the gradient steps), and
+    # explore over the first 2,500 real steps: the model makes each real step worth more.
+    ("CartPole-v1", "dqn"): {"agent": {"learning_starts": 250, "train_freq": 1, "gradient_steps": 1,
+                                       "exploration_steps": 2_500}, "dyna": {"real_ratio": 0.5}},
+    # 256 real steps per rollout: 16 x 256 would spend 4,096 before the first model fit.
+    ("Acrobot-v1", "ppo"): {"n_envs": 8, "agent": {"n_steps": 32}},
+}  # fmt: skip
+# On-policy +dyna variants with no entry above collect at most this many real steps per rollout, because the
+# model is refitted (and the dream used) once per rollout.
+_DYNA_ROLLOUT_CAP = 256
+
+Hyperparams = dict[str, Any]
+
+
+def parse_algo(name: str) -> tuple[str, bool]:
+    """``"ppo+dyna"`` -> ``("ppo", True)``; a clear error for anything not in :data:`ALGOS`."""
+    if not isinstance(name, str):
+        raise ValueError(f"an algo must be a string such as 'ppo' or 'ppo+dyna', got {name!r}")
+    base, dyna = (name[: -len(DYNA_SUFFIX)], True) if name.endswith(DYNA_SUFFIX) else (name, False)
+    if base not in ALGOS:
+        known = sorted(ALGOS) + sorted(a + DYNA_SUFFIX for a in ALGOS)
+        raise ValueError(f"unknown algo {name!r}; expected one of {', '.join(known)}")
+    return base, dyna
+
+
+def algorithm_class(name: str) -> type[BaseAlgorithm]:
+    return ALGOS[parse_algo(name)[0]]
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The env's spec, or a clear error naming the id (``module:EnvId`` imports ``module`` first, as gym.make)."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"--env must be a gymnasium env id such as 'CartPole-v1', got {env_id!r}")
+    try:
+        return gym.spec(env_id)
+    except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
+        raise ValueError(
+            f"unknown env id {env_id!r}: not in gymnasium's registry ({error}). Register your env, or pass "
+            "'your_module:YourEnv-v0' so that the module registering it is imported first."
+        ) from None
+
+
+def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> None:
+    base, _ = parse_algo(algo)
+    if base in _DISCRETE_ONLY and not isinstance(action_space, spaces.Discrete):
+        raise ValueError(f"algo {algo!r} needs a Discrete action space; {env_id} has {action_space}")
+    if base in _BOX_ONLY and not isinstance(action_space, spaces.Box):
+        raise ValueError(f"algo {algo!r} needs a Box (continuous) action space; {env_id} has {action_space}")
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        raise ValueError(f"algo {algo!r}: the benchmark supports Discrete and Box action spaces; {env_id} has "
+                         f"{action_space}")  # fmt: skip
+
+
+def env_defaults(env_id: str) -> dict[str, Any]:
+    """Threshold (the spec's ``reward_threshold``, else the table's, else ``None``), budgets and check interval."""
+    spec = check_env_id(env_id)
+    defaults = {**_GENERIC_ENV, "threshold": None, **ENV_DEFAULTS.get(env_id, {})}
+    if spec.reward_threshold is not None:
+        defaults["threshold"] = float(spec.reward_threshold)
+    return defaults
+
+
+def hyperparams_for(env_id: str, algo: str, overrides: dict[str, Any] | None = None) -> Hyperparams:
+    """The resolved settings of one benchmark row: ``{"n_envs", "agent", "dyna"}`` (``dyna`` is None for stock).
+
+    :param env_id: a gymnasium env id
+    :param algo: ``"ppo"``, ``"ppo+dyna"``, ...
+    :param overrides: parsed YAML (see :func:`load_overrides`); its entries replace the defaults key by key
+    """
+    base, dyna = parse_algo(algo)
+    stock = copy.deepcopy(_ZOO.get((env_id, base), {"n_envs": 1, "agent": {}}))
+    params: Hyperparams = {"n_envs": stock["n_envs"], "agent": stock["agent"], "dyna": None}
+    if dyna:
+        change = _DYNA.get((env_id, base))
+        if change is None and issubclass(ALGOS[base], OnPolicyAlgorithm):
+            n_steps = params["agent"].get("n_steps", _default_n_steps(base))
+            if n_steps * params["n_envs"] > _DYNA_ROLLOUT_CAP:
+                params["agent"]["n_steps"] = max(8, _DYNA_ROLLOUT_CAP // params["n_envs"])
+        change = copy.deepcopy(change or {})
+        params["n_envs"] = change.get("n_envs", params["n_envs"])
+        params["agent"].update(change.get("agent", {}))
+        params["dyna"] = change.get("dyna", {})
+    for key in ("*", env_id):
+        entry = (overrides or {}).get(key, {}).get(algo)
+        if entry:
+            params["n_envs"] = entry.get("n_envs", params["n_envs"])
+            params["agent"].update(entry.get("agent", {}))
+            if params["dyna"] is not None:
+                params["dyna"].update(entry.get("dyna", {}))
+    return params
+
+
+def _default_n_steps(base: str) -> int:
+    return inspect.signature(ALGOS[base].__init__).parameters["n_steps"].default
+
+
+_OVERRIDE_KEYS = {"n_envs", "agent", "dyna"}
+
+
+def load_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of hyperparameter overrides and check its shape, naming the offending entry.
+
+    The file maps an env id (or ``"*"`` for every env) to algo names to any of ``n_envs`` (int), ``agent`` (SB3
+    keyword arguments) and ``dyna`` (:class:`~sb3_plugins.DynaCallback` keyword arguments)::
+
+        CartPole-v1:
+          ppo+dyna:
+            agent: {learning_rate: 0.0005}
+            dyna: {dream_rollouts: 20}
+        "*":
+          sac: {n_envs: 1}
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read the hyperparameter file {str(path)!r}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"the hyperparameter file {str(path)!r} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"the hyperparameter file {str(path)!r} must map env ids to algos, got {type(data).__name__}")
+    for env_id, algos in data.items():
+        if not isinstance(algos, dict):
+            raise ValueError(f"{path}: entry {env_id!r} must map algo names to settings, got {algos!r}")
+        for algo, entry in algos.items():
+            _, dyna = parse_algo(algo)
+            if not isinstance(entry, dict) or not set(entry) <= _OVERRIDE_KEYS:
+                raise ValueError(f"{path}: {env_id}/{algo} must be a mapping with keys among {sorted(_OVERRIDE_KEYS)}, "
+                                 f"got {entry!r}")  # fmt: skip
+            if "dyna" in entry and not dyna:
+                raise ValueError(f"{path}: {env_id}/{algo} sets 'dyna', but {algo!r} is a stock algo; use {algo}+dyna")
+            for key in ("agent", "dyna"):
+                if not isinstance(entry.get(key, {}), dict):
+                    raise ValueError(f"{path}: {env_id}/{algo}/{key} must be a mapping, got {entry[key]!r}")
+            n_envs = entry.get("n_envs", 1)
+            if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs < 1:
+                raise ValueError(f"{path}: {env_id}/{algo}/n_envs must be a positive integer, got {n_envs!r}")
+    return data

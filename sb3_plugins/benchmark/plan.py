@@ -1,0 +1,98 @@
+"""Turn benchmark options into fully resolved runs, checking every value before any training starts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from gymnasium import spaces
+
+from dream_envs.device import resolve_device
+from sb3_plugins.benchmark.hyperparams import env_defaults, hyperparams_for, parse_algo
+from sb3_plugins.benchmark.runner import RunSpec, build_agent
+
+__all__ = ["QUICK", "default_algos", "plan_runs"]
+
+# --quick: a preview that finishes in a few minutes on 2 cores (fewer seeds and episodes, a third of the budget).
+QUICK = {"seeds": 2, "eval_episodes": 5, "budget_scale": 1 / 3}
+
+
+def default_algos(action_space: spaces.Space) -> list[str]:
+    """Stock vs +dyna for the agents that fit the action space: PPO and DQN (Discrete), SAC (Box)."""
+    return ["ppo", "ppo+dyna", "dqn", "dqn+dyna"] if isinstance(action_space, spaces.Discrete) else ["sac", "sac+dyna"]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def plan_runs(
+    env_id: str,
+    algos: Sequence[str] | None = None,
+    seeds: int | None = None,
+    budget: int | None = None,
+    threshold: float | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int | None = None,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    quick: bool = False,
+    stop_at_threshold: bool = True,
+) -> list[RunSpec]:
+    """Every (algo, seed) run of one env, resolved and checked: an unknown env or algo, an algo that cannot act
+    in the env's action space, bad agent or DynaCallback settings and a budget below the check interval all raise
+    a ``ValueError`` naming the value, before anything trains. ``None`` means the env's default (or --quick's).
+
+    :param env_id: any registered gymnasium id
+    :param algos: stock SB3 algorithms and their ``+dyna`` variants; default :func:`default_algos`
+    :param seeds: number of seeds, 0..seeds-1 (default 5)
+    :param budget: real steps per run (default: per env, lower for +dyna, see ``ENV_DEFAULTS``)
+    :param threshold: mean return that counts as solved (default: the spec's ``reward_threshold``, else the table's)
+    :param eval_every: real steps between checks
+    :param eval_episodes: deterministic episodes per check (default 10)
+    :param device: the agents' device
+    :param overrides: parsed YAML hyperparameter overrides
+    :param quick: the preview profile :data:`QUICK`
+    :param stop_at_threshold: end each run at its first passing check
+    """
+    defaults = env_defaults(env_id)
+    resolve_device(device)
+    if algos is None:
+        import gymnasium as gym
+
+        probe = gym.make(env_id)
+        algos = default_algos(probe.action_space)
+        probe.close()
+    if not algos:
+        raise ValueError("--algos needs at least one algo, e.g. ppo ppo+dyna")
+    for algo in algos:
+        parse_algo(algo)
+    if len(set(algos)) != len(algos):
+        raise ValueError(f"--algos lists an algo twice: {list(algos)}")
+    seeds = _positive_int("--seeds", seeds if seeds is not None else (QUICK["seeds"] if quick else 5))
+    eval_episodes = _positive_int("--eval-episodes", eval_episodes if eval_episodes is not None
+                                  else (QUICK["eval_episodes"] if quick else 10))  # fmt: skip
+    eval_every = _positive_int("--eval-every", eval_every if eval_every is not None else defaults["eval_every"])
+    if threshold is None:
+        threshold = defaults["threshold"]
+    elif not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ValueError(f"--threshold must be a finite number, got {threshold!r}")
+    specs = []
+    for algo in algos:
+        if budget is not None:
+            algo_budget = _positive_int("--budget", budget)
+        else:
+            algo_budget = defaults["dyna_budget" if parse_algo(algo)[1] else "budget"]
+            if quick:
+                algo_budget = max(eval_every, round(algo_budget * QUICK["budget_scale"] / eval_every) * eval_every)
+        if algo_budget < eval_every:
+            raise ValueError(f"--budget {algo_budget} is below --eval-every {eval_every}: no check would run")
+        params = hyperparams_for(env_id, algo, overrides)
+        for seed in range(seeds):
+            specs.append(RunSpec(env_id, algo, seed, algo_budget, None if threshold is None else float(threshold),
+                                 eval_every, eval_episodes, params, device, stop_at_threshold))  # fmt: skip
+        build_agent(specs[-1])  # fails now, with the offending value, rather than inside a worker later
+    return specs

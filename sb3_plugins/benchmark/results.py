@@ -1,0 +1,91 @@
+"""The results directory: ``results.jsonl`` with one record per finished run, rewritten atomically after each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from dream_envs.io import atomic_write
+from sb3_plugins.benchmark.runner import RECORD_FORMAT, SETTINGS, RunSpec
+
+__all__ = ["ResultsDir"]
+
+RESULTS_FILE = "results.jsonl"
+
+
+class ResultsDir:
+    """A benchmark's output folder. Finished runs are never lost and a file is never half written: each record is
+    added by writing the whole ``results.jsonl`` to a temporary file and renaming it over the old one.
+
+    :param path: the folder (created on the first record if it does not exist)
+    :param must_exist: raise if there is no ``results.jsonl`` yet (``dream-envs report``)
+
+    Example::
+
+        import tempfile
+        from sb3_plugins.benchmark import ResultsDir
+
+        results = ResultsDir(tempfile.mkdtemp())
+        print(results.records(), results.path)
+    """
+
+    def __init__(self, path: str | Path, must_exist: bool = False):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"results dir {str(self.path)!r} is a file; expected a folder")
+        self.file = self.path / RESULTS_FILE
+        if must_exist and not self.file.is_file():
+            raise ValueError(f"{str(self.path)!r} holds no {RESULTS_FILE}; expected the --out folder of a "
+                             "'dream-envs bench' run")  # fmt: skip
+        self._records = self._load()
+
+    def _load(self) -> list[dict[str, Any]]:
+        if not self.file.exists():
+            return []
+        try:
+            lines = self.file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot read {str(self.file)!r}: {error}") from None
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+                raise ValueError(f"{self.file}:{number} is not a dream-envs benchmark record (expected JSON with "
+                                 f"format {RECORD_FORMAT!r}); is this a results dir of another tool?")  # fmt: skip
+            records.append(record)
+        return records
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append one finished run (replacing an older record of the same env, algo and seed)."""
+        key = (record["env"], record["algo"], record["seed"])
+        self._records = [r for r in self._records if (r["env"], r["algo"], r["seed"]) != key] + [record]
+        text = "".join(json.dumps(r) + "\n" for r in self._records).encode()
+        atomic_write(self.file, lambda handle: handle.write(text))
+
+    def pending(self, specs: Iterable[RunSpec]) -> list[RunSpec]:
+        """The runs not yet done. A done run recorded with other settings is an error, not silently reused."""
+        done = {(r["env"], r["algo"], r["seed"]): r for r in self._records}
+        todo = []
+        for spec in specs:
+            record = done.get(spec.key)
+            if record is None:
+                todo.append(spec)
+                continue
+            wanted = spec.settings()
+            differ = [k for k in SETTINGS if record.get(k) != wanted[k]]
+            if differ:
+                name = f"{spec.env_id} {spec.algo} seed {spec.seed}"
+                details = "; ".join(f"{k}: recorded {record.get(k)!r}, asked {wanted[k]!r}" for k in differ)
+                raise ValueError(f"{self.file} already holds {name} with other settings ({details}). Use another "
+                                 "--out, or the same settings to resume.")  # fmt: skip
+        return todo

@@ -1,0 +1,167 @@
+"""One benchmark run: a stock SB3 agent (optionally + DynaCallback) on a real env, with the yardstick's checks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+
+import sb3_plugins
+from sb3_plugins.benchmark.hyperparams import Hyperparams, check_action_space, check_env_id, parse_algo
+from sb3_plugins.callbacks import DynaCallback
+from sb3_plugins.dream_training import ALGOS
+from sb3_plugins.evaluation import RealStepsToThreshold
+
+__all__ = ["RECORD_FORMAT", "RunSpec", "run_one"]
+
+RECORD_FORMAT = "dream-envs-bench/1"
+# The fields of a record that a resumed benchmark must agree on before it may skip the run.
+SETTINGS = ("budget", "threshold", "eval_every", "eval_episodes", "stop_at_threshold", "hyperparameters")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (env, algo, seed) run of the benchmark, fully resolved, so that it can be shipped to a worker process.
+
+    :param env_id: the real gymnasium env
+    :param algo: ``"ppo"``, ``"ppo+dyna"``, ... (see :func:`~sb3_plugins.benchmark.hyperparams.parse_algo`)
+    :param seed: seeds the agent, the training envs, the model and the evaluation env
+    :param budget: real steps to train for at most
+    :param threshold: mean evaluation return that counts as solved (``None``: curves only)
+    :param eval_every: real steps between checks (10 deterministic episodes of a fresh real env each)
+    :param eval_episodes: episodes per check
+    :param hyperparams: ``{"n_envs", "agent", "dyna"}`` from :func:`~sb3_plugins.benchmark.hyperparams_for`
+    :param device: the agent's (and model's) device
+    :param stop_at_threshold: end the run at its first passing check (the yardstick's protocol)
+
+    Example::
+
+        from sb3_plugins.benchmark import RunSpec, hyperparams_for, run_one
+
+        spec = RunSpec("CartPole-v1", "ppo", seed=0, budget=512, threshold=475, eval_every=256, eval_episodes=2,
+                       hyperparams=hyperparams_for("CartPole-v1", "ppo"), device="cpu")
+        record = run_one(spec)
+        print(record["curve"], record["real_steps_to_threshold"])
+    """
+
+    env_id: str
+    algo: str
+    seed: int
+    budget: int
+    threshold: float | None
+    eval_every: int
+    eval_episodes: int = 10
+    hyperparams: Hyperparams = field(default_factory=dict)
+    device: str = "auto"
+    stop_at_threshold: bool = True
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.env_id, self.algo, self.seed)
+
+    def settings(self) -> dict[str, Any]:
+        """What this run's record must match to count as done (JSON-normalised, as it is stored)."""
+        values = asdict(self)
+        values["hyperparameters"] = values.pop("hyperparams")
+        return json.loads(json.dumps({k: values[k] for k in SETTINGS}))
+
+
+def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm, DynaCallback | None]:
+    """The SB3 agent and DynaCallback of a run, built but not trained; raises a clear error for bad settings."""
+    base, dyna = parse_algo(spec.algo)
+    check_env_id(spec.env_id)
+    env = make_vec_env(spec.env_id, n_envs=spec.hyperparams.get("n_envs", 1), seed=spec.seed)
+    check_action_space(spec.algo, spec.env_id, env.action_space)
+    kwargs = _sb3_kwargs(spec, env.action_space)
+    try:
+        agent = ALGOS[base]("MlpPolicy", env, seed=spec.seed, device=spec.device, **kwargs)
+    except (TypeError, ValueError, AssertionError) as error:
+        raise ValueError(f"{spec.env_id}/{spec.algo}: {ALGOS[base].__name__} rejected the agent settings "
+                         f"{kwargs}: {error}") from None  # fmt: skip
+    callback = None
+    if dyna:
+        try:
+            callback = DynaCallback(seed=spec.seed, **(spec.hyperparams.get("dyna") or {}))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{spec.env_id}/{spec.algo}: DynaCallback rejected the dyna settings "
+                             f"{spec.hyperparams.get('dyna')}: {error}") from None  # fmt: skip
+    return agent, callback
+
+
+def _sb3_kwargs(spec: RunSpec, action_space: gym.spaces.Space) -> dict[str, Any]:
+    kwargs = copy.deepcopy(spec.hyperparams.get("agent") or {})
+    if "exploration_steps" in kwargs:  # rl-zoo thinks in steps; SB3 in a fraction of total_timesteps
+        kwargs["exploration_fraction"] = min(1.0, kwargs.pop("exploration_steps") / spec.budget)
+    if "action_noise_std" in kwargs:
+        std = float(kwargs.pop("action_noise_std"))
+        shape = action_space.shape
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(shape), std * np.ones(shape))
+    return kwargs
+
+
+class _ReportProgress(BaseCallback):
+    def __init__(self, report: Callable[[int], None], every: int):
+        super().__init__()
+        self.report, self.every, self._next = report, every, every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next = self.num_timesteps + self.every
+            self.report(self.num_timesteps)
+        return True
+
+
+def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train and check one run on 1 torch thread (the figures must not depend on the worker count); its record.
+
+    :param spec: the run
+    :param progress: called now and then with the real steps done so far
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        agent, dyna = build_agent(spec)
+        threshold = math.inf if spec.threshold is None else spec.threshold
+        check = RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
+                                     stop=spec.stop_at_threshold, seed=10_000 + spec.seed)  # fmt: skip
+        callbacks: list[BaseCallback] = ([dyna] if dyna is not None else []) + [check]
+        if progress is not None:
+            callbacks.append(_ReportProgress(progress, max(spec.budget // 100, 1)))
+        started = time.perf_counter()
+        agent.learn(spec.budget, callback=callbacks)
+        wall = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(threads)
+    record = {
+        "format": RECORD_FORMAT, "env": spec.env_id, "algo": spec.algo, "seed": spec.seed,
+        "real_steps_to_threshold": check.hit, "real_steps": int(agent.num_timesteps),
+        "curve": [[int(s), float(r)] for s, r in check.curve],
+        "final_return": float(check.curve[-1][1]) if check.curve else None,
+        "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
+        "reward_termination": _reward_termination(dyna),
+        "wall_seconds": round(wall, 2), "device": str(agent.device),
+        "versions": {"dream_envs": sb3_plugins.__version__, "sb3": stable_baselines3.__version__,
+                     "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()},
+        **spec.settings(),
+    }  # fmt: skip
+    return record
+
+
+def _reward_termination(dyna: DynaCallback | None) -> str:
+    if dyna is None:
+        return "real env"
+    return "learned" if dyna.reward_fn is None and dyna.termination_fn is None else "given"

@@ -1,0 +1,307 @@
+"""The benchmark: hyperparameter resolution, planning and its errors, results folder, report, backends, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from sb3_plugins.benchmark import (
+    RECORD_FORMAT,
+    ResultsDir,
+    RunSpec,
+    env_defaults,
+    execute,
+    hyperparams_for,
+    load_overrides,
+    parse_algo,
+    plan_runs,
+    summarize,
+    write_report,
+)
+from sb3_plugins.benchmark.report import _median_curve
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small enough that a +dyna run takes seconds: one tiny dream round per real rollout.
+TINY_DYNA = {"dream_envs": 16, "dream_rollouts": 1, "fit_kwargs": {"max_epochs": 2},
+             "ensemble_kwargs": {"hidden_sizes": [32], "ensemble_size": 2, "num_elites": 2}}  # fmt: skip
+TINY_YAML = "CartPole-v1:\n  ppo+dyna:\n    dyna: " + json.dumps(TINY_DYNA) + "\n"
+
+
+def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sb3_plugins.benchmark", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)  # fmt: skip
+
+
+def record(algo: str, seed: int, hit: int | None, budget: int = 1000, curve=None, env: str = "CartPole-v1") -> dict:
+    curve = curve if curve is not None else ([[hit, 480.0]] if hit else [[budget, 100.0]])
+    return {"format": RECORD_FORMAT, "env": env, "algo": algo, "seed": seed, "real_steps_to_threshold": hit,
+            "budget": budget, "threshold": 475.0, "curve": curve, "final_return": curve[-1][1] if curve else None,
+            "wall_seconds": 1.0, "imagined_steps": 10 if "+dyna" in algo else 0,
+            "reward_termination": "learned" if "+dyna" in algo else "real env"}  # fmt: skip
+
+
+# ---------------------------------------------------------------- hyperparameters
+def test_parse_algo_and_its_error():
+    assert parse_algo("ppo") == ("ppo", False) and parse_algo("sac+dyna") == ("sac", True)
+    with pytest.raises(ValueError, match="unknown algo 'trpo'.*ppo\\+dyna"):
+        parse_algo("trpo")
+
+
+def test_dyna_variant_starts_from_the_stock_settings_and_changes_only_its_table_entry():
+    stock, dyna = hyperparams_for("CartPole-v1", "ppo"), hyperparams_for("CartPole-v1", "ppo+dyna")
+    assert stock["dyna"] is None and dyna["dyna"] == {} and stock["agent"] == dyna["agent"] and stock["n_envs"] == 8
+    dqn = hyperparams_for("CartPole-v1", "dqn+dyna")
+    assert dqn["agent"]["learning_starts"] == 250 and dqn["agent"]["train_freq"] == 1 and dqn["dyna"]["real_ratio"]
+    assert hyperparams_for("Acrobot-v1", "ppo+dyna")["n_envs"] == 8
+
+
+def test_on_policy_dyna_on_an_unlisted_env_caps_the_rollout_so_the_model_is_refitted_early():
+    assert hyperparams_for("MountainCar-v0", "ppo")["agent"] == {}
+    assert hyperparams_for("MountainCar-v0", "ppo+dyna")["agent"]["n_steps"] == 256
+
+
+def test_overrides_replace_defaults_key_by_key(tmp_path):
+    path = tmp_path / "h.yaml"
+    path.write_text('CartPole-v1:\n  ppo+dyna:\n    agent: {learning_rate: 0.0005}\n    dyna: {dream_rollouts: 3}\n'
+                    '"*":\n  ppo+dyna: {n_envs: 4}\n')  # fmt: skip
+    params = hyperparams_for("CartPole-v1", "ppo+dyna", load_overrides(path))
+    assert params["agent"]["learning_rate"] == 0.0005 and params["agent"]["n_steps"] == 32
+    assert params["dyna"] == {"dream_rollouts": 3} and params["n_envs"] == 4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("CartPole-v1: [1, 2]", "must map algo names"),
+        ("CartPole-v1:\n  ppo: {agnet: {}}", "keys among"),
+        ("CartPole-v1:\n  ppo: {dyna: {}}", "stock algo; use ppo\\+dyna"),
+        ("CartPole-v1:\n  ppo: {n_envs: 0}", "n_envs must be a positive integer"),
+        ("CartPole-v1:\n  trpo: {}", "unknown algo 'trpo'"),
+        ("a: [b", "not valid YAML"),
+        ("- 1", "must map env ids"),
+    ],
+)
+def test_bad_override_files_are_named(tmp_path, text, message):
+    path = tmp_path / "h.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_overrides(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_overrides(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------- planning and bad input
+def test_thresholds_come_from_the_spec_then_the_table():
+    assert env_defaults("CartPole-v1")["threshold"] == 475.0
+    assert env_defaults("Pendulum-v1")["threshold"] == -200.0
+    assert env_defaults("MountainCar-v0")["threshold"] == -110.0
+
+
+def test_plan_resolves_every_run_with_budgets_per_variant():
+    specs = plan_runs("CartPole-v1", ["ppo", "ppo+dyna"], seeds=2, device="cpu")
+    assert [(s.algo, s.seed) for s in specs] == [("ppo", 0), ("ppo", 1), ("ppo+dyna", 0), ("ppo+dyna", 1)]
+    assert specs[0].budget > specs[2].budget and specs[0].eval_every == 250 and specs[0].eval_episodes == 10
+    quick = plan_runs("CartPole-v1", ["ppo"], quick=True, device="cpu")
+    assert len(quick) == 2 and quick[0].eval_episodes == 5 and quick[0].budget % 250 == 0
+    assert quick[0].budget < specs[0].budget
+    assert [s.algo for s in plan_runs("Pendulum-v1", seeds=1, device="cpu")] == ["sac", "sac+dyna"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(env_id="NoSuchEnv-v0"), "unknown env id 'NoSuchEnv-v0'"),
+        (dict(env_id="no_such_module:Env-v0"), "unknown env id 'no_such_module:Env-v0'"),
+        (dict(algos=["trpo"]), "unknown algo 'trpo'"),
+        (dict(env_id="Pendulum-v1", algos=["dqn"]), "'dqn' needs a Discrete action space; Pendulum-v1 has Box"),
+        (dict(algos=["sac+dyna"]), "'sac\\+dyna' needs a Box"),
+        (dict(budget=100, eval_every=250), "--budget 100 is below --eval-every 250"),
+        (dict(seeds=0), "--seeds must be a positive integer, got 0"),
+        (dict(algos=["ppo", "ppo"]), "lists an algo twice"),
+        (dict(threshold=float("nan")), "--threshold must be a finite number"),
+        (dict(device="tpu"), "device='tpu'"),
+        (dict(overrides={"CartPole-v1": {"ppo": {"agent": {"n_stepz": 3}}}}), "PPO rejected the agent settings"),
+        (
+            dict(algos=["ppo+dyna"], overrides={"*": {"ppo+dyna": {"dyna": {"real_ratio": 2}}}}),
+            "DynaCallback rejected.*real_ratio must be in \\[0, 1\\], got 2",
+        ),
+    ],
+)
+def test_bad_input_fails_before_any_training(kwargs, message):
+    kwargs = {"env_id": "CartPole-v1", "algos": ["ppo"], "seeds": 1, "device": "cpu", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plan_runs(**kwargs)
+
+
+# ---------------------------------------------------------------- results folder
+def test_results_dir_adds_atomically_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
+    results = ResultsDir(tmp_path / "out")
+    spec = plan_runs("CartPole-v1", ["ppo"], seeds=2, budget=500, device="cpu")
+    done = {**record("ppo", 0, 250, budget=500), **spec[0].settings()}
+    results.add(done)
+    assert ResultsDir(tmp_path / "out").records() == [done]
+    assert [s.seed for s in results.pending(spec)] == [1]
+    other = plan_runs("CartPole-v1", ["ppo"], seeds=1, budget=750, device="cpu")
+    with pytest.raises(ValueError, match="already holds CartPole-v1 ppo seed 0 with other settings.*budget"):
+        results.pending(other)
+
+    def disk_full(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", disk_full)  # the write fails after part of the new file is out
+    with pytest.raises(OSError, match="disk full"):
+        results.add(record("ppo", 1, 250))
+    monkeypatch.undo()
+    assert ResultsDir(tmp_path / "out").records() == [done]  # the old file is untouched, no temp file left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl"]
+
+
+def test_foreign_or_missing_results_are_named(tmp_path):
+    (tmp_path / "results.jsonl").write_text('{"algo": "ppo"}\n')
+    with pytest.raises(ValueError, match="results.jsonl:1 is not a dream-envs benchmark record"):
+        ResultsDir(tmp_path)
+    with pytest.raises(ValueError, match="holds no results.jsonl"):
+        ResultsDir(tmp_path / "empty", must_exist=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        ResultsDir(tmp_path / "file")
+
+
+# ---------------------------------------------------------------- report
+def test_summary_medians_ranges_and_speedups():
+    records = [record("ppo", s, h, budget=10_000) for s, h in enumerate([4000, 6000, None])]
+    records += [record("ppo+dyna", s, h) for s, h in enumerate([500, 1000, 750])]
+    records += [record("dqn", 0, None, budget=8000), record("dqn+dyna", 0, 2000)]
+    rows = {r["algo"]: r for r in summarize(records)}
+    assert rows["ppo"]["median_real_steps"] == 6000 and rows["ppo"]["max_real_steps"] == np.inf
+    assert rows["ppo"]["solved"] == 2 and rows["ppo"]["speedup_vs_stock"] is None
+    assert rows["ppo+dyna"]["median_real_steps"] == 750 and rows["ppo+dyna"]["speedup_vs_stock"] == 8.0
+    assert rows["dqn+dyna"]["speedup_vs_stock"] == 4.0 and rows["dqn+dyna"]["speedup_is_lower_bound"]
+
+
+def test_median_curve_carries_a_solved_run_forward():
+    runs = [record("ppo", 0, None, curve=[[100, 10.0], [200, 20.0], [300, 30.0]]),
+            record("ppo", 1, 200, curve=[[100, 50.0], [200, 480.0]])]  # fmt: skip
+    grid, median, low, high = _median_curve(runs)
+    assert list(grid) == [100, 200, 300]
+    assert list(median) == [30.0, 250.0, 255.0] and list(low) == [10, 20, 30] and list(high) == [50, 480, 480]
+
+
+def test_report_files(tmp_path):
+    records = [record("ppo", 0, None, curve=[[250, 20.0], [500, 30.0]]), record("ppo+dyna", 0, 500,
+               curve=[[250, 100.0], [500, 480.0]]), record("sac", 0, None, env="Pendulum-v1", curve=[])]  # fmt: skip
+    paths = write_report(tmp_path, records, log_x=True)
+    assert matplotlib.image.imread(paths["png"]).ndim == 3
+    text = paths["md"].read_text()
+    assert (
+        "## CartPole-v1 (threshold 475.0)" in text and "| ppo+dyna | 1 | 1/1 | 500 |" in text and "## Pendulum" in text
+    )
+    assert paths["csv"].read_text().splitlines()[0].startswith("env,algo,runs,solved,threshold,budget")
+
+
+# ---------------------------------------------------------------- backends and the command line
+def tiny_specs(algos=("ppo", "a2c"), seeds=2):
+    return plan_runs("CartPole-v1", list(algos), seeds=seeds, budget=256, eval_every=128, eval_episodes=1,
+                     device="cpu", overrides={"CartPole-v1": {"ppo+dyna": {"dyna": TINY_DYNA}}})  # fmt: skip
+
+
+def comparable(records):
+    return sorted(({k: v for k, v in r.items() if k != "wall_seconds"} for r in records),
+                  key=lambda r: (r["algo"], r["seed"]))  # fmt: skip
+
+
+def test_in_process_pool_and_ray_backends_give_the_same_records():
+    ray = pytest.importorskip("ray", reason="ray is in the test extra: pip install -e '.[test]'")
+    specs = tiny_specs()
+    by_backend = {}
+    for name, kwargs in {
+        "inline": dict(n_jobs=1),
+        "pool": dict(n_jobs=2),
+        "ray": dict(n_jobs=2, backend="ray"),
+    }.items():
+        records, steps = [], {}
+        execute(specs, records.append, lambda key, n, steps=steps: steps.__setitem__(key, n), **kwargs)
+        by_backend[name] = comparable(records)
+        if name != "ray":
+            assert set(steps) == {s.key for s in specs}  # real-step progress arrives from every run
+    assert by_backend["inline"] == by_backend["pool"] == by_backend["ray"]
+    assert len(by_backend["inline"]) == 4 and not ray.is_initialized()
+
+
+def test_a_failing_run_does_not_lose_the_others():
+    from sb3_plugins.benchmark import RunFailed
+
+    good = tiny_specs(("ppo",), seeds=1)[0]
+    bad = RunSpec("CartPole-v1", "ppo", 1, 256, 475.0, 128, 1, {"n_envs": 1, "agent": {"n_steps": -1}}, "cpu")
+    records = []
+    with pytest.raises(RunFailed, match="CartPole-v1 ppo seed 1"):
+        execute([bad, good], records.append, n_jobs=2)
+    assert [r["seed"] for r in records] == [0]
+
+
+def test_cli_end_to_end_resume_and_report(tmp_path):
+    overrides = tmp_path / "tiny.yaml"
+    overrides.write_text(TINY_YAML)
+    out = tmp_path / "out"
+
+    def args(seeds: int) -> list[str]:
+        # an unreachable threshold, so that each run goes on past its first rollout, where the dream starts
+        return ["bench", "--algos", "ppo", "ppo+dyna", "--seeds", str(seeds), "--budget", "512", "--eval-every",
+                "128", "--eval-episodes", "1", "--threshold", "1000", "--n-jobs", "1", "--out", str(out),
+                "--hyperparams", str(overrides), "--device", "cpu"]  # fmt: skip
+
+    first = bench(*args(1))
+    assert first.returncode == 0, first.stderr
+    records = ResultsDir(out).records()
+    assert sorted(r["algo"] for r in records) == ["ppo", "ppo+dyna"]
+    dyna = next(r for r in records if r["algo"] == "ppo+dyna")
+    assert dyna["imagined_steps"] > 0 and dyna["real_steps"] == 512 and dyna["reward_termination"] == "learned"
+    assert dyna["curve"][0][0] == 128 and dyna["command"].startswith("dream-envs bench --algos ppo ppo+dyna")
+    assert {"versions", "hyperparameters", "wall_seconds", "threshold"} <= set(dyna)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "CartPole-v1: real steps to threshold" in first.stdout
+
+    second = bench(*args(2))
+    assert second.returncode == 0, second.stderr
+    assert "4 runs on CartPole-v1 (2 already in" in second.stdout
+    assert sorted((r["algo"], r["seed"]) for r in ResultsDir(out).records())[:2] == [("ppo", 0), ("ppo", 1)]
+    assert [r for r in ResultsDir(out).records() if r["seed"] == 0] == records  # finished runs untouched
+
+    (out / "summary.md").unlink()
+    report = bench("report", str(out), "--log-x")
+    assert report.returncode == 0, report.stderr
+    assert (out / "summary.md").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+        (["bench", "--algos", "ppo", "trpo"], "unknown algo 'trpo'"),
+        (["bench", "--env", "Pendulum-v1", "--algos", "dqn"], "'dqn' needs a Discrete action space"),
+        (["bench", "--budget", "100", "--eval-every", "250"], "--budget 100 is below --eval-every 250"),
+        (["bench", "--n-jobs", "0"], "--n-jobs must be a positive integer"),
+        (["bench", "--ray-address", "auto"], "--ray-address 'auto' needs --backend ray"),
+        (["bench", "--hyperparams", "missing.yaml"], "cannot read the hyperparameter file 'missing.yaml'"),
+        (["report", "nowhere"], "'nowhere' holds no results.jsonl"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_line_before_training(tmp_path, args, message):
+    if args[0] == "bench":
+        args = [*args, "--out", str(tmp_path / "out")]
+    completed = bench(*args, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and message.replace("\\", "") in completed.stderr.replace("\\", "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_a_foreign_results_dir(tmp_path):
+    (tmp_path / "results.jsonl").write_text("timestamp,score\n")
+    completed = bench("bench", "--out", str(tmp_path), timeout=120)
+    assert completed.returncode == 2 and "is not a dream-envs benchmark record" in completed.stderr
