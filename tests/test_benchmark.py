@@ -301,6 +301,13 @@ def test_cli_bad_input_is_one_clear_line_before_training(tmp_path, args, message
     assert not (tmp_path / "out").exists()
 
 
+def test_the_dream_envs_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="dream-envs")
+    assert script.value == "sb3_plugins.benchmark.cli:main"
+
+
 def test_cli_refuses_a_foreign_results_dir(tmp_path):
     (tmp_path / "results.jsonl").write_text("timestamp,score\n")
     completed = bench("bench", "--out", str(tmp_path), timeout=120)

@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
                                 "report real steps to threshold, tables and plots.")  # fmt: skip
     bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1)")
-    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna (default: those that fit the "
-                       "env's action space: ppo/dqn for Discrete, sac for Box, each stock and +dyna)")  # fmt: skip
+    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna (default: ppo ppo+dyna for "
+                       "Discrete actions, sac sac+dyna for Box)")  # fmt: skip
     bench.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default 5; --quick {QUICK['seeds']})")
     bench.add_argument("--budget", type=int, help="real steps per run (default: per env, lower for +dyna)")
     bench.add_argument("--threshold", type=float, help="mean return that counts as solved (default: the env "
