@@ -6,9 +6,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["atomic_write", "ModelFileError"]
+__all__ = ["atomic_write", "load_torch_file", "save_torch_file", "ModelFileError"]
 
 
 class ModelFileError(ValueError):
@@ -58,6 +58,49 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             pass
         raise
     return path
+
+
+def save_torch_file(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """``torch.save`` of a payload of tensors and plain Python values, atomically (see :func:`atomic_write`)."""
+    import torch
+
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def load_torch_file(path: str | os.PathLike, file_format: str, version: int, what: str) -> dict[str, Any]:
+    """Load a file written by :func:`save_torch_file` safely (``weights_only=True``: no code runs) and check its
+    ``format`` marker and ``format_version``.
+
+    :param path: the file
+    :param file_format: the marker the payload must carry, e.g. ``"dream-envs/ensemble"``
+    :param version: the only format version this code reads
+    :param what: how an error names the file's kind, e.g. ``"dream-envs model"``
+    :raises FileNotFoundError: no file at ``path``
+    :raises ModelFileError: truncated, corrupted or foreign file, or another format version
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {str(path)!r}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad zip/pickle; all mean "unreadable"
+        raise ModelFileError(
+            f"{str(path)!r} could not be read as a {what} file: it is truncated, corrupted or not a "
+            f"torch file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise ModelFileError(
+            f"{str(path)!r} is a torch file but not a {what} (no format marker {file_format!r}); "
+            "it may be a plain state_dict or another library's checkpoint"
+        )
+    if payload.get("format_version") != version:
+        raise ModelFileError(
+            f"{str(path)!r} has format version {payload.get('format_version')!r}; this dream-envs "
+            f"reads version {version}. Re-create it with this version."
+        )
+    return payload
 
 
 def _current_umask() -> int:

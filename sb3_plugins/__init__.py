@@ -3,7 +3,7 @@
 from sb3_plugins.callbacks import DynaCallback
 from sb3_plugins.dream_training import ALGOS, DreamTrainingResult, train_in_dream
 from sb3_plugins.dream_vec_env import DreamVecEnv
-from sb3_plugins.evaluation import RealStepsToThreshold
+from sb3_plugins.evaluation import EpisodesToThreshold, RealStepsToThreshold
 
 __version__ = "0.1.0"
 
@@ -12,6 +12,7 @@ __all__ = [
     "DreamTrainingResult",
     "DreamVecEnv",
     "DynaCallback",
+    "EpisodesToThreshold",
     "RealStepsToThreshold",
     "train_in_dream",
     "__version__",

@@ -15,7 +15,7 @@ from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.device import resolve_device
-from dream_envs.io import ModelFileError, atomic_write
+from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.models.training import FitResult, fit_ensemble
 from dream_envs.spaces import (
     action_input_dim,
@@ -386,7 +386,7 @@ class EnsembleDynamics(nn.Module):
             "start_states": self.start_states,
             "reward_range": None if self.reward_range is None else list(self.reward_range),
         }
-        return atomic_write(path, lambda handle: torch.save(payload, handle))
+        return save_torch_file(path, payload)
 
     @classmethod
     def load(
@@ -405,26 +405,7 @@ class EnsembleDynamics(nn.Module):
         :raises FileNotFoundError: no file at ``path``
         :raises ModelFileError: truncated, corrupted or foreign file, another format version, or other spaces
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no dream-envs model file at {str(path)!r}")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for a bad zip/pickle; all mean "unreadable"
-            raise ModelFileError(
-                f"{str(path)!r} could not be read as a dream-envs model file: it is truncated, corrupted or not a "
-                f"torch file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-            ) from error
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ModelFileError(
-                f"{str(path)!r} is a torch file but not a dream-envs model (no format marker {FORMAT!r}); "
-                "it may be a plain state_dict or another library's checkpoint"
-            )
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(
-                f"{str(path)!r} has model format version {payload.get('format_version')!r}; this dream-envs "
-                f"reads version {FORMAT_VERSION}. Re-create the model with this version."
-            )
+        payload = load_torch_file(path, FORMAT, FORMAT_VERSION, "dream-envs model")
         try:
             file_obs = space_from_dict(payload["observation_space"])
             file_act = space_from_dict(payload["action_space"])

@@ -1,0 +1,226 @@
+"""What dream-envs' own agents share with Stable-Baselines3's: the env as a 1-env VecEnv, ``learn`` with SB3
+callbacks and logger, ``predict`` that ``evaluate_policy`` accepts, and atomic, safe ``save``/``load``.
+
+The agents are where dream-envs meets SB3's conventions (its logger and callback contracts), so this module
+imports SB3; ``import dream_envs`` itself does not import this package.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
+
+from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
+from dream_envs.spaces import space_from_dict, space_to_dict, spaces_equal
+
+AGENT_FORMAT = "dream-envs/agent"
+AGENT_FORMAT_VERSION = 1
+
+
+def wrap_env(env: gym.Env | VecEnv | str) -> VecEnv:
+    """An env id, a gymnasium env or a VecEnv -> a VecEnv (with SB3's Monitor for episode statistics)."""
+    if isinstance(env, str):
+        env = gym.make(env)
+    if isinstance(env, VecEnv):
+        return env
+    if not isinstance(env, gym.Env):
+        raise TypeError(f"env must be a gymnasium Env, a VecEnv or an env id, got {type(env).__name__}")
+    return DummyVecEnv([lambda: env if isinstance(env, Monitor) else Monitor(env)])
+
+
+class ModelBasedAgent(ABC):
+    """Base class: SB3's shape for agents that are not SB3 algorithms (tabular Dyna-Q, MPC, MuZero, ...).
+
+    Subclasses set ``_hyperparams`` (the constructor arguments saved with the agent), implement
+    ``_train(total_timesteps, callback)`` (the loop; it advances ``num_timesteps`` and calls ``callback.on_step()``
+    after every real step), ``_predict(observations, deterministic)`` on a batch, ``_get_state()`` and
+    ``_set_state(state)`` (tensors and plain values only, so that loading needs no pickle).
+
+    :param env: the real env (an id, a gymnasium Env, or a VecEnv of one env)
+    :param seed: seeds the agent's random generator and the env
+    :param verbose: 1 prints SB3's log table
+    :param tensorboard_log: folder for TensorBoard logs (SB3's logger), or None
+
+    Example::
+
+        from dream_envs.agents import DynaQ  # a ModelBasedAgent
+
+        agent = DynaQ("FrozenLake-v1", planning_steps=5, seed=0).learn(500)
+        print(agent.num_timesteps, agent.predict(0, deterministic=True))
+    """
+
+    _hyperparams: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, env: gym.Env | VecEnv | str, seed: int | None = None, verbose: int = 0,
+                 tensorboard_log: str | None = None):  # fmt: skip
+        self.env = wrap_env(env)
+        if self.env.num_envs != 1:
+            raise ValueError(f"{type(self).__name__} learns from one env; got a VecEnv of {self.env.num_envs}")
+        self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
+        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        self.rng = np.random.default_rng(seed)
+        if seed is not None:
+            self.env.seed(seed)
+            self.action_space.seed(seed)
+        self.num_timesteps = 0
+        self.episodes = 0
+        self.ep_info_buffer: deque = deque(maxlen=100)
+        self._last_obs: np.ndarray | None = None
+        self._logger: Logger | None = None
+        self._total_timesteps = 0
+        self._start_time = time.time_ns()
+
+    # ------------------------------------------------------------------ SB3's plumbing
+    def get_env(self) -> VecEnv:
+        return self.env
+
+    def get_vec_normalize_env(self) -> VecNormalize | None:
+        return unwrap_vec_normalize(self.env)
+
+    @property
+    def logger(self) -> Logger:
+        if self._logger is None:
+            formats = ["stdout"] if self.verbose >= 1 else []
+            if self.tensorboard_log is not None:
+                formats.append("tensorboard")
+            self._logger = configure(self.tensorboard_log, formats)
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 10,
+              reset_num_timesteps: bool = True, progress_bar: bool = False) -> ModelBasedAgent:  # fmt: skip
+        """Act in the real env for ``total_timesteps`` steps (stock SB3 callbacks, ``progress_bar`` and logger work).
+
+        :param total_timesteps: real steps
+        :param callback: an SB3 ``BaseCallback``, a list of them, or a function ``(locals, globals) -> bool``
+        :param log_interval: episodes between log dumps
+        :param reset_num_timesteps: False continues the step count and the current episode of an earlier call
+        :param progress_bar: show SB3's progress bar (tqdm + rich)
+        """
+        if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        if reset_num_timesteps or self._last_obs is None:
+            self.num_timesteps, self.episodes = (0, 0) if reset_num_timesteps else (self.num_timesteps, self.episodes)
+            self._last_obs = self.env.reset()
+        self._total_timesteps = int(total_timesteps) + self.num_timesteps
+        self._log_interval, self._start_time, self._start_steps = log_interval, time.time_ns(), self.num_timesteps
+        callback = self._init_callback(callback, progress_bar)
+        callback.on_training_start(locals(), globals())
+        self._train(self._total_timesteps, callback)
+        callback.on_training_end()
+        return self
+
+    def _init_callback(self, callback: Any, progress_bar: bool) -> BaseCallback:
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        if not isinstance(callback, BaseCallback):
+            callback = ConvertCallback(callback)
+        if progress_bar:
+            callback = CallbackList([callback, ProgressBarCallback()])
+        callback.init_callback(self)
+        return callback
+
+    def _episode_done(self, info: dict[str, Any]) -> None:
+        """Book-keeping at the end of a real episode (Monitor's statistics, SB3's log keys)."""
+        self.episodes += 1
+        if "episode" in info:
+            self.ep_info_buffer.append(info["episode"])
+        if self._log_interval and self.episodes % self._log_interval == 0:
+            self._dump_logs()
+
+    def _dump_logs(self) -> None:
+        seconds = max((time.time_ns() - self._start_time) / 1e9, 1e-9)
+        self.logger.record("time/episodes", self.episodes, exclude="tensorboard")
+        if self.ep_info_buffer:
+            self.logger.record("rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer])))
+            self.logger.record("rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer])))
+        self.logger.record("time/fps", int((self.num_timesteps - self._start_steps) / seconds))
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------------ acting
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:  # fmt: skip
+        """Actions for one observation or a batch (SB3's signature, so ``evaluate_policy`` works).
+
+        :param observation: one observation, or a batch with a leading env dimension
+        :param state: unused (no recurrent state); returned as None
+        :param episode_start: unused
+        :param deterministic: the greedy action instead of the exploring one
+        :return: ``(actions, None)``; one action for one observation
+        """
+        obs = np.asarray(observation)
+        single = obs.shape == self.observation_space.shape
+        batch = obs.reshape(1, *self.observation_space.shape) if single else obs
+        if batch.shape[1:] != self.observation_space.shape:
+            raise ValueError(f"observation of shape {obs.shape} does not fit the observation space "
+                             f"{self.observation_space} (one observation, or a batch of them)")  # fmt: skip
+        actions = self._predict(batch, deterministic)
+        return (actions[0] if single else actions), None
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save hyperparameters, spaces and learned state atomically (a failed write keeps the old file)."""
+        payload = {
+            "format": AGENT_FORMAT, "format_version": AGENT_FORMAT_VERSION, "class": type(self).__name__,
+            "hyperparams": {name: getattr(self, name) for name in self._hyperparams},
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space), "num_timesteps": self.num_timesteps,
+            "state": self._get_state(),
+        }  # fmt: skip
+        return save_torch_file(path, payload)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env | VecEnv | str, **kwargs: Any) -> ModelBasedAgent:
+        """Load an agent saved by :meth:`save` safely (``weights_only=True``) onto ``env``.
+
+        :param path: the file
+        :param env: the env to go on with (its spaces must be the saved ones)
+        :param kwargs: constructor arguments that replace the saved ones (e.g. ``seed``, ``verbose``)
+        :raises ModelFileError: truncated, corrupted or foreign file, another agent class, or other spaces
+        """
+        payload = load_torch_file(path, AGENT_FORMAT, AGENT_FORMAT_VERSION, "dream-envs agent")
+        if payload.get("class") != cls.__name__:
+            raise ModelFileError(f"{str(path)!r} holds a {payload.get('class')!r} agent, not a {cls.__name__}; "
+                                 f"load it with {payload.get('class')}.load")  # fmt: skip
+        agent = cls(env, **{**payload["hyperparams"], **kwargs})
+        for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
+            saved = space_from_dict(payload[f"{name}_space"])
+            if not spaces_equal(saved, space):
+                raise ModelFileError(f"{str(path)!r} was saved for {name} space {saved}; the env has {space}")
+        try:
+            agent._set_state(payload["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{str(path)!r} holds a state that does not fit its header ({error})") from error
+        agent.num_timesteps = int(payload.get("num_timesteps", 0))
+        return agent
+
+    # ------------------------------------------------------------------ subclasses
+    @abstractmethod
+    def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
+        """Act until ``num_timesteps`` reaches ``total_timesteps`` or a callback returns False."""
+
+    @abstractmethod
+    def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Actions for a batch of observations."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, Any]:
+        """The learned state as tensors and plain values (no pickled objects)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`_get_state` returned."""
