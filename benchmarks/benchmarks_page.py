@@ -20,7 +20,7 @@ import numpy as np
 
 from dream_envs.io import atomic_write
 from sb3_plugins.benchmark import ResultsDir, summarize
-from sb3_plugins.benchmark.cli import main as dream_envs
+from sb3_plugins.cli import main as dream_envs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = "docs/benchmarks"

@@ -24,5 +24,5 @@ fi
 # torch is now present, so the project's "torch>=2.3" requirement installs nothing more.
 "$python" -m pip install -e ".${extras:+[$extras]}"
 if ! command -v dream-envs >/dev/null 2>&1; then
-  echo "install.sh: the dream-envs command was installed into $("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'), which is not on PATH; add it, or run 'python3 -m sb3_plugins.benchmark' instead" >&2
+  echo "install.sh: the dream-envs command was installed into $("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'), which is not on PATH; add it, or run 'python3 -m sb3_plugins' instead" >&2
 fi

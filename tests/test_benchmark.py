@@ -34,7 +34,7 @@ TINY_YAML = "CartPole-v1:\n  ppo+dyna:\n    dyna: " + json.dumps(TINY_DYNA) + "\
 
 
 def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sb3_plugins.benchmark", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sb3_plugins", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)  # fmt: skip
 
 
@@ -305,7 +305,7 @@ def test_the_dream_envs_console_script_is_declared():
     from importlib.metadata import entry_points
 
     (script,) = entry_points(group="console_scripts", name="dream-envs")
-    assert script.value == "sb3_plugins.benchmark.cli:main"
+    assert script.value == "sb3_plugins.cli:main"
 
 
 def test_cli_refuses_a_foreign_results_dir(tmp_path):

@@ -300,7 +300,7 @@ class EnsembleDynamics(nn.Module):
         :param action: ``B`` discrete or ``B x act_dim`` continuous actions
         :param generator: torch generator on the model's device for member choice and sampling
         :param propagation: ``"ts1"``: each row uses one elite member drawn at random (PETS TS-1);
-            ``"mean"``: the mean of the elites
+            ``"mean"``: the mean of the elites; ``"single"``: the best elite (by holdout loss) alone
         :param deterministic: use predicted means instead of sampling the Gaussian heads
         """
         obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
@@ -314,12 +314,14 @@ class EnsembleDynamics(nn.Module):
         if propagation == "ts1":
             pick = elites[torch.randint(len(elites), (batch,), device=self.device, generator=generator)]
             mean_b, logvar_b, logit_b = self._split(raw[pick, torch.arange(batch, device=self.device)])  # (B, out)
+        elif propagation == "single":
+            mean_b, logvar_b, logit_b = self._split(raw[elites[0]])  # the best elite alone
         elif propagation == "mean":
             mean, logvar, logit = self._split(raw[elites])  # (n_elites, B, out)
             mean_b, logvar_b = mean.mean(0), logvar.exp().mean(0).log()
             logit_b = logit.mean(0) if logit is not None else None
         else:
-            raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
+            raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
         if self.config.probabilistic and not deterministic:
             noise = torch.randn(mean_b.shape, device=self.device, generator=generator)
             mean_b = mean_b + noise * (0.5 * logvar_b).exp()

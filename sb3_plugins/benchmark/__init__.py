@@ -1,6 +1,6 @@
 """The benchmark: stock SB3 agents vs the same agents + DynaCallback, real steps to threshold, side by side.
 
-The ``dream-envs bench`` command line (:mod:`sb3_plugins.benchmark.cli`) is built from these pieces: a plan of
+The ``dream-envs bench`` command line (:mod:`sb3_plugins.cli`) is built from these pieces: a plan of
 resolved runs (:func:`plan_runs`), one run (:func:`run_one`), backends that execute runs in this process, a
 process pool or Ray (:func:`execute`), the results folder (:class:`ResultsDir`) and the report
 (:func:`write_report`).

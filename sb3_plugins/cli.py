@@ -1,9 +1,11 @@
 """``dream-envs``: the command line. ``bench`` compares model-free and model-based runs side by side; ``report``
-re-draws the tables and plots of a results folder.
+re-draws the tables and plots of a results folder; ``diagnose`` measures a dream model's compounding error and
+the calibration of its disagreement.
 
     dream-envs bench                                     # the default CartPole-v1 comparison, into results/
     dream-envs bench --env Pendulum-v1 --algos sac sac+dyna --seeds 5 --n-jobs 2 --out results/
     dream-envs report results/ --log-x
+    dream-envs diagnose --model Dream-CartPole-v0 --out diagnostics/
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sb3_plugins.benchmark.backends import BACKENDS, RunFailed, execute
@@ -21,6 +24,7 @@ from sb3_plugins.benchmark.hyperparams import load_overrides
 from sb3_plugins.benchmark.plan import QUICK, plan_runs
 from sb3_plugins.benchmark.report import format_return, format_speedup, format_steps, summarize, write_report
 from sb3_plugins.benchmark.results import ResultsDir
+from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["main"]
 
@@ -31,7 +35,7 @@ def _cores() -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dream-envs", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,report,diagnose}")
     bench = commands.add_parser("bench", help="model-free vs model-based runs side by side: real steps to threshold",
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
                                 "report real steps to threshold, tables and plots.")  # fmt: skip
@@ -59,6 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-draw summary.csv, summary.md and curves.png from saved results")
     report.add_argument("results_dir")
     report.add_argument("--log-x", action="store_true", help="log-scaled real-step axis in curves.png")
+    diagnose = commands.add_parser("diagnose", help="compounding error and calibration of dream models",
+                                   description="Roll each model along held-out real segments: error after k steps "
+                                   "(single elite, elite mean, TS-1) and how well its disagreement ranks the true "
+                                   "error (Spearman, reliability, the cutoff's precision/recall).")  # fmt: skip
+    diagnose.add_argument("--model", nargs="+", required=True, help="registered dream ids (Dream-CartPole-v0, ...) "
+                          "or model files")  # fmt: skip
+    diagnose.add_argument("--env", help="the real env of a model file that does not name it")
+    diagnose.add_argument("--out", default="diagnostics", help="output folder (default diagnostics/)")
+    diagnose.add_argument("--horizons", nargs="+", type=int, default=[1, 5, 10, 20], help="k values of the table")
+    diagnose.add_argument("--max-horizon", type=int, default=50, help="longest rollout of the curve (default 50)")
+    diagnose.add_argument("--segments", type=int, default=200, help="held-out real segments (default 200)")
+    diagnose.add_argument("--calibration-horizon", type=int, default=10, help="k of the k-step calibration")
+    diagnose.add_argument("--tolerance", type=float, default=0.1, help="k-step error (real stds) that counts as bad")
+    diagnose.add_argument("--threshold", type=float, help="cutoff threshold (default: the model's 'auto' one)")
+    diagnose.add_argument("--policy", default="random", help="'random', or an SB3 agent .zip that acts in the env")
+    diagnose.add_argument("--policy-algo", default="ppo", help="the SB3 algorithm of --policy (default ppo)")
+    diagnose.add_argument("--seed", type=int, default=0)
+    diagnose.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return parser
 
 
@@ -167,11 +189,52 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rich.console import Console
+
+    from sb3_plugins.diagnose import diagnose_model, load_diagnosed_model, write_diagnostics_page
+
+    if args.segments < 1:
+        raise ValueError(f"--segments must be a positive integer, got {args.segments}")
+    for name in ("max_horizon", "calibration_horizon"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
+    if min(args.horizons) < 1:
+        raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
+    models = [load_diagnosed_model(model, args.env, args.device) for model in args.model]  # all checked first
+    policy = None
+    if args.policy != "random":
+        if args.policy_algo not in ALGOS:
+            raise ValueError(f"--policy-algo must be one of {sorted(ALGOS)}, got {args.policy_algo!r}")
+        if not Path(args.policy).is_file():
+            raise ValueError(f"--policy {args.policy!r}: no such SB3 agent file (or use 'random')")
+        agent = ALGOS[args.policy_algo].load(args.policy, device="cpu")
+        policy = lambda obs: agent.predict(obs, deterministic=True)[0]  # noqa: E731
+    console = Console()
+    summaries = []
+    for model, env_id in models:
+        summary = diagnose_model(
+            model, env_id, args.out, args.horizons, args.max_horizon, args.segments, args.calibration_horizon,
+            args.tolerance, args.threshold, policy, args.seed,
+        )  # fmt: skip
+        c = summary["calibration"]
+        console.print(f"{env_id}: one-step Spearman {c['one_step_spearman']:.2f}, {c['horizon']}-step Spearman "
+                      f"{c['k_step_spearman']:.2f}, cutoff precision {c['cutoff_precision']:.2f} / recall "
+                      f"{c['cutoff_recall']:.2f}")  # fmt: skip
+        summaries.append(summary)
+    page = Path(args.out) / "diagnostics.md"
+    write_diagnostics_page(summaries, page, shlex.join(["dream-envs", *argv]))
+    console.print(f"wrote {page} and its plots")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dream-envs`` console script; returns the exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
+        if args.command == "diagnose":
+            return _diagnose(args, argv)
         return _bench(args, argv) if args.command == "bench" else _report(args)
     except ValueError as error:
         print(f"dream-envs {args.command}: error: {error}", file=sys.stderr)
