@@ -26,6 +26,7 @@ from dream_envs.spaces import space_from_dict, space_to_dict, spaces_equal
 
 AGENT_FORMAT = "dream-envs/agent"
 AGENT_FORMAT_VERSION = 1
+_CALLABLE = "<callable: pass it to load()>"
 
 
 def wrap_env(env: gym.Env | VecEnv | str) -> VecEnv:
@@ -176,7 +177,10 @@ class ModelBasedAgent(ABC):
         """Save hyperparameters, spaces and learned state atomically (a failed write keeps the old file)."""
         payload = {
             "format": AGENT_FORMAT, "format_version": AGENT_FORMAT_VERSION, "class": type(self).__name__,
-            "hyperparams": {name: getattr(self, name) for name in self._hyperparams},
+            # A callable (a custom reward function, say) cannot be loaded without running code: it is marked, and
+            # load() asks for it again.
+            "hyperparams": {name: _CALLABLE if callable(getattr(self, name)) else getattr(self, name)
+                            for name in self._hyperparams},
             "observation_space": space_to_dict(self.observation_space),
             "action_space": space_to_dict(self.action_space), "num_timesteps": self.num_timesteps,
             "state": self._get_state(),
@@ -196,6 +200,10 @@ class ModelBasedAgent(ABC):
         if payload.get("class") != cls.__name__:
             raise ModelFileError(f"{str(path)!r} holds a {payload.get('class')!r} agent, not a {cls.__name__}; "
                                  f"load it with {payload.get('class')}.load")  # fmt: skip
+        missing = [k for k, v in payload["hyperparams"].items() if v == _CALLABLE and k not in kwargs]
+        if missing:
+            raise ValueError(f"{str(path)!r} was saved with callables for {missing}, which are not stored; pass them "
+                             f"again: {cls.__name__}.load(path, env, {missing[0]}=...)")  # fmt: skip
         agent = cls(env, **{**payload["hyperparams"], **kwargs})
         for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
             saved = space_from_dict(payload[f"{name}_space"])

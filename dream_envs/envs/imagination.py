@@ -118,10 +118,8 @@ class Imagination:
             )
         self.model = model
         self.env_id = env_id if env_id is not None else model.env_id
-        self.reward_fn = resolve_task_fn(self._known(reward_fn, "reward_fn"), KNOWN_REWARDS, "reward_fn")
-        self.termination_fn = resolve_task_fn(
-            self._known(termination_fn, "termination_fn"), KNOWN_TERMINATIONS, "termination_fn"
-        )
+        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id)
+        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id)
         self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
         if propagation not in ("ts1", "mean"):
             raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
@@ -131,13 +129,6 @@ class Imagination:
         space = model.observation_space
         self._obs_low = torch.as_tensor(space.low.reshape(-1), device=model.device)
         self._obs_high = torch.as_tensor(space.high.reshape(-1), device=model.device)
-
-    def _known(self, value: Any, what: str) -> Any:
-        if isinstance(value, str) and value == "known":
-            if self.env_id is None:
-                raise ValueError(f"{what}='known' needs env_id= (or a model saved with an env_id)")
-            return self.env_id
-        return value
 
     def _check_start_states(self, start_states: Any) -> torch.Tensor:
         obs_dim = self.model.obs_dim

@@ -331,6 +331,34 @@ class EnsembleDynamics(nn.Module):
         terminated = logit_b > 0 if logit_b is not None else None
         return ModelStep(next_obs, reward, terminated, uncertainty)
 
+    @torch.no_grad()
+    def step_members(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Member ``e`` imagines one step for its own rows only: the layout of particle-based planning, where
+        every particle belongs to one member and a batched matmul per layer covers all of them.
+
+        :param obs: ``E x B x obs_dim`` observations, row block ``e`` for member ``e``
+        :param action: ``E x B`` discrete or ``E x B x act_dim`` continuous actions
+        :param generator: torch generator for the Gaussian heads' samples
+        :param deterministic: use predicted means instead of sampling
+        :return: next observations ``E x B x obs_dim``, rewards ``E x B``, terminated ``E x B`` (None if not learned)
+        """
+        members, batch = obs.shape[0], obs.shape[1]
+        if members != self.config.ensemble_size:
+            raise ValueError(f"obs must have one row block per member ({self.config.ensemble_size}), got {members}")
+        x = self._inputs(obs.reshape(members * batch, self.obs_dim), action.reshape(members * batch, -1))
+        mean, logvar, logit = self._split(self._trunk(x.reshape(members, batch, -1), reuse_buffers=True))
+        if self.config.probabilistic and not deterministic:
+            mean = mean + torch.randn(mean.shape, device=self.device, generator=generator) * (0.5 * logvar).exp()
+        out = mean * self.out_std + self.out_mean
+        reward = out[..., -1] if self.reward_range is None else out[..., -1].clamp(*self.reward_range)
+        return obs + out[..., : self.obs_dim], reward, (logit > 0) if logit is not None else None
+
     # ------------------------------------------------------------------ training
     def fit(
         self,
@@ -375,9 +403,10 @@ class EnsembleDynamics(nn.Module):
         )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save weights, normalisation, spaces and start states atomically (a failed write keeps the old file)."""
-        payload = {
+    def to_payload(self) -> dict[str, Any]:
+        """Everything :meth:`from_payload` needs, as tensors and plain values (what :meth:`save` writes; agents
+        embed it in their own files)."""
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "config": {**asdict(self.config), "hidden_sizes": list(self.config.hidden_sizes)},
@@ -385,10 +414,13 @@ class EnsembleDynamics(nn.Module):
             "action_space": space_to_dict(self.action_space),
             "env_id": self.env_id,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "start_states": self.start_states,
+            "start_states": None if self.start_states is None else self.start_states.detach().cpu(),
             "reward_range": None if self.reward_range is None else list(self.reward_range),
         }
-        return save_torch_file(path, payload)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save weights, normalisation, spaces and start states atomically (a failed write keeps the old file)."""
+        return save_torch_file(path, self.to_payload())
 
     @classmethod
     def load(
@@ -408,19 +440,33 @@ class EnsembleDynamics(nn.Module):
         :raises ModelFileError: truncated, corrupted or foreign file, another format version, or other spaces
         """
         payload = load_torch_file(path, FORMAT, FORMAT_VERSION, "dream-envs model")
+        return cls.from_payload(payload, observation_space, action_space, device, source=repr(str(path)))
+
+    @classmethod
+    def from_payload(
+        cls,
+        payload: dict[str, Any],
+        observation_space: gym.spaces.Space | None = None,
+        action_space: gym.spaces.Space | None = None,
+        device: str | torch.device = "auto",
+        source: str = "the payload",
+    ) -> EnsembleDynamics:
+        """Rebuild a model from :meth:`to_payload`'s dict, checking it; ``source`` names it in errors."""
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelFileError(f"{source} is not a dream-envs model (no format marker {FORMAT!r})")
         try:
             file_obs = space_from_dict(payload["observation_space"])
             file_act = space_from_dict(payload["action_space"])
             config = EnsembleConfig(**{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])})
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{str(path)!r} has a damaged header ({error!r})") from error
+            raise ModelFileError(f"{source} has a damaged header ({error!r})") from error
         for name, expected, found in (
             ("observation", observation_space, file_obs),
             ("action", action_space, file_act),
         ):
             if expected is not None and not spaces_equal(expected, found):
                 raise ModelFileError(
-                    f"{str(path)!r} models an env with {name} space {found}, but {expected} was expected "
+                    f"{source} models an env with {name} space {found}, but {expected} was expected "
                     f"(model env_id: {payload.get('env_id')!r})"
                 )
         model = cls(
@@ -438,10 +484,10 @@ class EnsembleDynamics(nn.Module):
         try:
             model.load_state_dict(payload["state_dict"])
         except (KeyError, RuntimeError, TypeError) as error:
-            raise ModelFileError(f"{str(path)!r} holds weights that do not fit its own header ({error})") from error
+            raise ModelFileError(f"{source} holds weights that do not fit its own header ({error})") from error
         starts = payload.get("start_states")
         if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
-            raise ModelFileError(f"{str(path)!r} holds start states of the wrong shape")
+            raise ModelFileError(f"{source} holds start states of the wrong shape")
         model.start_states = starts
         reward_range = payload.get("reward_range")
         model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))

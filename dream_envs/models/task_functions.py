@@ -84,13 +84,21 @@ KNOWN_REWARDS: dict[str, TaskFn] = {
 }
 
 
-def resolve_task_fn(value: str | TaskFn | None, known: dict[str, TaskFn], what: str) -> TaskFn | None:
-    """Turn ``None`` (learned), an env id, or a callable into a function (or ``None`` for the learned head).
+def resolve_task_fn(
+    value: str | TaskFn | None, known: dict[str, TaskFn], what: str, env_id: str | None = None
+) -> TaskFn | None:
+    """Turn ``None`` (learned), an env id, ``"known"`` or a callable into a function (``None``: the learned head).
 
-    :param value: ``None``/``"learned"``, a key of ``known``, or a callable ``(obs, action, next_obs) -> B``
+    :param value: ``None``/``"learned"``, a key of ``known``, ``"known"`` (``env_id``'s), or a callable
+        ``(obs, action, next_obs) -> B``
     :param known: the table to look env ids up in
     :param what: ``"reward_fn"`` or ``"termination_fn"``, for error messages
+    :param env_id: the env whose function ``"known"`` means
     """
+    if value == "known":
+        if env_id is None:
+            raise ValueError(f"{what}='known' needs env_id= (or a model saved with an env_id)")
+        value = env_id
     if value is None or value == "learned":
         return None
     if callable(value):

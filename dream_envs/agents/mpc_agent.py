@@ -1,0 +1,185 @@
+"""The PETS loop on a real env: collect, refit the ensemble, plan every action with MPC."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from dream_envs.agents.base import ModelBasedAgent
+from dream_envs.buffer import _FIELDS, TransitionBuffer
+from dream_envs.models.ensemble import EnsembleDynamics
+from dream_envs.models.task_functions import TaskFn
+from dream_envs.planning.mpc import MPCPlanner
+
+__all__ = ["MPCAgent"]
+
+_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 5, "hidden_sizes": (200, 200, 200)}
+_DEFAULT_FIT = {"max_epochs": 50, "patience": 5}
+
+
+class MPCAgent(ModelBasedAgent):
+    """PETS (Chua et al. 2018): act at random for ``learning_starts`` real steps, then fit a probabilistic ensemble
+    and choose every action by model-predictive control (:class:`~dream_envs.planning.MPCPlanner`), refitting
+    every ``train_freq`` real steps on everything seen so far.
+
+    Reward and termination are learned by default; known ones can be given (``reward_fn="known"``). Discrete
+    actions are planned with a categorical CEM, which mbrl-lib's PETS lacks.
+
+    :param env: the real env (an id, a gymnasium Env, or a VecEnv of one env)
+    :param optimizer: ``"auto"``, ``"cem"``, ``"mppi"`` or ``"categorical-cem"``
+    :param horizon: planning horizon in steps
+    :param population: candidate sequences per optimiser iteration
+    :param iterations: optimiser iterations per action
+    :param particles: particles per candidate (a multiple of the ensemble size)
+    :param propagation: ``"ts1"``, ``"tsinf"`` or ``"expectation"``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
+    :param termination_fn: like ``reward_fn``
+    :param learning_starts: random real steps before the first fit
+    :param train_freq: real steps between refits
+    :param ensemble_kwargs: arguments of the :class:`~dream_envs.EnsembleDynamics` (default 5 members, all elites,
+        3 hidden layers of 200)
+    :param fit_kwargs: arguments of :meth:`~dream_envs.EnsembleDynamics.fit`
+    :param optimizer_kwargs: further optimiser arguments (``elite_fraction``, ``alpha``, ``temperature``, ...)
+    :param seed: seeds the model, the planner, the random phase and the env
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param verbose: 1 prints SB3's log table every ``log_interval`` episodes
+    :param tensorboard_log: folder for TensorBoard logs, or None
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs.agents import MPCAgent
+
+        agent = MPCAgent("Pendulum-v1", horizon=5, population=32, iterations=2, particles=5, learning_starts=100,
+                         train_freq=100, ensemble_kwargs={"hidden_sizes": (32, 32)}, fit_kwargs={"max_epochs": 3},
+                         seed=0)
+        agent.learn(150)
+        print(agent.predict(gym.make("Pendulum-v1").reset(seed=0)[0]))
+    """
+
+    _hyperparams = ("optimizer", "horizon", "population", "iterations", "particles", "propagation", "reward_fn",
+                    "termination_fn", "learning_starts", "train_freq", "ensemble_kwargs", "fit_kwargs",
+                    "optimizer_kwargs", "seed", "device", "verbose", "tensorboard_log")  # fmt: skip
+
+    def __init__(
+        self,
+        env: gym.Env | VecEnv | str,
+        optimizer: str = "auto",
+        horizon: int = 15,
+        population: int = 400,
+        iterations: int = 5,
+        particles: int = 20,
+        propagation: str = "ts1",
+        reward_fn: str | TaskFn | None = None,
+        termination_fn: str | TaskFn | None = None,
+        learning_starts: int = 200,
+        train_freq: int = 200,
+        ensemble_kwargs: dict[str, Any] | None = None,
+        fit_kwargs: dict[str, Any] | None = None,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: str = "auto",
+        verbose: int = 0,
+        tensorboard_log: str | None = None,
+    ):
+        for name, value in (("learning_starts", learning_starts), ("train_freq", train_freq)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
+        self.optimizer, self.horizon, self.population, self.iterations = optimizer, horizon, population, iterations
+        self.particles, self.propagation, self.reward_fn, self.termination_fn = (
+            particles,
+            propagation,
+            reward_fn,
+            termination_fn,
+        )
+        self.learning_starts, self.train_freq, self.device = learning_starts, train_freq, device
+        self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        spec = self.env.get_attr("spec")[0]
+        self.model = EnsembleDynamics(
+            self.observation_space, self.action_space, env_id=spec.id if spec else None, device=device, seed=seed,
+            **{**_DEFAULT_ENSEMBLE, **self.ensemble_kwargs},
+        )
+        self._make_planner()
+        self.buffer = TransitionBuffer(self.observation_space, self.action_space)
+        self.model_fits, self._steps_since_fit, self._episode_start = 0, 0, True
+        self._plan_seconds, self._plans = 0.0, 0
+
+    def _make_planner(self) -> None:
+        self.planner = MPCPlanner(
+            self.model, self.optimizer, self.horizon, self.population, self.iterations, self.particles,
+            self.propagation, self.reward_fn, self.termination_fn, seed=self.seed, **self.optimizer_kwargs,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ acting
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        if not bool(self.model.fitted):
+            return np.asarray(self.action_space.sample())
+        started = time.perf_counter()
+        action = self.planner.plan(obs)
+        self._plan_seconds += time.perf_counter() - started
+        self._plans += 1
+        return action.astype(self.action_space.dtype)
+
+    def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
+        return np.stack([self._act(obs) for obs in observations])
+
+    # ------------------------------------------------------------------ learning
+    def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
+        while self.num_timesteps < total_timesteps:
+            obs = self._last_obs
+            actions = self._act(obs[0])[None]
+            new_obs, rewards, dones, infos = self.env.step(actions)
+            self.num_timesteps += 1
+            done, info = bool(dones[0]), infos[0]
+            next_obs = info["terminal_observation"] if done else new_obs[0]
+            truncated = done and info.get("TimeLimit.truncated", False)
+            self.buffer.add(obs[0], actions[0], rewards[0], next_obs, done and not truncated, truncated,
+                            self._episode_start)  # fmt: skip
+            self._episode_start = done
+            self._last_obs = new_obs
+            self._steps_since_fit += 1
+            due = not bool(self.model.fitted) or self._steps_since_fit >= self.train_freq
+            if len(self.buffer) >= self.learning_starts and due:
+                self._fit()
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return
+            if done:
+                self.planner.reset()
+                self._episode_done(info)
+
+    def _fit(self) -> None:
+        started = time.perf_counter()
+        seed = None if self.seed is None else self.seed + self.model_fits
+        result = self.model.fit(self.buffer, seed=seed, **{**_DEFAULT_FIT, **self.fit_kwargs})
+        self.model_fits, self._steps_since_fit = self.model_fits + 1, 0
+        self.logger.record("mpc/model_train_loss", result.train_loss[-1])
+        if result.holdout_loss:
+            self.logger.record("mpc/model_holdout_loss", result.holdout_loss[-1])
+        self.logger.record("mpc/model_fit_seconds", time.perf_counter() - started)
+        if self._plans:
+            self.logger.record("mpc/seconds_per_action", self._plan_seconds / self._plans)
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, Any]:
+        data = self.buffer.transitions()
+        buffer = {name: torch.from_numpy(np.ascontiguousarray(getattr(data, name))) for name in _FIELDS}
+        return {"model": self.model.to_payload(), "model_fits": self.model_fits, "buffer": buffer}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.model = EnsembleDynamics.from_payload(state["model"], self.observation_space, self.action_space,
+                                                   self.device, source="the saved agent's model")  # fmt: skip
+        self._make_planner()
+        self.model_fits = int(state["model_fits"])
+        self.buffer = TransitionBuffer(self.observation_space, self.action_space)
+        data = {name: value.numpy() for name, value in state["buffer"].items()}
+        if len(data["obs"]):
+            self.buffer.add(*(data[name] for name in _FIELDS))

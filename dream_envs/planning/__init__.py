@@ -1,0 +1,18 @@
+"""Planning in the learned model: trajectory optimisers (CEM, MPPI, categorical CEM) over particle rollouts of
+the ensemble, and the receding-horizon MPC planner. SB3-free; the PETS agent built on it is
+:class:`dream_envs.agents.MPCAgent`."""
+
+from dream_envs.planning.mpc import MPCPlanner
+from dream_envs.planning.optimizers import CEM, MPPI, OPTIMIZERS, CategoricalCEM, TrajectoryOptimizer
+from dream_envs.planning.trajectories import PARTICLE_PROPAGATIONS, TrajectoryEvaluator
+
+__all__ = [
+    "CEM",
+    "MPPI",
+    "OPTIMIZERS",
+    "PARTICLE_PROPAGATIONS",
+    "CategoricalCEM",
+    "MPCPlanner",
+    "TrajectoryEvaluator",
+    "TrajectoryOptimizer",
+]

@@ -1,0 +1,226 @@
+"""Trajectory optimisers over action sequences: CEM and MPPI for Box actions, categorical CEM for Discrete ones.
+
+Each keeps a distribution over ``horizon``-step sequences; ``optimize(objective)`` samples a population, scores it
+with ``objective`` (``population x horizon [x act_dim] -> population`` returns, one batched call) and refines;
+``shift()`` moves the distribution one step forward for the next real step (receding horizon, warm start).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+__all__ = ["CEM", "MPPI", "OPTIMIZERS", "CategoricalCEM", "TrajectoryOptimizer"]
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TrajectoryOptimizer(ABC):
+    """Shared set-up: the action space, horizon, population and iterations; ``reset()`` forgets the warm start.
+
+    :param action_space: Box or Discrete
+    :param horizon: steps per planned sequence
+    :param population: candidate sequences per iteration
+    :param iterations: refinement rounds per real step
+    :param device: where the sequences live (the model's device)
+
+    Example::
+
+        import torch
+        from gymnasium import spaces
+        from dream_envs.planning import CEM
+
+        cem = CEM(spaces.Box(-1, 1, (1,)), horizon=5, population=64, iterations=3)
+        best = cem.optimize(lambda a: -(a - 0.5).pow(2).sum((1, 2)), torch.Generator().manual_seed(0))
+        print(best[0])  # close to 0.5: the first action of the plan
+    """
+
+    def __init__(self, action_space: spaces.Space, horizon: int, population: int, iterations: int,
+                 device: torch.device | str = "cpu"):  # fmt: skip
+        for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.action_space, self.horizon = action_space, horizon
+        self.population, self.iterations = population, iterations
+        self.device = torch.device(device)
+        self.reset()
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the warm start (a new episode)."""
+
+    @abstractmethod
+    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
+        """The planned sequence (``horizon [x act_dim]``); its first action is the one to take."""
+
+    @abstractmethod
+    def shift(self) -> None:
+        """After acting: drop the first step of the distribution and append a fresh last step."""
+
+
+class _Gaussian(TrajectoryOptimizer):
+    def __init__(self, action_space: spaces.Box, horizon: int, population: int, iterations: int,
+                 device: torch.device | str, init_std: float):  # fmt: skip
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"{type(self).__name__} plans Box actions; got {action_space}. Use CategoricalCEM.")
+        self.low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device).reshape(-1)
+        self.high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device).reshape(-1)
+        self.init_std = float(init_std)
+        super().__init__(action_space, horizon, population, iterations, device)
+
+    def reset(self) -> None:
+        self.mean = ((self.low + self.high) / 2).expand(self.horizon, -1).clone()
+        self.std = (self.init_std * (self.high - self.low) / 2).expand(self.horizon, -1).clone()
+
+    def shift(self) -> None:
+        self.mean = torch.cat([self.mean[1:], ((self.low + self.high) / 2).reshape(1, -1)])
+        self.std = (self.init_std * (self.high - self.low) / 2).expand(self.horizon, -1).clone()
+
+    def _sample(self, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn((self.population, *self.mean.shape), device=self.device, generator=generator)
+        return torch.maximum(torch.minimum(self.mean + self.std * noise, self.high), self.low)
+
+
+class CEM(_Gaussian):
+    """Cross-entropy method (PETS): sample Gaussian sequences, refit mean and std to the best ``elite_fraction``.
+
+    :param action_space: a Box action space (actions are clipped to its bounds)
+    :param horizon: steps per planned sequence
+    :param population: sequences per iteration
+    :param iterations: refinement rounds per real step
+    :param elite_fraction: share of the population refitted to
+    :param alpha: smoothing, ``new = alpha * old + (1 - alpha) * elite statistics``
+    :param init_std: initial std as a fraction of the half range
+    :param device: the model's device
+
+    Example::
+
+        import torch
+        from gymnasium import spaces
+        from dream_envs.planning import CEM
+
+        cem = CEM(spaces.Box(-2, 2, (1,)), horizon=4, population=100, iterations=4)
+        plan = cem.optimize(lambda a: -(a - 1.0).abs().sum((1, 2)), torch.Generator().manual_seed(0))
+        print(plan.squeeze(-1))  # near 1.0 everywhere
+    """
+
+    def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 5,
+                 elite_fraction: float = 0.1, alpha: float = 0.1, init_std: float = 0.5,
+                 device: torch.device | str = "cpu"):  # fmt: skip
+        if not 0.0 < elite_fraction <= 1.0 or not 0.0 <= alpha < 1.0:
+            raise ValueError(f"elite_fraction must be in (0, 1] and alpha in [0, 1); got {elite_fraction}, {alpha}")
+        self.n_elites, self.alpha = max(1, int(round(elite_fraction * population))), alpha
+        super().__init__(action_space, horizon, population, iterations, device, init_std)
+
+    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
+        for _ in range(self.iterations):
+            actions = self._sample(generator)
+            elites = actions[objective(actions).topk(self.n_elites).indices]
+            self.mean = self.alpha * self.mean + (1 - self.alpha) * elites.mean(0)
+            self.std = self.alpha * self.std + (1 - self.alpha) * elites.std(0, unbiased=False)
+        return self.mean.clone()
+
+
+class MPPI(_Gaussian):
+    """Model-predictive path integral control: the new mean is the softmax(return / temperature)-weighted average
+    of the sampled sequences; the sampling std stays fixed.
+
+    :param action_space: a Box action space
+    :param horizon: steps per planned sequence
+    :param population: sequences per iteration
+    :param iterations: refinement rounds per real step
+    :param temperature: lambda of the exponential weights (lower: greedier)
+    :param noise_std: sampling std as a fraction of the half range
+    :param device: the model's device
+
+    Example::
+
+        import torch
+        from gymnasium import spaces
+        from dream_envs.planning import MPPI
+
+        mppi = MPPI(spaces.Box(-1, 1, (2,)), horizon=3, population=200, iterations=3, temperature=0.1)
+        plan = mppi.optimize(lambda a: -(a - 0.3).pow(2).sum((1, 2)), torch.Generator().manual_seed(0))
+        print(plan)  # around 0.3
+    """
+
+    def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 1,
+                 temperature: float = 1.0, noise_std: float = 0.5, device: torch.device | str = "cpu"):  # fmt: skip
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        super().__init__(action_space, horizon, population, iterations, device, noise_std)
+
+    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
+        for _ in range(self.iterations):
+            actions = self._sample(generator)
+            returns = objective(actions)
+            weights = torch.softmax((returns - returns.max()) / self.temperature, dim=0)
+            self.mean = torch.einsum("n,n...->...", weights, actions)
+        return self.mean.clone()
+
+
+class CategoricalCEM(TrajectoryOptimizer):
+    """Cross-entropy method for Discrete actions: one categorical distribution per step, refitted to the elites'
+    action frequencies. With ``iterations=1`` it is random shooting (uniform sequences, the best one kept).
+
+    :param action_space: a Discrete action space
+    :param horizon: steps per planned sequence
+    :param population: sequences per iteration
+    :param iterations: refinement rounds per real step
+    :param elite_fraction: share of the population refitted to
+    :param alpha: smoothing, ``new = alpha * old + (1 - alpha) * elite frequencies``
+    :param min_probability: floor of every action's probability, so exploration never stops
+    :param device: the model's device
+
+    Example::
+
+        import torch
+        from gymnasium import spaces
+        from dream_envs.planning import CategoricalCEM
+
+        cem = CategoricalCEM(spaces.Discrete(3), horizon=4, population=100, iterations=3)
+        plan = cem.optimize(lambda a: (a == 2).float().sum(1), torch.Generator().manual_seed(0))
+        print(plan)  # tensor([2, 2, 2, 2])
+    """
+
+    def __init__(self, action_space: spaces.Discrete, horizon: int = 15, population: int = 400, iterations: int = 5,
+                 elite_fraction: float = 0.1, alpha: float = 0.1, min_probability: float = 0.01,
+                 device: torch.device | str = "cpu"):  # fmt: skip
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"CategoricalCEM plans Discrete actions; got {action_space}. Use CEM or MPPI.")
+        if not 0.0 < elite_fraction <= 1.0 or not 0.0 <= alpha < 1.0 or not 0.0 <= min_probability < 1.0:
+            raise ValueError(f"elite_fraction must be in (0, 1], alpha and min_probability in [0, 1); got "
+                             f"{elite_fraction}, {alpha}, {min_probability}")  # fmt: skip
+        self.n, self.start = int(action_space.n), int(action_space.start)
+        self.n_elites = max(1, int(round(elite_fraction * population)))
+        self.alpha, self.min_probability = alpha, min_probability
+        super().__init__(action_space, horizon, population, iterations, device)
+
+    def reset(self) -> None:
+        self.probs = torch.full((self.horizon, self.n), 1.0 / self.n, device=self.device)
+
+    def shift(self) -> None:
+        self.probs = torch.cat([self.probs[1:], torch.full((1, self.n), 1.0 / self.n, device=self.device)])
+
+    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
+        best, best_return = None, -np.inf
+        for _ in range(self.iterations):
+            flat = torch.multinomial(self.probs, self.population, replacement=True, generator=generator)  # (H, N)
+            actions = flat.T + self.start  # (N, H)
+            returns = objective(actions)
+            top = returns.topk(self.n_elites)
+            if float(top.values[0]) > best_return:
+                best, best_return = actions[top.indices[0]].clone(), float(top.values[0])
+            counts = torch.nn.functional.one_hot(flat.T[top.indices], self.n).float().mean(0)  # (H, n)
+            probs = self.alpha * self.probs + (1 - self.alpha) * counts
+            probs = probs.clamp_min(self.min_probability)
+            self.probs = probs / probs.sum(-1, keepdim=True)
+        return best
+
+
+OPTIMIZERS = {"cem": CEM, "mppi": MPPI, "categorical-cem": CategoricalCEM}

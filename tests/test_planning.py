@@ -1,0 +1,182 @@
+"""MPC planning: optimisers, particle evaluation against a per-member reference, the planner, the PETS agent."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import small_model
+from gymnasium import spaces
+
+from dream_envs import ModelFileError
+from dream_envs.agents import MPCAgent
+from dream_envs.planning import CEM, MPPI, CategoricalCEM, MPCPlanner, TrajectoryEvaluator
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- optimisers
+def test_cem_and_mppi_find_the_optimum_of_a_known_objective():
+    target = torch.tensor([0.5, -1.0])
+    objective = lambda a: -(a - target).pow(2).sum((1, 2))  # noqa: E731
+    box = spaces.Box(-2, 2, (2,))
+    cem = CEM(box, horizon=4, population=200, iterations=6).optimize(objective, generator())
+    mppi = MPPI(box, horizon=4, population=400, iterations=10, temperature=0.1, noise_std=0.1)
+    mppi = mppi.optimize(objective, generator())
+    assert torch.allclose(cem, target.expand(4, 2), atol=0.05) and torch.allclose(mppi, target.expand(4, 2), atol=0.1)
+    clipped = CEM(spaces.Box(-1, 1, (1,)), horizon=3, population=100, iterations=5)
+    assert torch.all(clipped.optimize(lambda a: a.sum((1, 2)), generator()) <= 1.0)  # bounds hold
+
+
+def test_categorical_cem_and_random_shooting_find_the_best_discrete_sequence():
+    best = torch.tensor([2, 0, 1, 1, 2])
+    objective = lambda a: (a == best).float().sum(1)  # noqa: E731
+    plan = CategoricalCEM(spaces.Discrete(3), horizon=5, population=200, iterations=5).optimize(objective, generator())
+    assert torch.equal(plan, best)
+    shooting = CategoricalCEM(spaces.Discrete(2, start=1), horizon=3, population=64, iterations=1)
+    plan = shooting.optimize(lambda a: (a == 2).float().sum(1), generator())
+    assert torch.equal(plan, torch.tensor([2, 2, 2]))  # start=1 honoured
+
+
+def test_warm_start_shifts_the_plan_by_one_step():
+    cem = CEM(spaces.Box(-1, 1, (1,)), horizon=3, population=50, iterations=1)
+    cem.mean = torch.tensor([[0.1], [0.2], [0.3]])
+    cem.shift()
+    assert torch.allclose(cem.mean, torch.tensor([[0.2], [0.3], [0.0]]))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: CEM(spaces.Discrete(2)), "CEM plans Box actions"),
+        (lambda: CategoricalCEM(spaces.Box(-1, 1, (1,))), "CategoricalCEM plans Discrete actions"),
+        (lambda: CEM(spaces.Box(-1, 1, (1,)), population=0), "population must be a positive integer, got 0"),
+        (lambda: CEM(spaces.Box(-1, 1, (1,)), elite_fraction=0.0), "elite_fraction must be in"),
+        (lambda: MPPI(spaces.Box(-1, 1, (1,)), temperature=0.0), "temperature must be > 0"),
+    ],
+)
+def test_optimiser_arguments_are_checked(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# ---------------------------------------------------------------- particle evaluation
+@pytest.fixture(scope="module")
+def deterministic_pendulum(pendulum_buffer):
+    model = small_model("Pendulum-v1", probabilistic=False, ensemble_size=4, num_elites=4)
+    model.fit(pendulum_buffer, max_epochs=3, seed=0)
+    return model
+
+
+def reference_returns(model, obs, actions, members):
+    """Candidate by candidate, member by member: the slow loop the batched evaluator replaces."""
+    totals = np.zeros(len(actions))
+    for n, sequence in enumerate(actions):
+        for e in members:
+            state = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+            for a in sequence:
+                prediction = model.predict(state, a.reshape(1, -1))
+                totals[n] += float(prediction.reward_mean[e, 0]) / len(members)
+                state = state + prediction.delta_mean[e]
+    return totals
+
+
+def test_tsinf_particles_follow_their_member_exactly(deterministic_pendulum):
+    obs = np.array([1.0, 0.0, 0.5], dtype=np.float32)
+    actions = torch.linspace(-2, 2, 6 * 5).reshape(6, 5, 1)
+    evaluator = TrajectoryEvaluator(deterministic_pendulum, particles=8, propagation="tsinf")
+    batched = evaluator.returns(obs, actions, generator()).numpy()
+    np.testing.assert_allclose(batched, reference_returns(deterministic_pendulum, obs, actions, range(4)), rtol=1e-4)
+    expectation = TrajectoryEvaluator(deterministic_pendulum, propagation="expectation").returns(
+        obs, actions, generator()
+    )
+    assert expectation.shape == (6,) and torch.isfinite(expectation).all()
+
+
+def test_rewards_stop_after_termination_and_known_functions_apply(deterministic_pendulum):
+    def terminates_at_once(obs, action, next_obs):
+        return torch.ones(len(obs), dtype=torch.bool)
+
+    def unit_reward(obs, action, next_obs):
+        return torch.ones(len(obs))
+
+    evaluator = TrajectoryEvaluator(deterministic_pendulum, particles=4, reward_fn=unit_reward,
+                                    termination_fn=terminates_at_once)  # fmt: skip
+    returns = evaluator.returns(np.zeros(3, np.float32), torch.zeros(5, 7, 1), generator())
+    assert torch.equal(returns, torch.ones(5))  # one reward, then dead
+    known = TrajectoryEvaluator(deterministic_pendulum, particles=4, reward_fn="known", gamma=0.5)
+    assert known.returns(np.array([1.0, 0.0, 0.0], np.float32), torch.zeros(2, 3, 1), generator()).max() <= 0
+
+
+def test_evaluator_arguments_are_checked(deterministic_pendulum):
+    with pytest.raises(ValueError, match="particles must be a positive multiple of the ensemble size 4, got 6"):
+        TrajectoryEvaluator(deterministic_pendulum, particles=6)
+    with pytest.raises(ValueError, match="propagation must be one of"):
+        TrajectoryEvaluator(deterministic_pendulum, propagation="ts2")
+
+
+# ---------------------------------------------------------------- the planner and the agent
+def test_mpc_with_the_model_keeps_real_cartpole_up(cartpole_model):
+    planner = MPCPlanner(cartpole_model, horizon=10, population=64, iterations=2, particles=4, seed=0,
+                         reward_fn="known", termination_fn="known")  # fmt: skip
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=1)
+    alive = 0
+    while alive < 150:
+        action = planner.plan(obs)
+        assert action.shape == () and action in (0, 1)
+        obs, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            break
+        alive += 1
+    assert alive == 150  # random actions last about 20 steps
+
+
+def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    agent = MPCAgent("Pendulum-v1", horizon=5, population=32, iterations=2, particles=4, learning_starts=100,
+                     train_freq=100, ensemble_kwargs={"ensemble_size": 4, "num_elites": 4, "hidden_sizes": (32,)},
+                     fit_kwargs={"max_epochs": 2}, seed=0)  # fmt: skip
+    agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    agent.learn(400, log_interval=1)
+    assert agent.model_fits == 4 and len(agent.buffer) == 400 and bool(agent.model.fitted)  # at 100, 200, 300, 400
+    assert "mpc/model_holdout_loss" in (tmp_path / "log" / "progress.csv").read_text().splitlines()[0]
+    obs = gym.make("Pendulum-v1").reset(seed=0)[0]
+    action, _ = agent.predict(obs)
+    assert action.shape == (1,) and -2 <= action[0] <= 2
+    loaded = MPCAgent.load(agent.save(tmp_path / "mpc.pt"), "Pendulum-v1")
+    assert len(loaded.buffer) == 400 and loaded.horizon == 5 and loaded.model_fits == 4
+    for name, value in agent.model.state_dict().items():
+        assert torch.equal(value.cpu(), loaded.model.state_dict()[name].cpu()), name
+
+
+def test_mpc_agent_with_a_callable_reward_must_get_it_back_on_load(tmp_path):
+    def reward(obs, action, next_obs):
+        return -next_obs[:, 0]
+
+    agent = MPCAgent("Pendulum-v1", population=8, horizon=2, iterations=1, particles=5, reward_fn=reward, seed=0)
+    path = agent.save(tmp_path / "mpc.pt")
+    with pytest.raises(ValueError, match="saved with callables for \\['reward_fn'\\].*reward_fn=\\.\\.\\."):
+        MPCAgent.load(path, "Pendulum-v1")
+    assert MPCAgent.load(path, "Pendulum-v1", reward_fn=reward).reward_fn is reward
+    with pytest.raises(ModelFileError, match="saved for observation space"):
+        MPCAgent.load(path, "MountainCarContinuous-v0", reward_fn=reward)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(learning_starts=0), "learning_starts must be a positive integer"),
+        (dict(optimizer="adam"), "optimizer must be 'auto', one of"),
+        (dict(optimizer="cem", env="CartPole-v1"), "CEM plans Box actions"),
+        (dict(particles=7), "particles must be a positive multiple"),
+    ],
+)
+def test_mpc_agent_arguments_are_checked(kwargs, message):
+    kwargs = {"env": "Pendulum-v1", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        MPCAgent(**kwargs)
