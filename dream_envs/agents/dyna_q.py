@@ -27,7 +27,7 @@ class DynaQ(ModelBasedAgent):
 
     - Plain Dyna-Q: after each real step, ``planning_steps`` (state, action) pairs are drawn uniformly from the
       tried ones, an outcome of each from the model, and all of them updated together from the same Q table
-      (one numpy step, no Python loop over the samples).
+      (one numpy step, no Python loop over the samples; a pair drawn m times moves as m sequential updates would).
     - ``prioritized_sweeping=True``: instead of uniform draws, a priority queue of pairs whose value would change
       by more than ``priority_threshold``; each update of a pair pushes its predecessors (expected updates over
       the model's outcomes, as for stochastic environments).
@@ -180,7 +180,12 @@ class DynaQ(ModelBasedAgent):
         if self.kappa > 0:
             rewards = rewards + self.kappa * np.sqrt(self.num_timesteps - self.last_tried[states, actions])
         targets = rewards + self.gamma * self.q[next_states].max(-1) * ~terminated
-        np.add.at(self.q, (states, actions), self.learning_rate * (targets - self.q[states, actions]))
+        # A pair drawn m times gets what m sequential updates towards the same (mean) target give:
+        # Q += (1 - (1 - alpha)^m) (target - Q). Adding m separate alpha-steps would overshoot once alpha * m > 1.
+        pairs, index, counts = np.unique(states * self.q.shape[1] + actions, return_inverse=True, return_counts=True)
+        mean_targets = np.bincount(index, weights=targets) / counts
+        q = self.q.reshape(-1)
+        q[pairs] += (1.0 - (1.0 - self.learning_rate) ** counts) * (mean_targets - q[pairs])
         self.planning_updates += k
 
     def _priority(self, state: int, action: int) -> float:

@@ -1,0 +1,162 @@
+"""MPC planning: PETS reaching the real envs' thresholds in few real steps, and planning speed (docs/mpc.md).
+
+    python benchmarks/mpc.py                       # targets (5 seeds each) and planning speed
+    python benchmarks/mpc.py --only speed          # one of: pendulum, cartpole, speed
+    python benchmarks/mpc.py --only pendulum --seeds 0 1 --jobs 2
+
+Targets: Pendulum-v1 mean return >= -200 within 600 real steps with a LEARNED reward; CartPole-v1 >= 475 within
+400 real steps. Checks play deterministic real episodes every `every` real steps (the yardstick, with fewer
+episodes per check than 10 because every action of an MPC agent is a planning run). Speed: actions per second of
+the planner at population 400, horizon 15, 5 members, beside the time of the raw ensemble forward passes the same
+plan needs (same shapes, no planning logic), timed in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "pendulum": dict(env="Pendulum-v1", threshold=-200.0, budget=600, every=200, episodes=5,
+                     agent=dict(horizon=30, population=200, iterations=3, particles=5, learning_starts=200,
+                                train_freq=200, ensemble_kwargs={"hidden_sizes": (128, 128)})),
+    "cartpole": dict(env="CartPole-v1", threshold=475.0, budget=400, every=200, episodes=5,
+                     agent=dict(horizon=15, population=200, iterations=3, particles=5, learning_starts=200,
+                                train_freq=200, ensemble_kwargs={"hidden_sizes": (128, 128)})),
+}  # fmt: skip
+SPEED = dict(population=400, horizon=15, iterations=5, particles=20, hidden_sizes=(200, 200, 200), members=5)
+
+
+def run_target(name: str, seed: int) -> dict:
+    from dream_envs.agents import MPCAgent
+    from sb3_plugins import RealStepsToThreshold
+
+    torch.set_num_threads(1)
+    setup = TARGETS[name]
+    check = RealStepsToThreshold(setup["env"], setup["threshold"], setup["every"], n_episodes=setup["episodes"],
+                                 seed=10_000 + seed)  # fmt: skip
+    agent = MPCAgent(setup["env"], seed=seed, device="cpu", **setup["agent"])
+    started = time.perf_counter()
+    agent.learn(setup["budget"], callback=check)
+    return {"target": name, "env": setup["env"], "seed": seed, "real_steps_to_threshold": check.hit,
+            "curve": check.curve, "budget": setup["budget"], "threshold": setup["threshold"],
+            "eval_episodes": setup["episodes"], "reward_termination": "learned",
+            "seconds_per_action": agent._plan_seconds / max(agent._plans, 1),
+            "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+def planning_speed(threads: int, seconds: float = 5.0) -> dict:
+    """Actions/s of MPCPlanner on Pendulum shapes, and the raw forward passes of the same plan, side by side."""
+    import gymnasium as gym
+
+    from dream_envs import EnsembleDynamics, TransitionBuffer
+    from dream_envs.planning import MPCPlanner
+
+    torch.set_num_threads(threads)
+    env = gym.make("Pendulum-v1")
+    members = SPEED["members"]
+    model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=members, num_elites=members,
+                             hidden_sizes=SPEED["hidden_sizes"], device="cpu", seed=0)  # fmt: skip
+    model.fit(TransitionBuffer.from_env(env).collect(env, 1000, seed=0), max_epochs=2, seed=0)
+    planner = MPCPlanner(model, "cem", SPEED["horizon"], SPEED["population"], SPEED["iterations"], SPEED["particles"],
+                         seed=0)  # fmt: skip
+    obs = env.reset(seed=0)[0]
+    rows = SPEED["population"] * SPEED["particles"]
+    x = torch.randn(SPEED["members"], rows // SPEED["members"], model.in_dim)
+
+    def raw_forward_of_one_plan():
+        with torch.no_grad():
+            for _ in range(SPEED["iterations"] * SPEED["horizon"]):
+                model._trunk(x, reuse_buffers=True)
+
+    def timed(fn) -> float:
+        fn()
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn()
+            calls += 1
+        return (time.perf_counter() - started) / calls
+
+    plan_seconds = timed(lambda: planner.plan(obs))
+    forward_seconds = timed(raw_forward_of_one_plan)
+    return {"threads": threads, **SPEED, "actions_per_second": 1 / plan_seconds, "plan_seconds": plan_seconds,
+            "raw_forward_seconds": forward_seconds, "overhead_ratio": plan_seconds / forward_seconds}  # fmt: skip
+
+
+def write_docs(data: dict) -> None:
+    from dream_envs.io import atomic_write
+
+    lines = ["# MPC planning (PETS): real steps to threshold, and planning speed", "",
+             f"`python benchmarks/mpc.py` (Python {platform.python_version()}, torch {torch.__version__}, CPU). "
+             "Reward and termination are LEARNED by the ensemble.", "",
+             "## Targets", "",
+             "| env | threshold | target | seeds | solved within target | median real steps | per seed | eval episodes "
+             "per check | s/action | settings |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, setup in TARGETS.items():
+        runs = sorted([r for r in data.get("runs", []) if r["target"] == name], key=lambda r: r["seed"])
+        if not runs:
+            continue
+        hits = [r["real_steps_to_threshold"] for r in runs]
+        steps = np.array([h if h is not None else np.inf for h in hits], dtype=float)
+        median = np.median(steps)
+        shown = f"> {setup['budget']}" if not np.isfinite(median) else f"{int(median)}"
+        lines.append(
+            f"| {setup['env']} | {setup['threshold']} | <= {setup['budget']} | {len(runs)} | "
+            f"{int(np.isfinite(steps).sum())}/{len(runs)} | {shown} | "
+            f"{', '.join(str(h) if h is not None else '-' for h in hits)} | {setup['episodes']} | "
+            f"{np.median([r['seconds_per_action'] for r in runs]):.3f} | {json.dumps(setup['agent'])} |"
+        )
+    lines += ["", "Curves (real steps, mean return of each check) are in `docs/mpc.json`.", ""]
+    speed = data.get("speed", [])
+    if speed:
+        lines += ["## Planning speed", "",
+                  f"Pendulum-v1 shapes: population {SPEED['population']}, horizon {SPEED['horizon']}, "
+                  f"{SPEED['iterations']} CEM iterations, {SPEED['particles']} particles (TS-1), {SPEED['members']} "
+                  f"members of {SPEED['hidden_sizes']}. Raw forward: the same number of batched forward passes of "
+                  "the same shapes, nothing else; the ratio is the planner's overhead (goal < 1.5x).", "",
+                  "| torch threads | actions/s | s per action | raw forward s per action | overhead ratio |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for s in speed:
+            lines.append(f"| {s['threads']} | {s['actions_per_second']:.2f} | {s['plan_seconds']:.3f} | "
+                         f"{s['raw_forward_seconds']:.3f} | {s['overhead_ratio']:.2f}x |")  # fmt: skip
+    text = ("\n".join(lines) + "\n").encode()
+    atomic_write(ROOT / "docs" / "mpc.md", lambda handle: handle.write(text))
+    payload = json.dumps(data, indent=1).encode()
+    atomic_write(ROOT / "docs" / "mpc.json", lambda handle: handle.write(payload))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=["pendulum", "cartpole", "speed"],
+                        choices=["pendulum", "cartpole", "speed"])  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (each on 1 torch thread)")
+    args = parser.parse_args()
+    path = ROOT / "docs" / "mpc.json"
+    data = json.loads(path.read_text()) if path.exists() else {"runs": [], "speed": []}
+    targets = [name for name in args.only if name in TARGETS]
+    jobs = [(name, seed) for name in targets for seed in args.seeds]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for record in pool.map(run_target, *zip(*jobs)) if jobs else []:
+            print(
+                json.dumps({k: record[k] for k in ("target", "seed", "real_steps_to_threshold", "curve")}), flush=True
+            )
+            data["runs"] = [r for r in data["runs"] if (r["target"], r["seed"]) != (record["target"], record["seed"])]
+            data["runs"].append(record)
+            write_docs(data)
+    if "speed" in args.only:
+        data["speed"] = [planning_speed(threads) for threads in (1, 2)]
+        print(json.dumps(data["speed"]), flush=True)
+    write_docs(data)
+
+
+if __name__ == "__main__":
+    main()
