@@ -87,3 +87,13 @@ def test_diagnostics_bad_inputs_are_named(cartpole_model, pendulum_model):
     unfitted = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=1, seed=0)
     with pytest.raises(ValueError, match="never fitted"):
         compounding_error(unfitted, env)
+
+
+def test_shipped_cartpole_model_disagreement_ranks_its_one_step_error():
+    """The calibration target: rank correlation >= 0.5 on CartPole-v1 (docs/diagnostics/diagnostics.md)."""
+    import dream_envs  # noqa: F401  (registers the dream ids)
+    from dream_envs.diagnostics import calibration
+
+    model = gym.make("Dream-CartPole-v0").unwrapped.model
+    report = calibration(model, gym.make("CartPole-v1"), horizon=10, n_segments=200, seed=1)
+    assert report.one_step_spearman >= 0.5, report
