@@ -44,9 +44,11 @@ NOTES = """\
   start values; Acrobot runs without rl-zoo's VecNormalize (the checks play raw observations, and DynaCallback
   learns from raw ones).
 - A `+dyna` variant changes only what that file's `_DYNA` table says. dqn+dyna on CartPole trains from the 250th
-  real step on, every step (DynaCallback's `utd_ratio`: 10 gradient steps per real step), explores over the first
-  2,500 real steps, and mixes real and imagined transitions half and half. Acrobot's ppo+dyna collects 8 x 32 real
-  steps per rollout (the stock row: 16 x 256), because the model is refitted once per rollout.
+  real step on, every step (DynaCallback's `utd_ratio`: 10 gradient steps per real step) and explores over the
+  first 500 real steps only. Acrobot's ppo+dyna collects 8 x 32 real steps per rollout (the stock row: 16 x 256),
+  because the model is refitted once per rollout. Off-policy rows use DynaCallback's default `real_ratio` of 0.5
+  (half of every batch real): on Pendulum it took SAC+dyna from a median of 1,200 real steps (real_ratio 0.1) to
+  1,000; a real_ratio of 0.05 was worse.
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.
 - Acrobot: the first model fits see no terminal transition (the reward is always -1), so the dream's only signal is
   where its uncertainty cutoff truncates an episode; bootstrapping from the value of never-seen, high-energy states

@@ -57,7 +57,7 @@ def test_dyna_variant_starts_from_the_stock_settings_and_changes_only_its_table_
     stock, dyna = hyperparams_for("CartPole-v1", "ppo"), hyperparams_for("CartPole-v1", "ppo+dyna")
     assert stock["dyna"] is None and dyna["dyna"] == {} and stock["agent"] == dyna["agent"] and stock["n_envs"] == 8
     dqn = hyperparams_for("CartPole-v1", "dqn+dyna")
-    assert dqn["agent"]["learning_starts"] == 250 and dqn["agent"]["train_freq"] == 1 and dqn["dyna"]["real_ratio"]
+    assert dqn["agent"]["learning_starts"] == 250 and dqn["agent"]["train_freq"] == 1 and dqn["dyna"] == {}
     assert hyperparams_for("Acrobot-v1", "ppo+dyna")["n_envs"] == 8
 
 

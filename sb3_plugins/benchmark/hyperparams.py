@@ -67,12 +67,12 @@ _ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
 }  # fmt: skip
 
-# What a +dyna variant changes from its stock settings (measured in docs/sample_efficiency.md).
+# What a +dyna variant changes from its stock settings (measured in docs/benchmarks.md).
 _DYNA: dict[tuple[str, str], dict[str, Any]] = {
     # Train from the 250th real step on, every step (DynaCallback's utd_ratio sets the gradient steps), and
-    # explore over the first 2,500 real steps: the model makes each real step worth more.
+    # explore over the first 500 real steps only: the model makes each real step worth more.
     ("CartPole-v1", "dqn"): {"agent": {"learning_starts": 250, "train_freq": 1, "gradient_steps": 1,
-                                       "exploration_steps": 2_500}, "dyna": {"real_ratio": 0.5}},
+                                       "exploration_steps": 500}},
     # 256 real steps per rollout: 16 x 256 would spend 4,096 before the first model fit.
     ("Acrobot-v1", "ppo"): {"n_envs": 8, "agent": {"n_steps": 32}},
 }  # fmt: skip
