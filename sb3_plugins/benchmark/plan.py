@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 from gymnasium import spaces
 
 from dream_envs.device import resolve_device
@@ -62,8 +63,6 @@ def plan_runs(
     defaults = env_defaults(env_id)
     resolve_device(device)
     if algos is None:
-        import gymnasium as gym
-
         probe = gym.make(env_id)
         algos = default_algos(probe.action_space)
         probe.close()
