@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text
 from sb3_plugins.benchmark import ResultsDir, summarize
 from sb3_plugins.cli import main as dream_envs
 
@@ -95,8 +95,7 @@ def write_page(path: Path = ROOT / "docs" / "benchmarks.md") -> None:
         "",
         NOTES,
     ]
-    text = "\n".join(lines).encode()
-    atomic_write(path, lambda handle: handle.write(text))
+    atomic_write_text(path, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import dream_envs  # noqa: F401
 from dream_envs import EnsembleDynamics, pretrained_model_path
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text
 from sb3_plugins import DreamVecEnv
 
 
@@ -118,7 +118,7 @@ def main() -> None:
         "model": "Dream-CartPole-v0 (E=7, hidden 128x3)",
         "rows": rows,
     }
-    atomic_write(args.out / "throughput.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
+    atomic_write_text(args.out / "throughput.json", json.dumps(record, indent=1))
     lines = [
         "# DreamVecEnv throughput",
         "",
@@ -141,7 +141,7 @@ def main() -> None:
                 f"\nN = 1 on {r['device']}: real CartPole-v1 in DummyVecEnv {r['real_cartpole_steps_per_s']:,.0f} "
                 f"steps/s; one dream step costs {r['dream_step_vs_real_step']:.1f}x a real step (goal: within 5x)."
             )
-    atomic_write(args.out / "throughput.md", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    atomic_write_text(args.out / "throughput.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text
 from sb3_plugins import train_in_dream
 
 # dream id -> (algo, dream steps, real-env target)
@@ -44,8 +44,7 @@ def main() -> None:
             # Re-read just before writing, so runs of this script side by side (--only) keep each other's rows.
             records = json.loads(results_path.read_text()) if results_path.exists() else []
             records = [r for r in records if (r["dream_id"], r["seed"]) != (dream_id, seed)] + [result]
-            text = json.dumps(records, indent=1).encode()
-            atomic_write(results_path, lambda f, text=text: f.write(text))
+            atomic_write_text(results_path, json.dumps(records, indent=1))
     write_markdown(json.loads(results_path.read_text()), args.out / "dream_training.md")
 
 
@@ -71,7 +70,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
             f"| {r['dream_id']} | {r['algo']} | {r['seed']} | {r['dream_steps']} | {r['train_seconds']} | "
             f"{r['dream_mean']:.1f} | {r['real_mean']:.1f} +/- {r['real_std']:.1f} | >= {r['target']} | {met} |"
         )
-    atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ one seed the agents behave identically until planning has changed a Q value: the
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import time
@@ -21,7 +20,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dream_envs.agents import DynaQ
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text, save_figure
 from sb3_plugins import EpisodesToThreshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,11 +125,8 @@ def write_docs(records: list[dict]) -> None:
         lines.append("")
     lines += ["![episodes to solve per seed, and medians](dyna_q.png)", ""]
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    atomic_write(ROOT / "docs" / "dyna_q.png", lambda handle: handle.write(png.getvalue()))
-    text = "\n".join(lines).encode()
-    atomic_write(ROOT / "docs" / "dyna_q.md", lambda handle: handle.write(text))
+    save_figure(fig, ROOT / "docs" / "dyna_q.png")
+    atomic_write_text(ROOT / "docs" / "dyna_q.md", "\n".join(lines))
 
 
 def main() -> None:
@@ -146,8 +142,7 @@ def main() -> None:
                 records.append(run(name, planning_steps, prioritized, seed))
                 keys = ("env", "planning_steps", "prioritized", "seed", "first_success", "episodes_to_solve")
                 print(json.dumps({k: records[-1][k] for k in keys}), flush=True)
-        text = json.dumps(records, indent=1).encode()
-        atomic_write(path, lambda handle, text=text: handle.write(text))
+        atomic_write_text(path, json.dumps(records, indent=1))
     write_docs(records)
 
 

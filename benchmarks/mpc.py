@@ -92,7 +92,7 @@ def planning_speed(threads: int, seconds: float = 5.0) -> dict:
 
 
 def write_docs(data: dict) -> None:
-    from dream_envs.io import atomic_write
+    from dream_envs.io import atomic_write_text
 
     lines = ["# MPC planning (PETS): real steps to threshold, and planning speed", "",
              f"`python benchmarks/mpc.py` (Python {platform.python_version()}, torch {torch.__version__}, CPU). "
@@ -127,10 +127,8 @@ def write_docs(data: dict) -> None:
         for s in speed:
             lines.append(f"| {s['threads']} | {s['actions_per_second']:.2f} | {s['plan_seconds']:.3f} | "
                          f"{s['raw_forward_seconds']:.3f} | {s['overhead_ratio']:.2f}x |")  # fmt: skip
-    text = ("\n".join(lines) + "\n").encode()
-    atomic_write(ROOT / "docs" / "mpc.md", lambda handle: handle.write(text))
-    payload = json.dumps(data, indent=1).encode()
-    atomic_write(ROOT / "docs" / "mpc.json", lambda handle: handle.write(payload))
+    atomic_write_text(ROOT / "docs" / "mpc.md", "\n".join(lines) + "\n")
+    atomic_write_text(ROOT / "docs" / "mpc.json", json.dumps(data, indent=1))
 
 
 def main() -> None:

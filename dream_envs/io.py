@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "load_torch_file", "save_torch_file", "ModelFileError"]
+__all__ = ["atomic_write", "atomic_write_text", "load_torch_file", "save_figure", "save_torch_file", "ModelFileError"]
 
 
 class ModelFileError(ValueError):
@@ -58,6 +58,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             pass
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Write a whole text (or bytes) file atomically (see :func:`atomic_write`)."""
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def save_figure(figure: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically, then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def save_torch_file(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from dream_envs import DREAM_IDS, EnsembleDynamics, pretrained_model_path
 from dream_envs.diagnostics import PROPAGATIONS, calibration, compounding_error
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text, save_figure
 
 __all__ = ["diagnose_model", "load_diagnosed_model", "write_diagnostics_page"]
 
@@ -33,15 +32,6 @@ def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -
     if env_id is None:
         raise ValueError(f"the model file {model!r} does not name its env; pass --env")
     return loaded, env_id
-
-
-def _save_png(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
 def diagnose_model(
@@ -82,8 +72,7 @@ def diagnose_model(
         "calibration": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(report).items()
                         if k not in ("one_step", "k_step")},
     }  # fmt: skip
-    text = json.dumps(summary, indent=1).encode()
-    atomic_write(out / f"{name}.json", lambda handle: handle.write(text))
+    atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -105,7 +94,7 @@ def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{env_id}: open-loop error along real actions", fontsize=10)
     fig.tight_layout()
-    _save_png(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def _plot_calibration(report: Any, env_id: str, path: Path) -> None:
@@ -132,7 +121,7 @@ def _plot_calibration(report: Any, env_id: str, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{env_id}: does disagreement track the true error?", fontsize=10)
     fig.tight_layout()
-    _save_png(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def _number(value: float) -> str:
@@ -163,5 +152,4 @@ def write_diagnostics_page(summaries: list[dict[str, Any]], path: Path, command:
                   f"{_number(c['threshold'])} | {_number(c['tolerance'])} | {c['cut_fraction']:.1%} | "
                   f"{c['bad_fraction']:.1%} | {_number(c['cutoff_precision'])} | {_number(c['cutoff_recall'])} | "
                   f"{c['n_samples']} |", "", f"![calibration]({name}_calibration.png)", ""]  # fmt: skip
-    text = "\n".join(lines).encode()
-    atomic_write(path, lambda handle: handle.write(text))
+    atomic_write_text(path, "\n".join(lines))

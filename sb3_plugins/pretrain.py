@@ -27,7 +27,7 @@ import torch
 
 from dream_envs import DreamEnv, EnsembleDynamics, TransitionBuffer, pretrained_model_path
 from dream_envs.diagnostics import k_step_error
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text
 
 __all__ = ["Recipe", "RECIPES", "train_pretrained", "main"]
 
@@ -149,7 +149,7 @@ def train_pretrained(
     }
     if docs is not None:
         docs_dir = Path(docs) / "pretrained"
-        atomic_write(docs_dir / f"{env_id}.json", lambda f: f.write(json.dumps(record, indent=2).encode()))
+        atomic_write_text(docs_dir / f"{env_id}.json", json.dumps(record, indent=2))
         write_summary(Path(docs))
     return record
 
@@ -184,7 +184,7 @@ def write_summary(docs: Path) -> Path:
                 lines.append(f"| {policy} | {k} | " + " | ".join(f"{v:.3g}" for v in values) + " |")
         lines.append("")
     path = docs / "pretrained_models.md"
-    atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 

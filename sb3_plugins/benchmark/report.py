@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text, save_figure
 from sb3_plugins.benchmark.hyperparams import DYNA_SUFFIX
 
 __all__ = ["summarize", "write_report"]
@@ -160,10 +160,7 @@ def _plot(records: list[dict[str, Any]], path: Path, log_x: bool) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    save_figure(fig, path)
 
 
 def write_report(directory: str | Path, records: list[dict[str, Any]], log_x: bool = False) -> dict[str, Path]:
@@ -173,8 +170,7 @@ def write_report(directory: str | Path, records: list[dict[str, Any]], log_x: bo
     rows = summarize(records)
     commands = sorted({r["command"] for r in records if r.get("command")})
     paths = {"csv": directory / "summary.csv", "md": directory / "summary.md", "png": directory / "curves.png"}
-    csv_text, md_text = _csv(rows).encode(), _markdown(rows, commands).encode()
-    atomic_write(paths["csv"], lambda handle: handle.write(csv_text))
-    atomic_write(paths["md"], lambda handle: handle.write(md_text))
+    atomic_write_text(paths["csv"], _csv(rows))
+    atomic_write_text(paths["md"], _markdown(rows, commands))
     _plot(records, paths["png"], log_x)
     return paths

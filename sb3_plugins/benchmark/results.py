@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dream_envs.io import atomic_write
+from dream_envs.io import atomic_write_text
 from sb3_plugins.benchmark.runner import RECORD_FORMAT, SETTINGS, RunSpec
 
 __all__ = ["ResultsDir"]
@@ -69,8 +69,7 @@ class ResultsDir:
         """Append one finished run (replacing an older record of the same env, algo and seed)."""
         key = (record["env"], record["algo"], record["seed"])
         self._records = [r for r in self._records if (r["env"], r["algo"], r["seed"]) != key] + [record]
-        text = "".join(json.dumps(r) + "\n" for r in self._records).encode()
-        atomic_write(self.file, lambda handle: handle.write(text))
+        atomic_write_text(self.file, "".join(json.dumps(r) + "\n" for r in self._records))
 
     def pending(self, specs: Iterable[RunSpec]) -> list[RunSpec]:
         """The runs not yet done. A done run recorded with other settings is an error, not silently reused."""
