@@ -31,6 +31,22 @@ def test_cem_and_mppi_find_the_optimum_of_a_known_objective():
     assert torch.all(clipped.optimize(lambda a: a.sum((1, 2)), generator()) <= 1.0)  # bounds hold
 
 
+def test_icem_uses_colored_noise_and_carries_elites_over():
+    from dream_envs.planning import ICEM, colored_noise
+
+    for beta, low, high in ((0.0, -0.05, 0.05), (2.0, 0.6, 0.95)):
+        noise = colored_noise(beta, (20_000,), 15, generator())
+        lag1 = float((noise[:, 1:] * noise[:, :-1]).mean() / noise.var())
+        assert low < lag1 < high and 0.9 < float(noise.std()) < 1.25, (beta, lag1)
+    target = torch.tensor([0.5, -1.0])
+    icem = ICEM(spaces.Box(-2, 2, (2,)), horizon=4, population=200, iterations=6)
+    plan = icem.optimize(lambda a: -(a - target).pow(2).sum((1, 2)), generator())
+    assert torch.allclose(plan, target.expand(4, 2), atol=0.1)
+    kept = icem.kept.clone()
+    icem.shift()
+    assert torch.equal(icem.kept[:, :-1], kept[:, 1:]) and len(kept) == round(0.3 * 20)
+
+
 def test_categorical_cem_and_random_shooting_find_the_best_discrete_sequence():
     best = torch.tensor([2, 0, 1, 1, 2])
     objective = lambda a: (a == best).float().sum(1)  # noqa: E731

@@ -1,13 +1,22 @@
-"""Planning in the learned model: trajectory optimisers (CEM, MPPI, categorical CEM) over particle rollouts of
+"""Planning in the learned model: trajectory optimisers (CEM, iCEM, MPPI, categorical CEM) over particle rollouts of
 the ensemble, and the receding-horizon MPC planner. SB3-free; the PETS agent built on it is
 :class:`dream_envs.agents.MPCAgent`."""
 
 from dream_envs.planning.mpc import MPCPlanner
-from dream_envs.planning.optimizers import CEM, MPPI, OPTIMIZERS, CategoricalCEM, TrajectoryOptimizer
+from dream_envs.planning.optimizers import (
+    CEM,
+    ICEM,
+    MPPI,
+    OPTIMIZERS,
+    CategoricalCEM,
+    TrajectoryOptimizer,
+    colored_noise,
+)
 from dream_envs.planning.trajectories import PARTICLE_PROPAGATIONS, TrajectoryEvaluator
 
 __all__ = [
     "CEM",
+    "ICEM",
     "MPPI",
     "OPTIMIZERS",
     "PARTICLE_PROPAGATIONS",
@@ -15,4 +24,5 @@ __all__ = [
     "MPCPlanner",
     "TrajectoryEvaluator",
     "TrajectoryOptimizer",
+    "colored_noise",
 ]

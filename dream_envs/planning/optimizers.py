@@ -1,4 +1,4 @@
-"""Trajectory optimisers over action sequences: CEM and MPPI for Box actions, categorical CEM for Discrete ones.
+"""Trajectory optimisers over action sequences: CEM, iCEM and MPPI for Box actions, categorical CEM for Discrete ones.
 
 Each keeps a distribution over ``horizon``-step sequences; ``optimize(objective)`` samples a population, scores it
 with ``objective`` (``population x horizon [x act_dim] -> population`` returns, one batched call) and refines;
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-__all__ = ["CEM", "MPPI", "OPTIMIZERS", "CategoricalCEM", "TrajectoryOptimizer"]
+__all__ = ["CEM", "ICEM", "MPPI", "OPTIMIZERS", "CategoricalCEM", "TrajectoryOptimizer", "colored_noise"]
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
@@ -125,6 +125,88 @@ class CEM(_Gaussian):
         return self.mean.clone()
 
 
+def colored_noise(beta: float, shape: tuple[int, ...], horizon: int, generator: torch.Generator,
+                  device: torch.device | str = "cpu") -> torch.Tensor:  # fmt: skip
+    """Gaussian noise ``shape x horizon`` with power spectrum ``1 / f**beta`` along the last axis and unit variance
+    (beta 0: white; 1: pink; 2: red, smoother action sequences), as iCEM samples its candidates."""
+    freqs = torch.fft.rfftfreq(horizon, device=device)
+    freqs[0] = 1.0 / horizon  # the mean's component, as Timmer & Koenig's method does
+    scale = freqs ** (-beta / 2.0)
+    real = torch.randn((*shape, len(freqs)), device=device, generator=generator) * scale
+    imag = torch.randn((*shape, len(freqs)), device=device, generator=generator) * scale
+    imag[..., 0] = 0.0
+    real[..., 0] *= 2**0.5
+    weights = scale[1:].clone()
+    if horizon % 2 == 0:  # the Nyquist component is real
+        imag[..., -1] = 0.0
+        real[..., -1] *= 2**0.5
+        weights[-1] /= 2**0.5
+    sigma = 2 * torch.sqrt((weights**2).sum()) / horizon
+    return torch.fft.irfft(torch.complex(real, imag), n=horizon) / sigma
+
+
+class ICEM(CEM):
+    """iCEM (Pinneri et al. 2020): CEM whose candidates use colored (temporally correlated) noise, and that keeps
+    a share of the previous iteration's elites in the next population (shifted forward at the next real step).
+
+    :param action_space: a Box action space
+    :param horizon: steps per planned sequence
+    :param population: sequences per iteration
+    :param iterations: refinement rounds per real step
+    :param elite_fraction: share of the population refitted to
+    :param alpha: smoothing of the mean and std
+    :param init_std: initial std as a fraction of the half range
+    :param noise_beta: colour of the sampling noise (0 white, 2 red)
+    :param keep_elites: share of the elites carried into the next iteration's population
+    :param device: the model's device
+
+    Example::
+
+        import torch
+        from gymnasium import spaces
+        from dream_envs.planning import ICEM
+
+        icem = ICEM(spaces.Box(-2, 2, (1,)), horizon=6, population=100, iterations=4)
+        plan = icem.optimize(lambda a: -(a - 1.0).abs().sum((1, 2)), torch.Generator().manual_seed(0))
+        print(plan.squeeze(-1))  # near 1.0 everywhere
+    """
+
+    def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 5,
+                 elite_fraction: float = 0.1, alpha: float = 0.1, init_std: float = 0.5, noise_beta: float = 2.0,
+                 keep_elites: float = 0.3, device: torch.device | str = "cpu"):  # fmt: skip
+        if not 0.0 <= keep_elites <= 1.0 or noise_beta < 0:
+            raise ValueError(f"keep_elites must be in [0, 1] and noise_beta >= 0; got {keep_elites}, {noise_beta}")
+        self.noise_beta, self.keep_elites = float(noise_beta), float(keep_elites)
+        super().__init__(action_space, horizon, population, iterations, elite_fraction, alpha, init_std, device)
+
+    def reset(self) -> None:
+        super().reset()
+        self.kept: torch.Tensor | None = None
+
+    def shift(self) -> None:
+        super().shift()
+        if self.kept is not None:  # yesterday's elites, one step on, their last action repeated
+            self.kept = torch.cat([self.kept[:, 1:], self.kept[:, -1:]], dim=1)
+
+    def _sample(self, generator: torch.Generator) -> torch.Tensor:
+        act_dim = self.mean.shape[-1]
+        noise = colored_noise(self.noise_beta, (self.population, act_dim), self.horizon, generator, self.device)
+        actions = self.mean + self.std * noise.transpose(1, 2)
+        if self.kept is not None:
+            actions = torch.cat([actions[: self.population - len(self.kept)], self.kept])
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
+        for _ in range(self.iterations):
+            actions = self._sample(generator)
+            elites = actions[objective(actions).topk(self.n_elites).indices]
+            self.mean = self.alpha * self.mean + (1 - self.alpha) * elites.mean(0)
+            self.std = self.alpha * self.std + (1 - self.alpha) * elites.std(0, unbiased=False)
+            keep = int(round(self.keep_elites * self.n_elites))
+            self.kept = elites[:keep].clone() if keep else None
+        return self.mean.clone()
+
+
 class MPPI(_Gaussian):
     """Model-predictive path integral control: the new mean is the softmax(return / temperature)-weighted average
     of the sampled sequences; the sampling std stays fixed.
@@ -223,4 +305,4 @@ class CategoricalCEM(TrajectoryOptimizer):
         return best
 
 
-OPTIMIZERS = {"cem": CEM, "mppi": MPPI, "categorical-cem": CategoricalCEM}
+OPTIMIZERS = {"cem": CEM, "icem": ICEM, "mppi": MPPI, "categorical-cem": CategoricalCEM}
