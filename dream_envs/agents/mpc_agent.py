@@ -20,7 +20,9 @@ from dream_envs.planning.mpc import MPCPlanner
 __all__ = ["MPCAgent"]
 
 _DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 5, "hidden_sizes": (200, 200, 200)}
-_DEFAULT_FIT = {"max_epochs": 50, "patience": 5}
+# Small data (hundreds of transitions): small batches and long patience. On 400 random Pendulum transitions this
+# fit's one-step error is 6x lower than with 50 epochs of 256-row batches (docs/mpc.md).
+_DEFAULT_FIT = {"max_epochs": 300, "patience": 20, "batch_size": 32}
 
 
 class MPCAgent(ModelBasedAgent):
@@ -44,7 +46,8 @@ class MPCAgent(ModelBasedAgent):
     :param train_freq: real steps between refits
     :param ensemble_kwargs: arguments of the :class:`~dream_envs.EnsembleDynamics` (default 5 members, all elites,
         3 hidden layers of 200)
-    :param fit_kwargs: arguments of :meth:`~dream_envs.EnsembleDynamics.fit`
+    :param fit_kwargs: arguments of :meth:`~dream_envs.EnsembleDynamics.fit` (default: up to 300 epochs of 32-row
+        batches, patience 20)
     :param optimizer_kwargs: further optimiser arguments (``elite_fraction``, ``alpha``, ``temperature``, ...)
     :param seed: seeds the model, the planner, the random phase and the env
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``

@@ -1,0 +1,26 @@
+"""PETS reaches the MPC targets on one seed each (docs/mpc.md has 5 seeds; the settings are benchmarks/mpc.py's).
+
+Slow (minutes): excluded by default, run with `python3 -m pytest -m slow`.
+"""
+
+import pytest
+
+from dream_envs.agents import MPCAgent
+from sb3_plugins import RealStepsToThreshold
+
+SMALL = dict(population=200, iterations=3, particles=5, learning_starts=200, train_freq=200,
+             ensemble_kwargs={"hidden_sizes": (128, 128)}, device="cpu", seed=0)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env_id, threshold, budget, horizon",
+    [("Pendulum-v1", -200.0, 600, 30), ("CartPole-v1", 475.0, 400, 15)],
+)
+def test_pets_with_learned_reward_reaches_the_threshold_in_few_real_steps(env_id, threshold, budget, horizon):
+    check = RealStepsToThreshold(env_id, threshold, every=200, n_episodes=5, seed=10_000)
+    agent = MPCAgent(env_id, horizon=horizon, **SMALL)
+    agent.learn(budget, callback=check)
+    print(check.curve)
+    assert agent.reward_fn is None and agent.termination_fn is None  # learned by the ensemble
+    assert check.hit is not None and check.hit <= budget, check.curve
