@@ -55,7 +55,8 @@ def test_parse_algo_and_its_error():
 
 def test_dyna_variant_starts_from_the_stock_settings_and_changes_only_its_table_entry():
     stock, dyna = hyperparams_for("CartPole-v1", "ppo"), hyperparams_for("CartPole-v1", "ppo+dyna")
-    assert stock["dyna"] is None and dyna["dyna"] == {} and stock["agent"] == dyna["agent"] and stock["n_envs"] == 8
+    assert stock["dyna"] is None and stock["agent"] == dyna["agent"] and stock["n_envs"] == 8
+    assert dyna["dyna"] == {"fit_kwargs": {"max_epochs": 300, "patience": 20, "batch_size": 32}}
     dqn = hyperparams_for("CartPole-v1", "dqn+dyna")
     assert dqn["agent"]["learning_starts"] == 250 and dqn["agent"]["train_freq"] == 1 and dqn["dyna"] == {}
     assert hyperparams_for("Acrobot-v1", "ppo+dyna")["n_envs"] == 8
@@ -72,7 +73,8 @@ def test_overrides_replace_defaults_key_by_key(tmp_path):
                     '"*":\n  ppo+dyna: {n_envs: 4}\n')  # fmt: skip
     params = hyperparams_for("CartPole-v1", "ppo+dyna", load_overrides(path))
     assert params["agent"]["learning_rate"] == 0.0005 and params["agent"]["n_steps"] == 32
-    assert params["dyna"] == {"dream_rollouts": 3} and params["n_envs"] == 4
+    assert params["dyna"]["dream_rollouts"] == 3 and params["dyna"]["fit_kwargs"]["batch_size"] == 32
+    assert params["n_envs"] == 4
 
 
 @pytest.mark.parametrize(
