@@ -119,10 +119,12 @@ class CEM(_Gaussian):
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
         for _ in range(self.iterations):
             actions = self._sample(generator)
-            elites = actions[objective(actions).topk(self.n_elites).indices]
-            self.mean = self.alpha * self.mean + (1 - self.alpha) * elites.mean(0)
-            self.std = self.alpha * self.std + (1 - self.alpha) * elites.std(0, unbiased=False)
+            self._refit(actions[objective(actions).topk(self.n_elites).indices])
         return self.mean.clone()
+
+    def _refit(self, elites: torch.Tensor) -> None:
+        self.mean = self.alpha * self.mean + (1 - self.alpha) * elites.mean(0)
+        self.std = self.alpha * self.std + (1 - self.alpha) * elites.std(0, unbiased=False)
 
 
 def colored_noise(beta: float, shape: tuple[int, ...], horizon: int, generator: torch.Generator,
@@ -196,15 +198,10 @@ class ICEM(CEM):
             actions = torch.cat([actions[: self.population - len(self.kept)], self.kept])
         return torch.maximum(torch.minimum(actions, self.high), self.low)
 
-    def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
-        for _ in range(self.iterations):
-            actions = self._sample(generator)
-            elites = actions[objective(actions).topk(self.n_elites).indices]
-            self.mean = self.alpha * self.mean + (1 - self.alpha) * elites.mean(0)
-            self.std = self.alpha * self.std + (1 - self.alpha) * elites.std(0, unbiased=False)
-            keep = int(round(self.keep_elites * self.n_elites))
-            self.kept = elites[:keep].clone() if keep else None
-        return self.mean.clone()
+    def _refit(self, elites: torch.Tensor) -> None:
+        super()._refit(elites)
+        keep = int(round(self.keep_elites * self.n_elites))
+        self.kept = elites[:keep].clone() if keep else None
 
 
 class MPPI(_Gaussian):
