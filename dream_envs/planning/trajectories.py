@@ -92,7 +92,8 @@ class TrajectoryEvaluator:
         members = model.config.ensemble_size
         blocks = (members, rows // members)
         # TS-inf: particle p of every candidate always goes through member p % E (rows sorted into member blocks).
-        fixed = torch.argsort(torch.arange(rows, device=model.device) % self.particles % members, stable=True)
+        if self.propagation == "tsinf":
+            fixed = torch.argsort(torch.arange(rows, device=model.device) % self.particles % members, stable=True)
         for t in range(horizon):
             action = actions[candidate, t]
             if self.propagation == "expectation":
@@ -100,8 +101,10 @@ class TrajectoryEvaluator:
                 next_state, reward, terminated = step.next_obs, step.reward, step.terminated
             else:
                 # TS-1: a fresh random assignment of rows to members at every step.
-                order = torch.randperm(rows, device=model.device, generator=generator) if self.propagation == "ts1" \
-                    else fixed  # fmt: skip
+                if self.propagation == "ts1":
+                    order = torch.randperm(rows, device=model.device, generator=generator)
+                else:
+                    order = fixed
                 next_state, reward, terminated = model.step_members(
                     state[order].reshape(*blocks, -1), action[order].reshape(*blocks, *action.shape[1:]), generator
                 )
