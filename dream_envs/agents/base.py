@@ -113,8 +113,9 @@ class ModelBasedAgent(ABC):
         """
         if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        if reset_num_timesteps:
+            self.num_timesteps, self.episodes = 0, 0
         if reset_num_timesteps or self._last_obs is None:
-            self.num_timesteps, self.episodes = (0, 0) if reset_num_timesteps else (self.num_timesteps, self.episodes)
             self._last_obs = self.env.reset()
         self._total_timesteps = int(total_timesteps) + self.num_timesteps
         self._log_interval, self._start_time, self._start_steps = log_interval, time.time_ns(), self.num_timesteps
