@@ -49,7 +49,7 @@ def run_target(name: str, seed: int) -> dict:
     return {"target": name, "env": setup["env"], "seed": seed, "real_steps_to_threshold": check.hit,
             "curve": check.curve, "budget": setup["budget"], "threshold": setup["threshold"],
             "eval_episodes": setup["episodes"], "reward_termination": "learned",
-            "seconds_per_action": agent._plan_seconds / max(agent._plans, 1),
+            "seconds_per_action": agent.seconds_per_action,
             "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 

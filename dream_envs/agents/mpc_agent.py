@@ -131,6 +131,11 @@ class MPCAgent(ModelBasedAgent):
         self._plans += 1
         return action.astype(self.action_space.dtype)
 
+    @property
+    def seconds_per_action(self) -> float:
+        """Mean wall time of one MPC plan so far (0 before the first)."""
+        return self._plan_seconds / self._plans if self._plans else 0.0
+
     def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
         return np.stack([self._act(obs) for obs in observations])
 
@@ -169,7 +174,7 @@ class MPCAgent(ModelBasedAgent):
             self.logger.record("mpc/model_holdout_loss", result.holdout_loss[-1])
         self.logger.record("mpc/model_fit_seconds", time.perf_counter() - started)
         if self._plans:
-            self.logger.record("mpc/seconds_per_action", self._plan_seconds / self._plans)
+            self.logger.record("mpc/seconds_per_action", self.seconds_per_action)
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:
