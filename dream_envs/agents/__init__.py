@@ -7,6 +7,7 @@ wants a dream env never imports SB3.
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.agents.dyna_q import DynaQ
 from dream_envs.agents.mpc_agent import MPCAgent
+from dream_envs.agents.muzero import MuZero
 from dream_envs.agents.tabular_model import TabularModel
 
-__all__ = ["DynaQ", "MPCAgent", "ModelBasedAgent", "TabularModel"]
+__all__ = ["DynaQ", "MPCAgent", "ModelBasedAgent", "MuZero", "TabularModel"]

@@ -62,11 +62,13 @@ class ModelBasedAgent(ABC):
     """
 
     _hyperparams: ClassVar[tuple[str, ...]] = ()
+    # Agents that act in several real envs at once (MuZero's batched self-play) set this to True.
+    _vectorized: ClassVar[bool] = False
 
     def __init__(self, env: gym.Env | VecEnv | str, seed: int | None = None, verbose: int = 0,
                  tensorboard_log: str | None = None):  # fmt: skip
         self.env = wrap_env(env)
-        if self.env.num_envs != 1:
+        if self.env.num_envs != 1 and not self._vectorized:
             raise ValueError(f"{type(self).__name__} learns from one env; got a VecEnv of {self.env.num_envs}")
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
         self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log

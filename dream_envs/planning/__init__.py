@@ -2,6 +2,7 @@
 the ensemble, and the receding-horizon MPC planner. SB3-free; the PETS agent built on it is
 :class:`dream_envs.agents.MPCAgent`."""
 
+from dream_envs.planning.mcts import BatchedMCTS, SearchModel, SearchResult
 from dream_envs.planning.mpc import MPCPlanner
 from dream_envs.planning.optimizers import (
     CEM,
@@ -16,10 +17,13 @@ from dream_envs.planning.trajectories import PARTICLE_PROPAGATIONS, TrajectoryEv
 
 __all__ = [
     "CEM",
+    "BatchedMCTS",
     "ICEM",
     "MPPI",
     "OPTIMIZERS",
     "PARTICLE_PROPAGATIONS",
+    "SearchModel",
+    "SearchResult",
     "CategoricalCEM",
     "MPCPlanner",
     "TrajectoryEvaluator",

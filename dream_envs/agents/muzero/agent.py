@@ -1,0 +1,312 @@
+"""MuZero (Schrittwieser et al. 2020): plan with MCTS in a learned latent model; learn the model only from what
+the planner needs (rewards, values, policies), by unrolling it K steps along real trajectories."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from dream_envs.agents.base import ModelBasedAgent
+from dream_envs.agents.muzero.networks import MuZeroNetwork, NetworkSearchModel
+from dream_envs.agents.muzero.replay import MuZeroReplay
+from dream_envs.agents.muzero.support import from_support, to_support
+from dream_envs.device import resolve_device
+from dream_envs.planning.mcts import BatchedMCTS
+
+__all__ = ["MuZero"]
+
+DEFAULT_TEMPERATURES = ((0, 1.0), (10_000, 0.5), (15_000, 0.25))
+
+
+def visit_temperature(schedule: Sequence[Sequence[float]], step: int) -> float:
+    """The temperature of the last ``(from_step, temperature)`` entry whose ``from_step`` is <= ``step``."""
+    temperature = float(schedule[0][1])
+    for from_step, value in schedule:
+        if step >= from_step:
+            temperature = float(value)
+    return temperature
+
+
+def _scale_gradient(tensor: torch.Tensor, factor: float) -> torch.Tensor:
+    """Same value, gradient multiplied by ``factor`` on the way back."""
+    return tensor * factor + tensor.detach() * (1 - factor)
+
+
+class MuZero(ModelBasedAgent):
+    """MuZero for Discrete actions and flat Box observations, with batched self-play.
+
+    Each real step searches every self-play env's state with one :class:`~dream_envs.planning.BatchedMCTS` (all
+    trees share each network call), acts by the visit counts (sharpened by a temperature schedule), and stores
+    the search's policy and value. Between real steps the network is trained ``train_ratio`` gradient steps per
+    real step on prioritised K-step unrolls: categorical reward and value losses on MuZero's squashed scale, a
+    policy cross-entropy, each unrolled step's loss scaled by 1/K and the gradient through the dynamics halved.
+    Reanalyse (on by default) bootstraps the n-step value targets from a target network's fresh values of the
+    stored observations instead of the stale values of old searches.
+
+    :param env: an env id (``n_envs`` copies are made), a gymnasium Env (one self-play env) or a VecEnv
+    :param n_envs: self-play envs when ``env`` is an id (default 8); must match a given VecEnv
+    :param num_simulations: MCTS simulations per action
+    :param discount: discount of rewards
+    :param td_steps: ``n`` of the n-step value targets
+    :param unroll_steps: ``K``, steps the model is unrolled in training
+    :param batch_size: unrolls per gradient step
+    :param learning_rate: Adam's step size
+    :param weight_decay: L2 weight decay (MuZero's 1e-4)
+    :param latent_size: size of the hidden state
+    :param hidden_size: width of the networks' hidden layers
+    :param support_size: reward/value bins on each side of zero (values up to ``h^-1(support_size)``)
+    :param train_ratio: gradient steps per real step
+    :param learning_starts: real steps before the first gradient step
+    :param value_loss_weight: weight of the value loss (MuZero Reanalyse's 0.25)
+    :param priority_alpha: priority exponent of the replay (0: uniform)
+    :param priority_beta: importance-sampling exponent
+    :param reanalyse: bootstrap value targets from the target network's values of the stored observations
+    :param target_update_interval: gradient steps between copies into the target network
+    :param temperature_schedule: ``[(from_real_step, temperature), ...]`` of the visit-count sampling in self-play
+    :param dirichlet_alpha: concentration of the root noise
+    :param exploration_fraction: weight of the root noise
+    :param pb_c_base: pUCT's ``c2``
+    :param pb_c_init: pUCT's ``c1``
+    :param max_grad_norm: gradient clipping
+    :param seed: seeds the networks, the search, the replay sampling and the envs
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param verbose: 1 prints SB3's log table every ``log_interval`` episodes
+    :param tensorboard_log: folder for TensorBoard logs, or None
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs.agents import MuZero
+
+        agent = MuZero("CartPole-v1", n_envs=2, num_simulations=4, batch_size=8, learning_starts=16, seed=0)
+        agent.learn(32)
+        print(agent.predict(gym.make("CartPole-v1").reset(seed=0)[0], deterministic=True))
+    """
+
+    _vectorized = True
+    # n_envs is not saved: a loaded agent acts in whatever env it is given (one env, to evaluate, say).
+    _hyperparams = ("num_simulations", "discount", "td_steps", "unroll_steps", "batch_size",
+                    "learning_rate", "weight_decay", "latent_size", "hidden_size", "support_size", "train_ratio",
+                    "learning_starts", "value_loss_weight", "priority_alpha", "priority_beta", "reanalyse",
+                    "target_update_interval", "temperature_schedule", "dirichlet_alpha", "exploration_fraction",
+                    "pb_c_base", "pb_c_init", "max_grad_norm", "seed", "device", "verbose",
+                    "tensorboard_log")  # fmt: skip
+
+    def __init__(
+        self,
+        env: gym.Env | VecEnv | str,
+        n_envs: int | None = None,
+        num_simulations: int = 25,
+        discount: float = 0.997,
+        td_steps: int = 10,
+        unroll_steps: int = 5,
+        batch_size: int = 128,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-4,
+        latent_size: int = 32,
+        hidden_size: int = 64,
+        support_size: int = 20,
+        train_ratio: float = 0.5,
+        learning_starts: int = 500,
+        value_loss_weight: float = 0.25,
+        priority_alpha: float = 1.0,
+        priority_beta: float = 1.0,
+        reanalyse: bool = True,
+        target_update_interval: int = 100,
+        temperature_schedule: Sequence[Sequence[float]] = DEFAULT_TEMPERATURES,
+        dirichlet_alpha: float = 0.25,
+        exploration_fraction: float = 0.25,
+        pb_c_base: float = 19652,
+        pb_c_init: float = 1.25,
+        max_grad_norm: float = 5.0,
+        seed: int | None = None,
+        device: str = "auto",
+        verbose: int = 0,
+        tensorboard_log: str | None = None,
+    ):
+        for name, value in (("td_steps", td_steps), ("unroll_steps", unroll_steps), ("batch_size", batch_size),
+                            ("latent_size", latent_size), ("hidden_size", hidden_size),
+                            ("support_size", support_size), ("target_update_interval", target_update_interval)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")  # fmt: skip
+        if not isinstance(learning_starts, (int, np.integer)) or learning_starts < 0:
+            raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
+        for name, value in (("train_ratio", train_ratio), ("learning_rate", learning_rate),
+                            ("max_grad_norm", max_grad_norm)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")  # fmt: skip
+        self.temperature_schedule = _check_schedule(temperature_schedule)
+        super().__init__(_self_play_env(env, n_envs, seed), seed=seed, verbose=verbose,
+                         tensorboard_log=tensorboard_log)  # fmt: skip
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(f"MuZero plans over Discrete actions; the env's action space is {self.action_space}")
+        if not isinstance(self.observation_space, spaces.Box):
+            raise ValueError(f"MuZero needs a Box observation space (flattened into its network); the env has "
+                             f"{self.observation_space}")  # fmt: skip
+        self.n_envs = self.env.num_envs
+        self.num_simulations, self.discount, self.td_steps = num_simulations, float(discount), int(td_steps)
+        self.unroll_steps, self.batch_size = int(unroll_steps), int(batch_size)
+        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        self.latent_size, self.hidden_size, self.support_size = int(latent_size), int(hidden_size), int(support_size)
+        self.train_ratio, self.learning_starts = float(train_ratio), int(learning_starts)
+        self.value_loss_weight, self.priority_alpha = float(value_loss_weight), float(priority_alpha)
+        self.priority_beta, self.reanalyse = float(priority_beta), bool(reanalyse)
+        self.target_update_interval, self.max_grad_norm = int(target_update_interval), float(max_grad_norm)
+        self.dirichlet_alpha, self.exploration_fraction = float(dirichlet_alpha), float(exploration_fraction)
+        self.pb_c_base, self.pb_c_init, self.device = float(pb_c_base), float(pb_c_init), device
+        self._device = resolve_device(device)
+        if seed is not None:
+            torch.manual_seed(seed)
+        n_actions = int(self.action_space.n)
+        self.search = BatchedMCTS(n_actions, num_simulations, self.discount, self.pb_c_base, self.pb_c_init,
+                                  self.dirichlet_alpha, self.exploration_fraction, seed=seed)  # fmt: skip
+        obs_dim = int(np.prod(self.observation_space.shape))
+        self.network = MuZeroNetwork(obs_dim, n_actions, self.latent_size, self.hidden_size,
+                                     self.support_size).to(self._device)  # fmt: skip
+        self.target_network = copy.deepcopy(self.network).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.learning_rate,
+                                          weight_decay=self.weight_decay)  # fmt: skip
+        self.search_model = NetworkSearchModel(self.network, self._device)
+        self.replay = MuZeroReplay(self.n_envs, self.observation_space.shape, n_actions, self.priority_alpha)
+        self.gradient_steps, self._pending_updates = 0, 0.0
+
+    # ------------------------------------------------------------------ acting
+    def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
+        was_training = self.network.training
+        self.network.eval()
+        result = self.search.search(self.search_model, observations, add_noise=False)
+        self.network.train(was_training)
+        temperature = 0.0 if deterministic else visit_temperature(self.temperature_schedule, self.num_timesteps)
+        return BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
+
+    # ------------------------------------------------------------------ learning
+    def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
+        while self.num_timesteps < total_timesteps:
+            obs = self._last_obs
+            result = self.search.search(self.search_model, obs, add_noise=True)
+            temperature = visit_temperature(self.temperature_schedule, self.num_timesteps)
+            actions = BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
+            new_obs, rewards, dones, infos = self.env.step(actions)
+            self.num_timesteps += self.n_envs
+            self.replay.add_step(obs, actions, rewards, result.root_values, result.policy)
+            for i in np.flatnonzero(dones):
+                truncated = bool(infos[i].get("TimeLimit.truncated", False))
+                final = np.asarray(infos[i]["terminal_observation"], np.float32)
+                final_value = self._values(final[None])[0] if truncated else 0.0
+                self.replay.end_episode(int(i), final, terminated=not truncated, final_value=final_value)
+            self._last_obs = new_obs
+            self.logger.record_mean("muzero/root_value", float(result.root_values.mean()))
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return
+            for i in np.flatnonzero(dones):
+                self._episode_done(infos[i])
+            if self.num_timesteps >= self.learning_starts:
+                self._pending_updates += self.n_envs * self.train_ratio
+                while self._pending_updates >= 1:
+                    self._pending_updates -= 1
+                    self._gradient_step()
+
+    @torch.no_grad()
+    def _values(self, observations: np.ndarray, network: MuZeroNetwork | None = None) -> np.ndarray:
+        network = network or self.network
+        obs = torch.as_tensor(np.asarray(observations, np.float32), device=self._device)
+        _, value, _ = network.initial_inference(obs)
+        return value.cpu().numpy()
+
+    def _gradient_step(self) -> None:
+        envs, positions, weights = self.replay.sample(self.batch_size, self.rng, self.priority_beta)
+        bootstrap = (lambda obs: self._values(obs, self.target_network)) if self.reanalyse else None
+        batch = self.replay.targets(envs, positions, self.unroll_steps, self.td_steps, self.discount, bootstrap,
+                                    self.rng)  # fmt: skip
+        device, support = self._device, self.support_size
+        tensors = {name: torch.as_tensor(getattr(batch, name), device=device) for name in
+                   ("observations", "actions", "rewards", "reward_mask", "values", "value_mask", "policies",
+                    "policy_mask")}  # fmt: skip
+        value_targets = to_support(tensors["values"], support)
+        reward_targets = to_support(tensors["rewards"], support)
+
+        hidden = self.network.represent(tensors["observations"])
+        policy_logits, value_logits = self.network.predict(hidden)
+        value_loss = _cross_entropy(value_logits, value_targets[:, 0]) * tensors["value_mask"][:, 0]
+        policy_loss = _cross_entropy(policy_logits, tensors["policies"][:, 0]) * tensors["policy_mask"][:, 0]
+        reward_loss = torch.zeros_like(value_loss)
+        first_values = from_support(value_logits.detach(), support)
+        for k in range(self.unroll_steps):
+            hidden, reward_logits = self.network.dynamics(hidden, tensors["actions"][:, k])
+            hidden = _scale_gradient(hidden, 0.5)  # MuZero: halve the gradient flowing back through time
+            policy_logits, value_logits = self.network.predict(hidden)
+            step = 1.0 / self.unroll_steps  # each unrolled step's loss scaled by 1/K
+            reward_loss = reward_loss + step * _cross_entropy(reward_logits, reward_targets[:, k]) * \
+                tensors["reward_mask"][:, k]  # fmt: skip
+            value_loss = value_loss + step * _cross_entropy(value_logits, value_targets[:, k + 1]) * \
+                tensors["value_mask"][:, k + 1]  # fmt: skip
+            policy_loss = policy_loss + step * _cross_entropy(policy_logits, tensors["policies"][:, k + 1]) * \
+                tensors["policy_mask"][:, k + 1]  # fmt: skip
+        per_sample = reward_loss + self.value_loss_weight * value_loss + policy_loss
+        loss = (per_sample * torch.as_tensor(weights, dtype=per_sample.dtype, device=device)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.gradient_steps += 1
+        if self.gradient_steps % self.target_update_interval == 0:
+            self.target_network.load_state_dict(self.network.state_dict())
+
+        errors = (first_values - tensors["values"][:, 0]).abs().cpu().numpy() + 1e-6
+        self.replay.update_priorities(envs, positions, errors)
+        self.logger.record_mean("train/loss", loss.item())
+        self.logger.record_mean("train/value_loss", value_loss.mean().item())
+        self.logger.record_mean("train/reward_loss", reward_loss.mean().item())
+        self.logger.record_mean("train/policy_loss", policy_loss.mean().item())
+        self.logger.record("train/n_updates", self.gradient_steps)
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, Any]:
+        return {"network": {k: v.cpu() for k, v in self.network.state_dict().items()},
+                "target_network": {k: v.cpu() for k, v in self.target_network.state_dict().items()},
+                "gradient_steps": self.gradient_steps}  # fmt: skip
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.target_network.load_state_dict(state["target_network"])
+        self.gradient_steps = int(state["gradient_steps"])
+
+
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * F.log_softmax(logits, -1)).sum(-1)
+
+
+def _self_play_env(env: gym.Env | VecEnv | str, n_envs: int | None, seed: int | None) -> gym.Env | VecEnv:
+    if n_envs is not None and (not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1):
+        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    if isinstance(env, str):
+        return make_vec_env(env, n_envs=8 if n_envs is None else int(n_envs), seed=seed)
+    count = env.num_envs if isinstance(env, VecEnv) else 1
+    if n_envs is not None and n_envs != count:
+        raise ValueError(f"n_envs={n_envs} but the given env runs {count} env(s); pass an env id to have "
+                         f"{n_envs} copies made, or a VecEnv of {n_envs}")  # fmt: skip
+    return env
+
+
+def _check_schedule(schedule: Sequence[Sequence[float]]) -> tuple[tuple[int, float], ...]:
+    try:
+        pairs = tuple((int(step), float(temperature)) for step, temperature in schedule)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature_schedule must be a list of (from_real_step, temperature) pairs, got "
+                         f"{schedule!r}") from None  # fmt: skip
+    if not pairs or pairs[0][0] != 0 or any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])):
+        raise ValueError(f"temperature_schedule must start at step 0 and increase, got {schedule!r}")
+    if any(t < 0 for _, t in pairs):
+        raise ValueError(f"temperatures must be >= 0, got {schedule!r}")
+    return pairs

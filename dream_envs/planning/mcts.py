@@ -1,0 +1,215 @@
+"""Monte-Carlo tree search in a learned model (MuZero's search), run for many trees at once.
+
+Every simulation descends all trees together (pUCT over numpy arrays shaped ``(trees, actions)``), then expands one
+leaf per tree with ONE batched call of the model, then backs the values up all trees together. The Python work per
+simulation grows with the tree depth, not with the number of trees, so several envs' searches share each network
+call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["BatchedMCTS", "SearchModel", "SearchResult"]
+
+
+class SearchModel(Protocol):
+    """What the search needs from a model: MuZero's two inference functions, on batches.
+
+    ``hidden`` is whatever the model uses as a state (a torch tensor or a numpy array, batch first); values,
+    rewards and policy logits come back as numpy arrays.
+    """
+
+    def initial_inference(self, observations: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+        """``observations (B, ...)`` -> ``(hidden (B, ...), value (B,), policy_logits (B, A))``."""
+
+    def recurrent_inference(self, hidden: Any, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+        """``hidden (B, ...), actions (B,)`` -> ``(next hidden, reward (B,), value (B,), policy_logits (B, A))``."""
+
+
+@dataclass
+class SearchResult:
+    """The roots' statistics after a search.
+
+    :param visit_counts: ``(B, A)`` visits of each root action
+    :param root_values: ``(B,)`` the search's value estimate of each root (visit-weighted mean Q)
+    :param root_prior: ``(B, A)`` the network's policy at the root (before exploration noise)
+    """
+
+    visit_counts: np.ndarray
+    root_values: np.ndarray
+    root_prior: np.ndarray
+
+    @property
+    def policy(self) -> np.ndarray:
+        """Visit counts normalised to a distribution per root (MuZero's policy target)."""
+        return self.visit_counts / np.maximum(self.visit_counts.sum(-1, keepdims=True), 1)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+class BatchedMCTS:
+    """MuZero's MCTS: pUCT selection with min-max normalised values, Dirichlet noise at the root, rewards on the
+    edges, discounted backups, for ``B`` independent trees searched together.
+
+    :param n_actions: size of the Discrete action space
+    :param num_simulations: simulations per search (each adds one node to every tree)
+    :param discount: discount of rewards and values along a path
+    :param pb_c_base: pUCT's ``c2``
+    :param pb_c_init: pUCT's ``c1``
+    :param dirichlet_alpha: concentration of the root noise
+    :param exploration_fraction: weight of the root noise in the root prior
+    :param seed: seeds the root noise and tie-breaking
+
+    Example::
+
+        import numpy as np
+        from dream_envs.planning import BatchedMCTS
+
+        class Bandit:  # one step: action 1 pays 1, action 0 pays 0, then nothing
+            def initial_inference(self, obs):
+                return np.zeros((len(obs), 1)), np.zeros(len(obs)), np.zeros((len(obs), 2))
+
+            def recurrent_inference(self, hidden, actions):
+                first = hidden[:, 0] == 0
+                return hidden + 1, np.where(first, actions, 0.0), np.zeros(len(actions)), np.zeros((len(actions), 2))
+
+        result = BatchedMCTS(n_actions=2, num_simulations=10, seed=0).search(Bandit(), np.zeros((3, 4)))
+        print(result.visit_counts.argmax(-1))  # [1 1 1]
+    """
+
+    def __init__(self, n_actions: int, num_simulations: int = 25, discount: float = 0.997, pb_c_base: float = 19652,
+                 pb_c_init: float = 1.25, dirichlet_alpha: float = 0.25, exploration_fraction: float = 0.25,
+                 seed: int | None = None):  # fmt: skip
+        if not isinstance(n_actions, int) or n_actions < 2:
+            raise ValueError(f"n_actions must be an integer >= 2, got {n_actions!r}")
+        if not isinstance(num_simulations, int) or num_simulations < 1:
+            raise ValueError(f"num_simulations must be a positive integer, got {num_simulations!r}")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        if not 0.0 <= exploration_fraction <= 1.0:
+            raise ValueError(f"exploration_fraction must be in [0, 1], got {exploration_fraction!r}")
+        if dirichlet_alpha <= 0:
+            raise ValueError(f"dirichlet_alpha must be positive, got {dirichlet_alpha!r}")
+        self.n_actions, self.num_simulations, self.discount = n_actions, num_simulations, float(discount)
+        self.pb_c_base, self.pb_c_init = float(pb_c_base), float(pb_c_init)
+        self.dirichlet_alpha, self.exploration_fraction = float(dirichlet_alpha), float(exploration_fraction)
+        self.rng = np.random.default_rng(seed)
+
+    def search(self, model: SearchModel, observations: np.ndarray, add_noise: bool = False) -> SearchResult:
+        """Search from each observation's root; ``add_noise`` mixes Dirichlet noise into the root priors."""
+        hidden0, value0, logits0 = model.initial_inference(observations)
+        n_trees, n_nodes, n_actions = len(value0), self.num_simulations + 1, self.n_actions
+        trees = np.arange(n_trees)
+        # Node 0 is the root; edges (node, action) carry the statistics. child == -1: not expanded yet.
+        child = np.full((n_trees, n_nodes, n_actions), -1, np.int64)
+        visits = np.zeros((n_trees, n_nodes, n_actions))
+        value_sum = np.zeros((n_trees, n_nodes, n_actions))
+        edge_reward = np.zeros((n_trees, n_nodes, n_actions))
+        prior = np.zeros((n_trees, n_nodes, n_actions))
+        hidden = _NodeStore(hidden0, n_nodes)
+        root_prior = _softmax(np.asarray(logits0, np.float64))
+        prior[:, 0] = root_prior
+        if add_noise and self.exploration_fraction > 0:
+            noise = self.rng.dirichlet([self.dirichlet_alpha] * n_actions, size=n_trees)
+            prior[:, 0] = (1 - self.exploration_fraction) * root_prior + self.exploration_fraction * noise
+        q_min, q_max = np.full(n_trees, np.inf), np.full(n_trees, -np.inf)
+
+        for simulation in range(self.num_simulations):
+            node = np.zeros(n_trees, np.int64)
+            path_nodes, path_actions = [], []
+            depth = np.zeros(n_trees, np.int64)
+            leaf_parent, leaf_action = np.zeros(n_trees, np.int64), np.zeros(n_trees, np.int64)
+            searching = np.ones(n_trees, bool)
+            while True:
+                action = self._select(visits[trees, node], value_sum[trees, node], prior[trees, node], q_min, q_max)
+                path_nodes.append(node)
+                path_actions.append(action)
+                nxt = child[trees, node, action]
+                reached = searching & (nxt < 0)
+                leaf_parent[reached], leaf_action[reached] = node[reached], action[reached]
+                depth[reached] = len(path_actions)
+                searching &= nxt >= 0
+                if not searching.any():
+                    break
+                node = np.where(searching, nxt, node)
+
+            new_hidden, reward, value, logits = model.recurrent_inference(hidden.get(leaf_parent), leaf_action)
+            new = simulation + 1
+            child[trees, leaf_parent, leaf_action] = new
+            edge_reward[trees, leaf_parent, leaf_action] = reward
+            hidden.put(new, new_hidden)
+            prior[:, new] = _softmax(np.asarray(logits, np.float64))
+
+            backed_up = np.asarray(value, np.float64)
+            for level in range(len(path_actions) - 1, -1, -1):
+                on_path = level < depth
+                at, act = path_nodes[level], path_actions[level]
+                backed_up = np.where(on_path, edge_reward[trees, at, act] + self.discount * backed_up, backed_up)
+                value_sum[trees, at, act] += np.where(on_path, backed_up, 0.0)
+                visits[trees, at, act] += on_path
+                q = value_sum[trees, at, act] / np.maximum(visits[trees, at, act], 1)
+                q_min = np.where(on_path, np.minimum(q_min, q), q_min)
+                q_max = np.where(on_path, np.maximum(q_max, q), q_max)
+
+        root_visits = visits[:, 0]
+        root_values = value_sum[:, 0].sum(-1) / np.maximum(root_visits.sum(-1), 1)
+        return SearchResult(root_visits, root_values, root_prior)
+
+    def _select(self, visits: np.ndarray, value_sum: np.ndarray, prior: np.ndarray, q_min: np.ndarray,
+                q_max: np.ndarray) -> np.ndarray:  # fmt: skip
+        """pUCT over each tree's current node: ``(trees, actions)`` statistics -> one action per tree."""
+        parent_visits = visits.sum(-1, keepdims=True)
+        visited = visits > 0
+        q = np.where(visited, value_sum / np.maximum(visits, 1), 0.0)
+        spread = (q_max - q_min)[:, None]
+        # Min-max normalisation over the values seen in this tree, so pUCT's constants fit any reward scale.
+        normalised = np.where(visited & (spread > 0), (q - q_min[:, None]) / np.where(spread > 0, spread, 1), 0.0)
+        pb_c = np.log((parent_visits + self.pb_c_base + 1) / self.pb_c_base) + self.pb_c_init
+        score = normalised + prior * np.sqrt(parent_visits) / (1 + visits) * pb_c
+        # Ties (an unvisited node's children all score 0) are broken at random, not towards action 0.
+        score += self.rng.random(score.shape) * 1e-9
+        return score.argmax(-1)
+
+    @staticmethod
+    def action_from_visits(visit_counts: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+        """Sample actions from visit counts sharpened by ``1 / temperature``; 0 gives the most visited action."""
+        if temperature == 0:
+            return visit_counts.argmax(-1)
+        logits = np.log(np.maximum(visit_counts, 1e-12)) / temperature
+        probabilities = _softmax(logits)
+        cumulative = probabilities.cumsum(-1)
+        draws = rng.random((len(visit_counts), 1))
+        return np.minimum((draws > cumulative).sum(-1), visit_counts.shape[-1] - 1)
+
+
+class _NodeStore:
+    """The hidden states of all trees' nodes, in one array of the model's own kind (torch tensor or numpy)."""
+
+    def __init__(self, root: Any, n_nodes: int):
+        self.torch = isinstance(root, torch.Tensor)
+        shape = (root.shape[0], n_nodes, *root.shape[1:])
+        if self.torch:
+            self.data = torch.zeros(shape, dtype=root.dtype, device=root.device)
+            self.trees = torch.arange(root.shape[0], device=root.device)
+        else:
+            root = np.asarray(root)
+            self.data = np.zeros(shape, root.dtype)
+            self.trees = np.arange(root.shape[0])
+        self.data[:, 0] = root
+
+    def put(self, node: int, value: Any) -> None:
+        self.data[:, node] = value if self.torch else np.asarray(value)
+
+    def get(self, nodes: np.ndarray) -> Any:
+        if self.torch:
+            return self.data[self.trees, torch.as_tensor(nodes, device=self.data.device)]
+        return self.data[self.trees, nodes]
+
