@@ -4,7 +4,7 @@ Importing this package registers ``Dream-CartPole-v0``, ``Dream-Acrobot-v0`` and
 """
 
 from dream_envs.buffer import TransitionBuffer, Transitions
-from dream_envs.envs import DREAM_IDS, DreamEnv, pretrained_model_path, register_dream_envs
+from dream_envs.envs import DREAM_IDS, DreamEnv, PixelObservation, pretrained_model_path, register_dream_envs
 from dream_envs.io import ModelFileError
 from dream_envs.models import (
     KNOWN_REWARDS,
@@ -29,6 +29,7 @@ __all__ = [
     "KNOWN_TERMINATIONS",
     "ModelFileError",
     "ModelStep",
+    "PixelObservation",
     "TransitionBuffer",
     "Transitions",
     "__version__",

@@ -9,5 +9,6 @@ from dream_envs.agents.dyna_q import DynaQ
 from dream_envs.agents.mpc_agent import MPCAgent
 from dream_envs.agents.muzero import MuZero
 from dream_envs.agents.tabular_model import TabularModel
+from dream_envs.agents.world_models import WorldModels
 
-__all__ = ["DynaQ", "MPCAgent", "ModelBasedAgent", "MuZero", "TabularModel"]
+__all__ = ["DynaQ", "MPCAgent", "ModelBasedAgent", "MuZero", "TabularModel", "WorldModels"]
