@@ -40,13 +40,16 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
                                 "report real steps to threshold, tables and plots.")  # fmt: skip
     bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1)")
-    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna (default: ppo ppo+dyna for "
-                       "Discrete actions, sac sac+dyna for Box)")  # fmt: skip
+    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna, and dream-envs' own muzero "
+                       "and world-models (default: ppo ppo+dyna for Discrete actions, sac sac+dyna for "
+                       "Box)")  # fmt: skip
     bench.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default 5; --quick {QUICK['seeds']})")
-    bench.add_argument("--budget", type=int, help="real steps per run (default: per env, lower for +dyna)")
+    bench.add_argument("--budget", type=int, help="real steps per run (default: per env, lower for +dyna, 20,000 for "
+                       "muzero and world-models)")  # fmt: skip
     bench.add_argument("--threshold", type=float, help="mean return that counts as solved (default: the env "
                        "spec's reward_threshold, or a known one such as Pendulum-v1's -200)")  # fmt: skip
-    bench.add_argument("--eval-every", type=int, help="real steps between checks (default: per env)")
+    bench.add_argument("--eval-every", type=int, help="real steps between checks (default: per env; "
+                       "1,000 for muzero and world-models)")  # fmt: skip
     bench.add_argument("--eval-episodes", type=int, help="deterministic real episodes per check (default 10)")
     bench.add_argument("--n-jobs", type=int, default=_cores(), help="runs at once (default: the CPU cores)")
     bench.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool, or Ray tasks")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
@@ -17,16 +19,23 @@ class _ThresholdCheck(BaseCallback):
     """Shared by the two yardsticks: evaluate deterministically, record the curve, stop at the first pass."""
 
     def __init__(self, env_id: str, threshold: float, every: int, n_episodes: int, stop: bool, seed: int | None,
-                 env_kwargs: dict[str, Any] | None, verbose: int):  # fmt: skip
+                 env_kwargs: dict[str, Any] | None, verbose: int, n_envs: int = 1,
+                 wrapper: Callable[[gym.Env], gym.Env] | None = None):  # fmt: skip
         super().__init__(verbose)
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         if not isinstance(n_episodes, int) or n_episodes < 1:
             raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+        if not isinstance(n_envs, int) or not 1 <= n_envs <= n_episodes:
+            raise ValueError(f"n_envs must be an integer from 1 to n_episodes={n_episodes}, got {n_envs!r}")
         self.env_id, self.threshold, self.every, self.n_episodes = env_id, float(threshold), every, n_episodes
         self.stop = stop
-        self.eval_env = Monitor(gym.make(env_id, **(env_kwargs or {})))
-        self.eval_env.reset(seed=seed)
+        if n_envs == 1:
+            env = gym.make(env_id, **(env_kwargs or {}))
+            self.eval_env = Monitor(wrapper(env) if wrapper else env)
+            self.eval_env.reset(seed=seed)
+        else:  # SB3's VecEnv spreads the episodes over the envs, and the agent acts on them as one batch
+            self.eval_env = make_vec_env(env_id, n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper)
         self.hit: int | None = None
         self.curve: list[tuple[int, float]] = []
         self._next = every
@@ -47,38 +56,40 @@ class _ThresholdCheck(BaseCallback):
 
 class RealStepsToThreshold(_ThresholdCheck):
     """Every ``every`` REAL steps, play ``n_episodes`` deterministic episodes of a fresh real env; stop training at
-        the first check whose mean return reaches ``threshold``.
+    the first check whose mean return reaches ``threshold``.
 
-        ``hit`` is the real-step count of that check (``None`` if never reached) and ``curve`` holds every check as
-        ``(real_steps, mean_return)``: the protocol of docs/ (10 episodes, checks every 250 real steps on CartPole,
-        200 on Pendulum, the first passing check counts).
+    ``hit`` is the real-step count of that check (``None`` if never reached) and ``curve`` holds every check as
+    ``(real_steps, mean_return)``: the protocol of docs/ (10 episodes, checks every 250 real steps on CartPole,
+    200 on Pendulum, the first passing check counts).
 
-        :param env_id: the real env to evaluate on
-        :param threshold: mean return that counts as solved
-        :param every: real steps between checks
-        :param n_episodes: deterministic episodes per check
-        :param stop: end training at the first passing check
-        :param seed: seeds the evaluation env once, so checks are reproducible
-        :param env_kwargs: keyword arguments of ``gym.make(env_id)``
-        :param verbose: 1 prints each check
+    :param env_id: the real env to evaluate on
+    :param threshold: mean return that counts as solved
+    :param every: real steps between checks
+    :param n_episodes: deterministic episodes per check
+    :param stop: end training at the first passing check
+    :param seed: seeds the evaluation env once, so checks are reproducible
+    :param env_kwargs: keyword arguments of ``gym.make(env_id)``
+    :param verbose: 1 prints each check
+    :param n_envs: play the episodes in a VecEnv of this many envs (agents that act on a batch at once, such as
+        MuZero's batched search, check faster); 1 plays them one after another
+    :param wrapper: wraps each evaluation env (e.g. :class:`~dream_envs.envs.PixelObservation` for agents that see
+        pixels)
 
-        Example::
+    Example::
 
-            from typing import Any
+        import gymnasium as gym
+        from stable_baselines3 import PPO
+        from sb3_plugins import RealStepsToThreshold
 
-    import gymnasium as gym
-    import numpy as np
-            from stable_baselines3 import PPO
-            from sb3_plugins import RealStepsToThreshold
-
-            check = RealStepsToThreshold("CartPole-v1", threshold=475, every=128, n_episodes=2, seed=0)
-            PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=128, seed=0).learn(256, callback=check)
-            print(check.hit, check.curve)
+        check = RealStepsToThreshold("CartPole-v1", threshold=475, every=128, n_episodes=2, seed=0)
+        PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=128, seed=0).learn(256, callback=check)
+        print(check.hit, check.curve)
     """
 
     def __init__(self, env_id: str, threshold: float, every: int, n_episodes: int = 10, stop: bool = True,
-                 seed: int | None = None, env_kwargs: dict[str, Any] | None = None, verbose: int = 0):  # fmt: skip
-        super().__init__(env_id, threshold, every, n_episodes, stop, seed, env_kwargs, verbose)
+                 seed: int | None = None, env_kwargs: dict[str, Any] | None = None, verbose: int = 0,
+                 n_envs: int = 1, wrapper: Callable[[gym.Env], gym.Env] | None = None):  # fmt: skip
+        super().__init__(env_id, threshold, every, n_episodes, stop, seed, env_kwargs, verbose, n_envs, wrapper)
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self._next:

@@ -21,6 +21,7 @@ from sb3_plugins.benchmark import (
     load_overrides,
     parse_algo,
     plan_runs,
+    run_one,
     summarize,
     write_report,
 )
@@ -139,6 +140,33 @@ def test_bad_input_fails_before_any_training(kwargs, message):
     kwargs = {"env_id": "CartPole-v1", "algos": ["ppo"], "seeds": 1, "device": "cpu", **kwargs}
     with pytest.raises(ValueError, match=message):
         plan_runs(**kwargs)
+
+
+def test_own_agents_are_algos_with_their_own_budget_and_checks():
+    assert parse_algo("muzero") == ("muzero", False) and parse_algo("world-models") == ("world-models", False)
+    with pytest.raises(ValueError, match="muzero is model-based already"):
+        parse_algo("muzero+dyna")
+    specs = plan_runs("CartPole-v1", ["ppo", "muzero"], seeds=1, device="cpu")
+    assert [(s.budget, s.eval_every) for s in specs] == [(30_000, 250), (20_000, 1_000)]
+    assert specs[1].hyperparams == {"n_envs": 8, "agent": {"learning_rate": 1e-3, "train_ratio": 1.0},
+                                    "dyna": None}  # fmt: skip
+    assert plan_runs("CartPole-v1", ["muzero"], seeds=1, eval_every=500, device="cpu")[0].eval_every == 500
+    with pytest.raises(ValueError, match="'muzero' needs a Discrete action space; Pendulum-v1 has Box"):
+        plan_runs("Pendulum-v1", ["muzero"], seeds=1, device="cpu")
+    with pytest.raises(ValueError, match="MuZero rejected the agent settings.*unroll_steps"):
+        plan_runs("CartPole-v1", ["muzero"], seeds=1, device="cpu",
+                  overrides={"*": {"muzero": {"agent": {"unroll_steps": 0}}}})  # fmt: skip
+
+
+def test_a_muzero_run_records_like_any_other():
+    overrides = {"n_envs": 2, "agent": {"num_simulations": 3, "batch_size": 8, "latent_size": 8, "hidden_size": 16,
+                                        "learning_starts": 8}, "dyna": None}  # fmt: skip
+    spec = RunSpec("CartPole-v1", "muzero", 0, budget=40, threshold=1000.0, eval_every=20, eval_episodes=2,
+                   hyperparams=overrides, device="cpu")  # fmt: skip
+    record = run_one(spec)
+    assert record["real_steps"] == 40 and [c[0] for c in record["curve"]] == [20, 40]
+    assert record["reward_termination"] == "learned" and record["device"] == "cpu"
+    assert record["hyperparameters"]["agent"]["num_simulations"] == 3
 
 
 # ---------------------------------------------------------------- results folder

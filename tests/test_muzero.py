@@ -92,7 +92,8 @@ def test_action_from_visits_temperature():
 
 
 @pytest.mark.parametrize("bad", [{"n_actions": 1}, {"n_actions": 2, "num_simulations": 0},
-                                 {"n_actions": 2, "discount": 1.5}, {"n_actions": 2, "dirichlet_alpha": 0.0}])  # fmt: skip
+                                 {"n_actions": 2, "discount": 1.5},
+                                 {"n_actions": 2, "dirichlet_alpha": 0.0}])  # fmt: skip
 def test_mcts_rejects_bad_settings(bad):
     with pytest.raises(ValueError, match=next(iter(bad)) if len(bad) == 1 else list(bad)[1]):
         BatchedMCTS(**bad)
@@ -188,7 +189,8 @@ def test_network_hidden_states_are_scaled_to_unit_range():
     assert hidden.min() >= 0 and hidden.max() <= 1 + 1e-6
     hidden, reward, value, policy = net.recurrent_inference(hidden, torch.tensor([0, 1, 0, 1, 1]))
     assert hidden.shape == (5, 6) and reward.shape == value.shape == (5,) and policy.shape == (5, 2)
-    torch.testing.assert_close(value, torch.zeros(5), atol=1e-4, rtol=0)  # zero-initialised heads: no made-up values at the start
+    # Zero-initialised heads: no made-up values at the start.
+    torch.testing.assert_close(value, torch.zeros(5), atol=1e-4, rtol=0)
 
 
 class Counter(BaseCallback):

@@ -15,28 +15,34 @@ from typing import Any
 import gymnasium as gym
 import yaml
 from gymnasium import spaces
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from sb3_plugins.dream_training import ALGOS
 
-__all__ = ["ENV_DEFAULTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for", "load_overrides",
-           "parse_algo"]  # fmt: skip
+__all__ = ["ENV_DEFAULTS", "OWN_AGENTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for",
+           "is_own_agent", "load_overrides", "parse_algo"]  # fmt: skip
 
 DYNA_SUFFIX = "+dyna"
-_DISCRETE_ONLY = {"dqn"}
+# dream-envs' own model-based agents, which the benchmark runs beside SB3's: benchmark name -> class in
+# dream_envs.agents. They take an env id, not a policy string, and their settings are constructor arguments.
+OWN_AGENTS = {"muzero": "MuZero", "world-models": "WorldModels"}
+_DISCRETE_ONLY = {"dqn", "muzero"}
 _BOX_ONLY = {"sac", "td3"}
 
 # Thresholds where the env spec has none, and budgets / check intervals (real steps) per env. "dyna_budget" is
 # the default budget of the +dyna variants: they stop at their first passing check, but one that never passes
 # would otherwise dream through the stock agent's whole budget.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250},
+    "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250, "own_budget": 20_000},
     "Acrobot-v1": {"budget": 150_000, "dyna_budget": 5_000, "eval_every": 250},
     "Pendulum-v1": {"threshold": -200.0, "budget": 10_000, "dyna_budget": 3_000, "eval_every": 200},
     "MountainCarContinuous-v0": {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000},
 }
-_GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000}
+_GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000}
+# "own_budget" is the default budget of dream-envs' own agents (MuZero, World Models): their targets are stated
+# within 20,000 real steps. Their checks run every "own_eval_every" real steps (a 25-simulation search per
+# action, or rendering every frame, makes a check cost seconds), unless --eval-every says otherwise.
+OWN_EVAL_EVERY = 1_000
 
 # Hyperparameters is a dict with "n_envs", "agent" (keyword arguments of the SB3 class) and, for +dyna, "dyna"
 # (keyword arguments of DynaCallback). Two keys of "agent" are the benchmark's own, because rl-zoo states them
@@ -67,6 +73,11 @@ _ZOO: dict[tuple[str, str], dict[str, Any]] = {
         "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
 }  # fmt: skip
 
+# dream-envs' own agents, per env; "agent" holds constructor arguments. Keys missing here take the class defaults.
+_OWN: dict[tuple[str, str], dict[str, Any]] = {
+    ("CartPole-v1", "muzero"): {"n_envs": 8, "agent": {"learning_rate": 1e-3, "train_ratio": 1.0}},
+}  # fmt: skip
+
 # What a +dyna variant changes from its stock settings (measured in docs/benchmarks.md).
 _DYNA: dict[tuple[str, str], dict[str, Any]] = {
     # Fit the small early datasets far longer (32-row batches, up to 300 epochs, patience 20): median real steps
@@ -87,18 +98,32 @@ Hyperparams = dict[str, Any]
 
 
 def parse_algo(name: str) -> tuple[str, bool]:
-    """``"ppo+dyna"`` -> ``("ppo", True)``; a clear error for anything not in :data:`ALGOS`."""
+    """``"ppo+dyna"`` -> ``("ppo", True)``; a clear error for anything not in :data:`ALGOS` or :data:`OWN_AGENTS`."""
     if not isinstance(name, str):
         raise ValueError(f"an algo must be a string such as 'ppo' or 'ppo+dyna', got {name!r}")
     base, dyna = (name[: -len(DYNA_SUFFIX)], True) if name.endswith(DYNA_SUFFIX) else (name, False)
-    if base not in ALGOS:
-        known = sorted(ALGOS) + sorted(a + DYNA_SUFFIX for a in ALGOS)
+    if base in OWN_AGENTS and dyna:
+        raise ValueError(f"unknown algo {name!r}: {DYNA_SUFFIX} adds DynaCallback to an SB3 algorithm; {base} is "
+                         f"model-based already, use {base!r}")  # fmt: skip
+    if base not in ALGOS and base not in OWN_AGENTS:
+        known = sorted(ALGOS) + sorted(a + DYNA_SUFFIX for a in ALGOS) + sorted(OWN_AGENTS)
         raise ValueError(f"unknown algo {name!r}; expected one of {', '.join(known)}")
     return base, dyna
 
 
-def algorithm_class(name: str) -> type[BaseAlgorithm]:
-    return ALGOS[parse_algo(name)[0]]
+def is_own_agent(algo: str) -> bool:
+    """Whether ``algo`` names one of dream-envs' own agents (MuZero, World Models) rather than an SB3 algorithm."""
+    return parse_algo(algo)[0] in OWN_AGENTS
+
+
+def algorithm_class(name: str) -> type:
+    """The SB3 algorithm, or the dream-envs agent class, that ``name`` runs."""
+    base = parse_algo(name)[0]
+    if base in OWN_AGENTS:
+        import dream_envs.agents
+
+        return getattr(dream_envs.agents, OWN_AGENTS[base])
+    return ALGOS[base]
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -142,7 +167,8 @@ def hyperparams_for(env_id: str, algo: str, overrides: dict[str, Any] | None = N
     :param overrides: parsed YAML (see :func:`load_overrides`); its entries replace the defaults key by key
     """
     base, dyna = parse_algo(algo)
-    stock = copy.deepcopy(_ZOO.get((env_id, base), {"n_envs": 1, "agent": {}}))
+    fallback = {"n_envs": 8 if base == "muzero" else 1, "agent": {}}  # MuZero searches 8 self-play envs at once
+    stock = copy.deepcopy((_OWN if base in OWN_AGENTS else _ZOO).get((env_id, base), fallback))
     params: Hyperparams = {"n_envs": stock["n_envs"], "agent": stock["agent"], "dyna": None}
     if dyna:
         change = _DYNA.get((env_id, base))

@@ -10,7 +10,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from dream_envs.device import resolve_device
-from sb3_plugins.benchmark.hyperparams import env_defaults, hyperparams_for, parse_algo
+from sb3_plugins.benchmark.hyperparams import OWN_EVAL_EVERY, env_defaults, hyperparams_for, is_own_agent, parse_algo
 from sb3_plugins.benchmark.runner import RunSpec, build_agent
 
 __all__ = ["QUICK", "default_algos", "plan_runs"]
@@ -49,11 +49,13 @@ def plan_runs(
     a ``ValueError`` naming the value, before anything trains. ``None`` means the env's default (or --quick's).
 
     :param env_id: any registered gymnasium id
-    :param algos: stock SB3 algorithms and their ``+dyna`` variants; default :func:`default_algos`
+    :param algos: stock SB3 algorithms, their ``+dyna`` variants, and dream-envs' own ``muzero`` and
+        ``world-models``; default :func:`default_algos`
     :param seeds: number of seeds, 0..seeds-1 (default 5)
     :param budget: real steps per run (default: per env, lower for +dyna, see ``ENV_DEFAULTS``)
     :param threshold: mean return that counts as solved (default: the spec's ``reward_threshold``, else the table's)
-    :param eval_every: real steps between checks
+    :param eval_every: real steps between checks (default: the env's; 1,000 for MuZero and World Models, whose
+        checks cost seconds)
     :param eval_episodes: deterministic episodes per check (default 10)
     :param device: the agents' device
     :param overrides: parsed YAML hyperparameter overrides
@@ -75,24 +77,27 @@ def plan_runs(
     seeds = _positive_int("--seeds", seeds if seeds is not None else (QUICK["seeds"] if quick else 5))
     eval_episodes = _positive_int("--eval-episodes", eval_episodes if eval_episodes is not None
                                   else (QUICK["eval_episodes"] if quick else 10))  # fmt: skip
-    eval_every = _positive_int("--eval-every", eval_every if eval_every is not None else defaults["eval_every"])
+    if eval_every is not None:
+        _positive_int("--eval-every", eval_every)
     if threshold is None:
         threshold = defaults["threshold"]
     elif not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
         raise ValueError(f"--threshold must be a finite number, got {threshold!r}")
     specs = []
     for algo in algos:
+        own = is_own_agent(algo)
+        algo_every = eval_every if eval_every is not None else (OWN_EVAL_EVERY if own else defaults["eval_every"])
         if budget is not None:
             algo_budget = _positive_int("--budget", budget)
         else:
-            algo_budget = defaults["dyna_budget" if parse_algo(algo)[1] else "budget"]
+            algo_budget = defaults["own_budget" if own else "dyna_budget" if parse_algo(algo)[1] else "budget"]
             if quick:
-                algo_budget = max(eval_every, round(algo_budget * QUICK["budget_scale"] / eval_every) * eval_every)
-        if algo_budget < eval_every:
-            raise ValueError(f"--budget {algo_budget} is below --eval-every {eval_every}: no check would run")
+                algo_budget = max(algo_every, round(algo_budget * QUICK["budget_scale"] / algo_every) * algo_every)
+        if algo_budget < algo_every:
+            raise ValueError(f"--budget {algo_budget} is below --eval-every {algo_every}: no check would run")
         params = hyperparams_for(env_id, algo, overrides)
         for seed in range(seeds):
             specs.append(RunSpec(env_id, algo, seed, algo_budget, None if threshold is None else float(threshold),
-                                 eval_every, eval_episodes, params, device, stop_at_threshold))  # fmt: skip
+                                 algo_every, eval_episodes, params, device, stop_at_threshold))  # fmt: skip
         build_agent(specs[-1])  # fails now, with the offending value, rather than inside a worker later
     return specs

@@ -21,7 +21,17 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import sb3_plugins
-from sb3_plugins.benchmark.hyperparams import Hyperparams, check_action_space, check_env_id, parse_algo
+from dream_envs.agents.base import ModelBasedAgent
+from dream_envs.envs.pixels import PixelObservation
+from sb3_plugins.benchmark.hyperparams import (
+    OWN_AGENTS,
+    Hyperparams,
+    algorithm_class,
+    check_action_space,
+    check_env_id,
+    is_own_agent,
+    parse_algo,
+)
 from sb3_plugins.callbacks import DynaCallback
 from sb3_plugins.dream_training import ALGOS
 from sb3_plugins.evaluation import RealStepsToThreshold
@@ -80,10 +90,12 @@ class RunSpec:
         return json.loads(json.dumps({k: values[k] for k in SETTINGS}))
 
 
-def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm, DynaCallback | None]:
-    """The SB3 agent and DynaCallback of a run, built but not trained; raises a clear error for bad settings."""
+def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCallback | None]:
+    """The agent and DynaCallback of a run, built but not trained; raises a clear error for bad settings."""
     base, dyna = parse_algo(spec.algo)
     check_env_id(spec.env_id)
+    if base in OWN_AGENTS:
+        return _build_own_agent(spec), None
     env = make_vec_env(spec.env_id, n_envs=spec.hyperparams.get("n_envs", 1), seed=spec.seed)
     check_action_space(spec.algo, spec.env_id, env.action_space)
     kwargs = _sb3_kwargs(spec, env.action_space)
@@ -100,6 +112,34 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm, DynaCallback | None]:
             raise ValueError(f"{spec.env_id}/{spec.algo}: DynaCallback rejected the dyna settings "
                              f"{spec.hyperparams.get('dyna')}: {error}") from None  # fmt: skip
     return agent, callback
+
+
+def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
+    """One of dream-envs' own agents (MuZero, World Models) on the real env, with the run's settings."""
+    cls = algorithm_class(spec.algo)
+    kwargs = copy.deepcopy(spec.hyperparams.get("agent") or {})
+    if spec.algo == "muzero":
+        probe = gym.make(spec.env_id)
+        check_action_space(spec.algo, spec.env_id, probe.action_space)
+        probe.close()
+        kwargs["n_envs"] = spec.hyperparams.get("n_envs", 8)
+    try:
+        return cls(spec.env_id, seed=spec.seed, device=spec.device, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{spec.env_id}/{spec.algo}: {cls.__name__} rejected the agent settings {kwargs}: "
+                         f"{error}") from None  # fmt: skip
+
+
+def _check(spec: RunSpec, threshold: float) -> RealStepsToThreshold:
+    """The run's yardstick; own agents play the check's episodes as one batch, World Models on pixels."""
+    settings: dict[str, Any] = {}
+    if spec.algo == "muzero":
+        settings = {"n_envs": spec.eval_episodes}
+    elif spec.algo == "world-models":
+        settings = {"n_envs": spec.eval_episodes, "env_kwargs": {"render_mode": "rgb_array"},
+                    "wrapper": PixelObservation}  # fmt: skip
+    return RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
+                                stop=spec.stop_at_threshold, seed=10_000 + spec.seed, **settings)  # fmt: skip
 
 
 def _sb3_kwargs(spec: RunSpec, action_space: gym.spaces.Space) -> dict[str, Any]:
@@ -136,8 +176,7 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
     try:
         agent, dyna = build_agent(spec)
         threshold = math.inf if spec.threshold is None else spec.threshold
-        check = RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
-                                     stop=spec.stop_at_threshold, seed=10_000 + spec.seed)  # fmt: skip
+        check = _check(spec, threshold)
         callbacks: list[BaseCallback] = ([dyna] if dyna is not None else []) + [check]
         if progress is not None:
             callbacks.append(_ReportProgress(progress, max(spec.budget // 100, 1)))
@@ -152,8 +191,8 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         "curve": [[int(s), float(r)] for s, r in check.curve],
         "final_return": float(check.curve[-1][1]) if check.curve else None,
         "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
-        "reward_termination": _reward_termination(dyna),
-        "wall_seconds": round(wall, 2), "device": str(agent.device),
+        "reward_termination": _reward_termination(spec, dyna),
+        "wall_seconds": round(wall, 2), "device": str(getattr(agent, "_device", agent.device)),
         "versions": {"dream_envs": sb3_plugins.__version__, "sb3": stable_baselines3.__version__,
                      "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()},
         **spec.settings(),
@@ -161,7 +200,9 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
     return record
 
 
-def _reward_termination(dyna: DynaCallback | None) -> str:
+def _reward_termination(spec: RunSpec, dyna: DynaCallback | None) -> str:
+    if is_own_agent(spec.algo):
+        return "learned"  # MuZero's reward head and absorbing states, World Models' reward and termination heads
     if dyna is None:
         return "real env"
     return "learned" if dyna.reward_fn is None and dyna.termination_fn is None else "given"

@@ -68,6 +68,8 @@ class MuZero(ModelBasedAgent):
     :param train_ratio: gradient steps per real step
     :param learning_starts: real steps before the first gradient step
     :param value_loss_weight: weight of the value loss (MuZero Reanalyse's 0.25)
+    :param consistency_loss_weight: weight of EfficientZero's self-supervised consistency loss (each unrolled state
+        must predict the representation of the real observation it stands for); 0 turns it off (plain MuZero)
     :param priority_alpha: priority exponent of the replay (0: uniform)
     :param priority_beta: importance-sampling exponent
     :param reanalyse: bootstrap value targets from the target network's values of the stored observations
@@ -95,9 +97,9 @@ class MuZero(ModelBasedAgent):
 
     _vectorized = True
     # n_envs is not saved: a loaded agent acts in whatever env it is given (one env, to evaluate, say).
-    _hyperparams = ("num_simulations", "discount", "td_steps", "unroll_steps", "batch_size",
-                    "learning_rate", "weight_decay", "latent_size", "hidden_size", "support_size", "train_ratio",
-                    "learning_starts", "value_loss_weight", "priority_alpha", "priority_beta", "reanalyse",
+    _hyperparams = ("num_simulations", "discount", "td_steps", "unroll_steps", "batch_size", "learning_rate",
+                    "weight_decay", "latent_size", "hidden_size", "support_size", "train_ratio", "learning_starts",
+                    "value_loss_weight", "consistency_loss_weight", "priority_alpha", "priority_beta", "reanalyse",
                     "target_update_interval", "temperature_schedule", "dirichlet_alpha", "exploration_fraction",
                     "pb_c_base", "pb_c_init", "max_grad_norm", "seed", "device", "verbose",
                     "tensorboard_log")  # fmt: skip
@@ -119,6 +121,7 @@ class MuZero(ModelBasedAgent):
         train_ratio: float = 0.5,
         learning_starts: int = 500,
         value_loss_weight: float = 0.25,
+        consistency_loss_weight: float = 2.0,
         priority_alpha: float = 1.0,
         priority_beta: float = 1.0,
         reanalyse: bool = True,
@@ -139,6 +142,8 @@ class MuZero(ModelBasedAgent):
                             ("support_size", support_size), ("target_update_interval", target_update_interval)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")  # fmt: skip
+        if consistency_loss_weight < 0:
+            raise ValueError(f"consistency_loss_weight must be >= 0, got {consistency_loss_weight!r}")
         if not isinstance(learning_starts, (int, np.integer)) or learning_starts < 0:
             raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
         for name, value in (("train_ratio", train_ratio), ("learning_rate", learning_rate),
@@ -160,6 +165,7 @@ class MuZero(ModelBasedAgent):
         self.latent_size, self.hidden_size, self.support_size = int(latent_size), int(hidden_size), int(support_size)
         self.train_ratio, self.learning_starts = float(train_ratio), int(learning_starts)
         self.value_loss_weight, self.priority_alpha = float(value_loss_weight), float(priority_alpha)
+        self.consistency_loss_weight = float(consistency_loss_weight)
         self.priority_beta, self.reanalyse = float(priority_beta), bool(reanalyse)
         self.target_update_interval, self.max_grad_norm = int(target_update_interval), float(max_grad_norm)
         self.dirichlet_alpha, self.exploration_fraction = float(dirichlet_alpha), float(exploration_fraction)
@@ -232,7 +238,7 @@ class MuZero(ModelBasedAgent):
         device, support = self._device, self.support_size
         tensors = {name: torch.as_tensor(getattr(batch, name), device=device) for name in
                    ("observations", "actions", "rewards", "reward_mask", "values", "value_mask", "policies",
-                    "policy_mask")}  # fmt: skip
+                    "policy_mask", "next_observations", "observation_mask")}  # fmt: skip
         value_targets = to_support(tensors["values"], support)
         reward_targets = to_support(tensors["rewards"], support)
 
@@ -241,6 +247,12 @@ class MuZero(ModelBasedAgent):
         value_loss = _cross_entropy(value_logits, value_targets[:, 0]) * tensors["value_mask"][:, 0]
         policy_loss = _cross_entropy(policy_logits, tensors["policies"][:, 0]) * tensors["policy_mask"][:, 0]
         reward_loss = torch.zeros_like(value_loss)
+        consistency_loss = torch.zeros_like(value_loss)
+        if self.consistency_loss_weight > 0:
+            with torch.no_grad():
+                next_obs = tensors["next_observations"]
+                real = self.network.represent(next_obs.flatten(0, 1)).view(len(next_obs), self.unroll_steps, -1)
+                real_projection = self.network.project(real, predictor=False)
         first_values = from_support(value_logits.detach(), support)
         for k in range(self.unroll_steps):
             hidden, reward_logits = self.network.dynamics(hidden, tensors["actions"][:, k])
@@ -253,7 +265,12 @@ class MuZero(ModelBasedAgent):
                 tensors["value_mask"][:, k + 1]  # fmt: skip
             policy_loss = policy_loss + step * _cross_entropy(policy_logits, tensors["policies"][:, k + 1]) * \
                 tensors["policy_mask"][:, k + 1]  # fmt: skip
-        per_sample = reward_loss + self.value_loss_weight * value_loss + policy_loss
+            if self.consistency_loss_weight > 0:
+                predicted = self.network.project(hidden, predictor=True)
+                similarity = F.cosine_similarity(predicted, real_projection[:, k], -1)
+                consistency_loss = consistency_loss - step * similarity * tensors["observation_mask"][:, k]
+        per_sample = reward_loss + self.value_loss_weight * value_loss + policy_loss + \
+            self.consistency_loss_weight * consistency_loss  # fmt: skip
         loss = (per_sample * torch.as_tensor(weights, dtype=per_sample.dtype, device=device)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -269,6 +286,7 @@ class MuZero(ModelBasedAgent):
         self.logger.record_mean("train/value_loss", value_loss.mean().item())
         self.logger.record_mean("train/reward_loss", reward_loss.mean().item())
         self.logger.record_mean("train/policy_loss", policy_loss.mean().item())
+        self.logger.record_mean("train/consistency_loss", consistency_loss.mean().item())
         self.logger.record("train/n_updates", self.gradient_steps)
 
     # ------------------------------------------------------------------ persistence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -67,6 +69,10 @@ class MuZeroNetwork(nn.Module):
         self.prediction_trunk = nn.Sequential(_mlp([latent_size, hidden_size, hidden_size]), nn.ELU())
         self.policy_head = nn.Linear(hidden_size, n_actions)
         self.value_head = nn.Linear(hidden_size, bins)
+        # EfficientZero's self-supervised consistency: a projection of each state, and a predictor that maps an
+        # unrolled state's projection onto the projection of the real observation it stands for.
+        self.projection = _mlp([latent_size, hidden_size, hidden_size])
+        self.projection_predictor = _mlp([hidden_size, hidden_size, hidden_size])
         if zero_heads:  # A fresh model predicts 0 reward and value instead of noise that the search would trust.
             for head in (self.reward_head, self.value_head, self.policy_head):
                 nn.init.zeros_(head.weight)
@@ -86,6 +92,11 @@ class MuZeroNetwork(nn.Module):
         trunk = self.prediction_trunk(hidden)
         return self.policy_head(trunk), self.value_head(trunk)
 
+    def project(self, hidden: torch.Tensor, predictor: bool) -> torch.Tensor:
+        """The consistency loss's view of a state (through the predictor on the unrolled side)."""
+        projection = self.projection(hidden)
+        return self.projection_predictor(projection) if predictor else projection
+
     @torch.no_grad()
     def initial_inference(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observations -> ``(hidden, value, policy logits)`` with scalar values (for the search)."""
@@ -94,8 +105,7 @@ class MuZeroNetwork(nn.Module):
         return hidden, from_support(value, self.support_size), policy
 
     @torch.no_grad()
-    def recurrent_inference(self, hidden: torch.Tensor,
-                            actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    def recurrent_inference(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(hidden, actions)`` -> ``(next hidden, reward, value, policy logits)`` with scalar reward and value."""
         hidden, reward = self.dynamics(hidden, actions)
         policy, value = self.predict(hidden)
@@ -114,8 +124,7 @@ class NetworkSearchModel:
         hidden, value, policy = self.network.initial_inference(obs)
         return hidden, value.cpu().numpy(), policy.cpu().numpy()
 
-    def recurrent_inference(self, hidden: torch.Tensor,
-                            actions: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    def recurrent_inference(self, hidden: torch.Tensor, actions: np.ndarray) -> tuple[Any, ...]:
         hidden, reward, value, policy = self.network.recurrent_inference(
             hidden, torch.as_tensor(actions, device=self.device))
         return hidden, reward.cpu().numpy(), value.cpu().numpy(), policy.cpu().numpy()

@@ -23,6 +23,8 @@ class UnrollTargets:
     :param value_mask: ``(B, K + 1)``
     :param policies: ``(B, K + 1, A)`` visit distributions of the searches
     :param policy_mask: ``(B, K + 1)``
+    :param next_observations: ``(B, K, ...)`` the real observations the K unrolled states stand for
+    :param observation_mask: ``(B, K)`` 1 where that observation exists (up to the episode's final state)
     """
 
     observations: np.ndarray
@@ -33,6 +35,8 @@ class UnrollTargets:
     value_mask: np.ndarray
     policies: np.ndarray
     policy_mask: np.ndarray
+    next_observations: np.ndarray
+    observation_mask: np.ndarray
 
 
 class MuZeroReplay:
@@ -187,5 +191,6 @@ class MuZeroReplay:
             observations=self.obs[envs, positions], actions=actions, rewards=rewards.astype(np.float32),
             reward_mask=reward_mask.astype(np.float32), values=values.astype(np.float32),
             value_mask=value_mask.astype(np.float32), policies=self.policy[e, clipped],
-            policy_mask=has_action.astype(np.float32),
+            policy_mask=has_action.astype(np.float32), next_observations=self.obs[e, clipped[:, 1:]],
+            observation_mask=inside[:, 1:].astype(np.float32),
         )  # fmt: skip
