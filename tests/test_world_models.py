@@ -155,6 +155,17 @@ def test_batched_dream_returns_equal_per_candidate_returns(tau):
         torch.testing.assert_close(lengths[0], batched_lengths[p])
 
 
+def test_dream_can_start_mid_episode_with_the_real_memory():
+    model = MDNRNN(latent_size=2, action_dim=2, hidden_size=4, seed=0)
+    memory = (torch.arange(12.0).view(3, 4), -torch.arange(12.0).view(3, 4))
+    dream = LatentDream(model, torch.zeros(3, 2), spaces.Discrete(2), start_memory=memory,
+                        start_weights=torch.tensor([0.0, 1.0, 0.0]))  # fmt: skip
+    state = dream.reset(5, torch.Generator().manual_seed(0))
+    assert torch.equal(state.h, memory[0][[1] * 5]) and torch.equal(state.c, memory[1][[1] * 5])
+    with pytest.raises(ValueError, match="start_memory"):
+        LatentDream(model, torch.zeros(3, 2), spaces.Discrete(2), start_memory=(torch.zeros(2, 4), torch.zeros(2, 4)))
+
+
 class BalanceDream(LatentDream):
     """A hand-made dream: action 1 pushes z right, 0 left, with noise; |z| > 1 terminates; reward 1 per step."""
 
@@ -216,7 +227,8 @@ class StepRecorder(BaseCallback):
 
 def test_learn_calls_the_callback_after_every_real_step():
     recorder = StepRecorder()
-    agent = WorldModels("CartPole-v1", seed=0, **TINY).learn(250, callback=recorder, progress_bar=True)
+    agent = WorldModels("CartPole-v1", seed=0, mid_episode_starts=0.5, **TINY)
+    agent.learn(250, callback=recorder, progress_bar=True)
     assert recorder.steps == list(range(1, 251)) and agent.num_timesteps == 250
     assert agent.iterations == 3  # 100 + 100 + 50 real steps, each followed by fitting V, M and C
     assert agent.last_dream_return is not None and len(agent.store) >= 250

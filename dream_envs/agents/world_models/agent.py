@@ -104,6 +104,9 @@ class WorldModels(ModelBasedAgent):
     :param max_dream_steps: dream episode cap; None: the env's ``max_episode_steps`` (at most 1000)
     :param cma_sigma0: CMA-ES initial step size
     :param exploration: probability of a random action while collecting (after the first iteration)
+    :param mid_episode_starts: share of CMA-ES's dream episodes that start at a real mid-episode state, with M's
+        memory of the real frames before it (0: all at real first frames, as in the paper); the dream return
+        that chooses the final controller and that is logged always starts at first frames
     :param seed: seeds the networks, CMA-ES, the dream, exploration and the env
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param verbose: 1 prints SB3's log table after every iteration
@@ -126,7 +129,8 @@ class WorldModels(ModelBasedAgent):
     _hyperparams = ("latent_size", "hidden_size", "n_mixtures", "vae_channels", "tau", "frames_per_iteration",
                     "vae_epochs", "mdn_epochs", "batch_size", "learning_rate", "kl_tolerance", "sequence_length",
                     "termination_pos_weight", "cma_generations", "cma_popsize", "dream_episodes", "max_dream_steps",
-                    "cma_sigma0", "exploration", "seed", "device", "verbose", "tensorboard_log")  # fmt: skip
+                    "cma_sigma0", "exploration", "mid_episode_starts", "seed", "device", "verbose",
+                    "tensorboard_log")  # fmt: skip
 
     def __init__(
         self,
@@ -150,6 +154,7 @@ class WorldModels(ModelBasedAgent):
         max_dream_steps: int | None = None,
         cma_sigma0: float = 0.5,
         exploration: float = 0.1,
+        mid_episode_starts: float = 0.0,
         seed: int | None = None,
         device: str = "auto",
         verbose: int = 0,
@@ -176,8 +181,10 @@ class WorldModels(ModelBasedAgent):
         ):
             raise ValueError(f"termination_pos_weight must be a positive number or None (auto), got "
                              f"{termination_pos_weight!r}")  # fmt: skip
-        if isinstance(exploration, bool) or not isinstance(exploration, (int, float)) or not 0 <= exploration <= 1:
-            raise ValueError(f"exploration must be a probability in [0, 1], got {exploration!r}")
+        for name, value in (("exploration", exploration), ("mid_episode_starts", mid_episode_starts)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        self.mid_episode_starts = float(mid_episode_starts)
         self.learning_rate, self.cma_sigma0 = float(learning_rate), float(cma_sigma0)
         self.kl_tolerance, self.exploration = float(kl_tolerance), float(exploration)
         self.termination_pos_weight = None if termination_pos_weight is None else float(termination_pos_weight)
@@ -195,6 +202,7 @@ class WorldModels(ModelBasedAgent):
         self.controller = LinearController(self.latent_size + self.hidden_size, self.action_space)
         self.controller_params = torch.zeros(self.controller.num_params)
         self.start_latents = torch.zeros(1, self.latent_size)
+        self._mid_episode_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         torch_seed = int(self.rng.integers(2**62))
         self._generator = torch.Generator().manual_seed(torch_seed)
         self.store = FrameStore((FRAME_SIZE, FRAME_SIZE, 3), self.action_space)
@@ -332,6 +340,7 @@ class WorldModels(ModelBasedAgent):
             pos_weight = (n_valid - n_terminal) / n_terminal if n_terminal > 0 else 1.0
         mdn_history = fit_mdn_rnn(self.mdn, sequences, self.mdn_epochs, max(self.batch_size // 2, 1),
                                   self.learning_rate, pos_weight, self._generator)  # fmt: skip
+        self._mid_episode_states = self._real_states(sequences) if self.mid_episode_starts > 0 else None
         self.logger.record("world_models/vae_loss", vae_history[-1].total)
         self.logger.record("world_models/vae_reconstruction", vae_history[-1].reconstruction)
         self.logger.record("world_models/vae_kl", vae_history[-1].kl)
@@ -342,11 +351,32 @@ class WorldModels(ModelBasedAgent):
         self.logger.record("world_models/termination_pos_weight", pos_weight)
         self.logger.record("world_models/fit_seconds", time.perf_counter() - started)
 
+    @torch.no_grad()
+    def _real_states(self, sequences: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(z, h, c)`` of every real non-terminal state after a first frame: M run over the real latents."""
+        h, c = self.mdn.initial_state(len(sequences.lengths))
+        found: list[tuple[torch.Tensor, ...]] = []
+        for t in range(sequences.mask.shape[1]):
+            _, (h, c) = self.mdn.step(sequences.z[:, t], sequences.actions[:, t], (h, c))
+            keep = sequences.mask[:, t] & (sequences.terminated[:, t] == 0)
+            found.append((sequences.z[keep, t + 1], h[keep], c[keep]))
+        states = tuple(torch.cat(parts) for parts in zip(*found))
+        return states if len(states[0]) else None
+
     def _fit_controller(self) -> None:
         started = time.perf_counter()
-        dream = LatentDream(self.mdn, self.start_latents, self.action_space, self.tau)
+        dream = first_frames = LatentDream(self.mdn, self.start_latents, self.action_space, self.tau)
+        if self._mid_episode_states is not None:
+            z, h, c = self._mid_episode_states
+            n_first, n_mid = len(self.start_latents), len(z)
+            zeros = torch.zeros(n_first, self.hidden_size, device=h.device)
+            weights = torch.cat([torch.full((n_first,), (1 - self.mid_episode_starts) / n_first),
+                                 torch.full((n_mid,), self.mid_episode_starts / n_mid)])  # fmt: skip
+            dream = LatentDream(self.mdn, torch.cat([self.start_latents.to(z.device), z]), self.action_space,
+                                self.tau, (torch.cat([zeros, h]), torch.cat([zeros, c])), weights)  # fmt: skip
         result = train_controller(dream, self.controller, self.cma_generations, self.cma_popsize, self.dream_episodes,
-                                  self.dream_steps, self.cma_sigma0, rng=self.rng)  # fmt: skip
+                                  self.dream_steps, self.cma_sigma0, rng=self.rng,
+                                  final_dream=first_frames)  # fmt: skip
         self.controller_params = torch.as_tensor(result.params)
         self.last_dream_return = result.dream_return
         self.logger.record("world_models/dream_return", result.dream_return)

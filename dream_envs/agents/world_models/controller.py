@@ -106,7 +106,7 @@ def dream_returns(dream: LatentDream, controller: LinearController, params: torc
     """
     n_candidates, z_size = params.shape[0], dream.model.latent_size
     batch = n_candidates * episodes
-    start = torch.randint(len(dream.start_latents), (episodes,), generator=generator)
+    start = dream.sample_starts(episodes, generator)
     state = dream.reset(batch, start_index=start.repeat(n_candidates))  # row p * episodes + e
     params = params.to(dream.model.device)
     alive = torch.ones(batch, dtype=torch.bool, device=params.device)
@@ -126,7 +126,8 @@ def dream_returns(dream: LatentDream, controller: LinearController, params: torc
 
 def train_controller(dream: LatentDream, controller: LinearController, generations: int, popsize: int = 32,
                      episodes: int = 8, max_steps: int = 500, sigma0: float = 0.5, x0: np.ndarray | None = None,
-                     rng: np.random.Generator | None = None, final_episodes: int = 64) -> CMAResult:  # fmt: skip
+                     rng: np.random.Generator | None = None, final_episodes: int = 64,
+                     final_dream: LatentDream | None = None) -> CMAResult:  # fmt: skip
     """CMA-ES on the controller's parameters, every candidate scored by its mean return over ``episodes`` dream
     episodes (all candidates in one batch per dream step).
 
@@ -134,6 +135,8 @@ def train_controller(dream: LatentDream, controller: LinearController, generatio
     ``final_episodes`` fresh dream episodes and the higher mean return wins.
 
     :param rng: drives CMA-ES's sampling and the dream's noise (a private generator; global state is untouched)
+    :param final_dream: where the two finalists play (default: ``dream``), e.g. the dream from first frames only
+        when CMA-ES also started dream episodes mid-episode
     """
     rng = rng if rng is not None else np.random.default_rng()
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -152,7 +155,7 @@ def train_controller(dream: LatentDream, controller: LinearController, generatio
             best_return, best_params = float(mean_returns.max()), candidates[int(mean_returns.argmax())]
         history.append((float(mean_returns.max()), float(mean_returns.mean())))
     finalists = np.stack([best_params, np.asarray(strategy.result.xfavorite)])
-    returns, lengths = dream_returns(dream, controller, torch.as_tensor(finalists, dtype=torch.float32),
+    returns, lengths = dream_returns(final_dream or dream, controller, torch.as_tensor(finalists, dtype=torch.float32),
                                      final_episodes, max_steps, generator)  # fmt: skip
     chosen = int(returns.mean(dim=1).argmax())
     return CMAResult(finalists[chosen].astype(np.float32), float(returns[chosen].mean()),

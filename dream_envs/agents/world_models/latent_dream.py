@@ -57,6 +57,10 @@ class LatentDream:
     :param start_latents: ``N x Z`` latents of real first frames (dream episodes start there, with zero memory)
     :param action_space: the real env's action space (Discrete or Box)
     :param tau: sampling temperature (0: deterministic dream)
+    :param start_memory: ``(h, c)``, each ``N x H``: M's memory at each start (None: zeros, as at a first frame);
+        with it, dream episodes can also start at real mid-episode states, M's memory being that of the real
+        frames before
+    :param start_weights: ``N`` non-negative weights of the starts (None: uniform)
 
     Example::
 
@@ -72,7 +76,8 @@ class LatentDream:
     """
 
     def __init__(self, model: MDNRNN, start_latents: torch.Tensor | np.ndarray, action_space: spaces.Space,
-                 tau: float = 1.0):  # fmt: skip
+                 tau: float = 1.0, start_memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 start_weights: torch.Tensor | None = None):  # fmt: skip
         self.model = model
         self.action_space = check_action_space(action_space)
         self.start_latents = torch.as_tensor(np.asarray(start_latents, np.float32), device=model.device)
@@ -84,6 +89,17 @@ class LatentDream:
             raise ValueError(f"start_latents must be N x {model.latent_size} with N >= 1, got shape "
                              f"{tuple(self.start_latents.shape)}")  # fmt: skip
         self.tau = check_tau(tau)
+        n_starts = len(self.start_latents)
+        if start_memory is not None:
+            start_memory = tuple(torch.as_tensor(m, dtype=torch.float32, device=model.device) for m in start_memory)
+            if any(m.shape != (n_starts, model.hidden_size) for m in start_memory):
+                raise ValueError(f"start_memory must be (h, c), each {n_starts} x {model.hidden_size}, got "
+                                 f"{[tuple(m.shape) for m in start_memory]}")  # fmt: skip
+        if start_weights is not None:
+            start_weights = torch.as_tensor(start_weights, dtype=torch.float32)
+            if start_weights.shape != (n_starts,) or bool((start_weights < 0).any()) or not start_weights.sum() > 0:
+                raise ValueError(f"start_weights must be {n_starts} non-negative weights, not all zero")
+        self.start_memory, self.start_weights = start_memory, start_weights
 
     @property
     def feature_size(self) -> int:
@@ -95,9 +111,19 @@ class LatentDream:
               start_index: torch.Tensor | None = None) -> DreamState:  # fmt: skip
         """``batch`` dream episodes from random real starting latents (or the rows ``start_index``)."""
         if start_index is None:
-            start_index = torch.randint(len(self.start_latents), (batch,), generator=generator)
-        h, c = self.model.initial_state(batch)
-        return DreamState(self.start_latents[start_index.to(self.start_latents.device)], h, c)
+            start_index = self.sample_starts(batch, generator)
+        start_index = start_index.to(self.start_latents.device)
+        if self.start_memory is None:
+            h, c = self.model.initial_state(batch)
+        else:
+            h, c = (m[start_index] for m in self.start_memory)
+        return DreamState(self.start_latents[start_index], h, c)
+
+    def sample_starts(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``batch`` start indices, uniform or by ``start_weights``."""
+        if self.start_weights is None:
+            return torch.randint(len(self.start_latents), (batch,), generator=generator)
+        return torch.multinomial(self.start_weights, batch, replacement=True, generator=generator)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions: torch.Tensor, uniform: torch.Tensor | None = None,
