@@ -2,7 +2,7 @@
 the ensemble, and the receding-horizon MPC planner. SB3-free; the PETS agent built on it is
 :class:`dream_envs.agents.MPCAgent`."""
 
-from dream_envs.planning.mcts import BatchedMCTS, SearchModel, SearchResult
+from dream_envs.planning.mcts import BatchedMCTS, SearchModel, SearchResult  # noqa: F401 (SearchModel: a Protocol)
 from dream_envs.planning.mpc import MPCPlanner
 from dream_envs.planning.optimizers import (
     CEM,
@@ -22,7 +22,6 @@ __all__ = [
     "MPPI",
     "OPTIMIZERS",
     "PARTICLE_PROPAGATIONS",
-    "SearchModel",
     "SearchResult",
     "CategoricalCEM",
     "MPCPlanner",

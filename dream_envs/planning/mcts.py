@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-__all__ = ["BatchedMCTS", "SearchModel", "SearchResult"]
+__all__ = ["BatchedMCTS", "SearchResult"]  # SearchModel is a typing.Protocol: a type to implement, not a class
 
 
 class SearchModel(Protocol):
@@ -22,6 +22,21 @@ class SearchModel(Protocol):
 
     ``hidden`` is whatever the model uses as a state (a torch tensor or a numpy array, batch first); values,
     rewards and policy logits come back as numpy arrays.
+
+    Example::
+
+        import numpy as np
+        from dream_envs.planning import BatchedMCTS
+
+        class Walk:  # a known model: the hidden state is the position, action 1 steps right and pays 1
+            def initial_inference(self, observations):
+                return np.asarray(observations, float), np.zeros(len(observations)), np.zeros((len(observations), 2))
+
+            def recurrent_inference(self, hidden, actions):
+                n = len(actions)
+                return hidden + actions[:, None], actions.astype(float), np.zeros(n), np.zeros((n, 2))
+
+        print(BatchedMCTS(2, num_simulations=8, seed=0).search(Walk(), np.zeros((1, 1))).visit_counts)
     """
 
     def initial_inference(self, observations: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -38,6 +53,14 @@ class SearchResult:
     :param visit_counts: ``(B, A)`` visits of each root action
     :param root_values: ``(B,)`` the search's value estimate of each root (visit-weighted mean Q)
     :param root_prior: ``(B, A)`` the network's policy at the root (before exploration noise)
+
+    Example::
+
+        import numpy as np
+        from dream_envs.planning import SearchResult
+
+        result = SearchResult(np.array([[3.0, 1.0]]), np.array([0.5]), np.array([[0.5, 0.5]]))
+        print(result.policy)  # [[0.75 0.25]]: MuZero's policy target
     """
 
     visit_counts: np.ndarray

@@ -188,10 +188,7 @@ class MuZero(ModelBasedAgent):
 
     # ------------------------------------------------------------------ acting
     def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
-        was_training = self.network.training
-        self.network.eval()
         result = self.search.search(self.search_model, observations, add_noise=False)
-        self.network.train(was_training)
         temperature = 0.0 if deterministic else visit_temperature(self.temperature_schedule, self.num_timesteps)
         return BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
 

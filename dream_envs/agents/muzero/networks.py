@@ -114,7 +114,21 @@ class MuZeroNetwork(nn.Module):
 
 class NetworkSearchModel:
     """Adapts :class:`MuZeroNetwork` to :class:`~dream_envs.planning.mcts.SearchModel`: numpy in and out, hidden
-    states kept as tensors on the network's device."""
+    states kept as tensors on the network's device.
+
+    :param network: the MuZero networks
+    :param device: the device the network lives on
+
+    Example::
+
+        import numpy as np
+        import torch
+        from dream_envs.agents.muzero import MuZeroNetwork, NetworkSearchModel
+        from dream_envs.planning import BatchedMCTS
+
+        model = NetworkSearchModel(MuZeroNetwork(obs_dim=4, n_actions=2, latent_size=8), torch.device("cpu"))
+        print(BatchedMCTS(n_actions=2, num_simulations=5, seed=0).search(model, np.zeros((3, 4))).visit_counts)
+    """
 
     def __init__(self, network: MuZeroNetwork, device: torch.device):
         self.network, self.device = network, device

@@ -25,6 +25,16 @@ class UnrollTargets:
     :param policy_mask: ``(B, K + 1)``
     :param next_observations: ``(B, K, ...)`` the real observations the K unrolled states stand for
     :param observation_mask: ``(B, K)`` 1 where that observation exists (up to the episode's final state)
+
+    Example::
+
+        import numpy as np
+        from dream_envs.agents.muzero import MuZeroReplay
+
+        replay = MuZeroReplay(n_envs=1, obs_shape=(1,), n_actions=2)
+        replay.add_step(np.zeros((1, 1)), np.array([0]), np.array([1.0]), np.array([0.0]), np.full((1, 2), 0.5))
+        targets = replay.targets(np.array([0]), np.array([0]), unroll_steps=1, td_steps=3, discount=0.9)
+        print(targets.values, targets.value_mask)  # the unroll's last state is not played yet: masked
     """
 
     observations: np.ndarray
