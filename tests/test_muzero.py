@@ -271,3 +271,14 @@ def test_bad_settings_are_named(kwargs, match):
 def test_n_envs_must_match_a_given_env():
     with pytest.raises(ValueError, match="n_envs=4"):
         MuZero(gym.make("CartPole-v1"), n_envs=4)
+
+
+def test_first_selection_below_the_root_follows_the_prior():
+    search = BatchedMCTS(n_actions=3, seed=0)
+    zeros = np.zeros((50, 3))
+    prior = np.tile([0.1, 0.8, 0.1], (50, 1))
+    inf = np.full(50, np.inf)
+    inner = search._select(zeros, zeros, prior, inf, -inf, np.ones(50, bool))
+    assert (inner == 1).all()  # its expansion counted as a visit: the prior decides
+    root = search._select(zeros, zeros, prior, inf, -inf, np.zeros(50, bool))
+    assert len(set(root.tolist())) > 1  # an unvisited root has no visits to weigh the prior by: ties, broken at random

@@ -152,7 +152,8 @@ class BatchedMCTS:
             leaf_parent, leaf_action = np.zeros(n_trees, np.int64), np.zeros(n_trees, np.int64)
             searching = np.ones(n_trees, bool)
             while True:
-                action = self._select(visits[trees, node], value_sum[trees, node], prior[trees, node], q_min, q_max)
+                action = self._select(visits[trees, node], value_sum[trees, node], prior[trees, node], q_min, q_max,
+                                      node > 0)  # fmt: skip
                 path_nodes.append(node)
                 path_actions.append(action)
                 nxt = child[trees, node, action]
@@ -187,9 +188,11 @@ class BatchedMCTS:
         return SearchResult(root_visits, root_values, root_prior)
 
     def _select(self, visits: np.ndarray, value_sum: np.ndarray, prior: np.ndarray, q_min: np.ndarray,
-                q_max: np.ndarray) -> np.ndarray:  # fmt: skip
+                q_max: np.ndarray, inner: np.ndarray) -> np.ndarray:  # fmt: skip
         """pUCT over each tree's current node: ``(trees, actions)`` statistics -> one action per tree."""
-        parent_visits = visits.sum(-1, keepdims=True)
+        # A node below the root was visited once when it was expanded (MuZero's pseudocode counts that visit), so
+        # its first selection already follows the prior instead of a coin flip.
+        parent_visits = visits.sum(-1, keepdims=True) + inner[:, None]
         visited = visits > 0
         q = np.where(visited, value_sum / np.maximum(visits, 1), 0.0)
         spread = (q_max - q_min)[:, None]
