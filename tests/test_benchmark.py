@@ -168,6 +168,21 @@ def test_a_muzero_run_records_like_any_other():
     assert record["hyperparameters"]["agent"]["num_simulations"] == 3
 
 
+def test_a_world_models_run_checks_on_pixels():
+    tiny = {"n_envs": 1, "agent": {"latent_size": 4, "hidden_size": 8, "vae_channels": [4, 8, 8, 8],
+                                   "frames_per_iteration": 30, "vae_epochs": 1, "mdn_epochs": 1,
+                                   "sequence_length": 8, "cma_generations": 1, "cma_popsize": 4,
+                                   "dream_episodes": 1, "max_dream_steps": 5}, "dyna": None}  # fmt: skip
+    spec = RunSpec("CartPole-v1", "world-models", 0, budget=60, threshold=1000.0, eval_every=30, eval_episodes=2,
+                   hyperparams=tiny, device="cpu")  # fmt: skip
+    record = run_one(spec)
+    assert record["real_steps"] == 60 and [c[0] for c in record["curve"]] == [30, 60]
+    assert all(c[1] > 0 for c in record["curve"]) and record["reward_termination"] == "learned"
+    with pytest.raises(ValueError, match="WorldModels rejected the agent settings.*tau"):
+        plan_runs("CartPole-v1", ["world-models"], seeds=1, device="cpu",
+                  overrides={"*": {"world-models": {"agent": {"tau": -1}}}})  # fmt: skip
+
+
 # ---------------------------------------------------------------- results folder
 def test_results_dir_adds_atomically_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
     results = ResultsDir(tmp_path / "out")
