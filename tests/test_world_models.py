@@ -202,7 +202,7 @@ def test_agent_errors_name_the_offending_value():
         WorldModels(gym.make("CartPole-v1"), **TINY)
     with pytest.raises(ValueError, match="tau"):
         WorldModels("CartPole-v1", **{**TINY, "tau": -1.0})
-    with pytest.raises(ValueError, match="latent_size must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="latent_size must be a positive integer, got 0"):
         WorldModels("CartPole-v1", **{**TINY, "latent_size": 0})
     with pytest.raises(ValueError, match="exploration"):
         WorldModels("CartPole-v1", **{**TINY, "exploration": 1.5})

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from dream_envs.checks import check_int
+
 __all__ = ["BatchedMCTS", "SearchResult"]  # SearchModel is a typing.Protocol: a type to implement, not a class
 
 
@@ -111,10 +113,8 @@ class BatchedMCTS:
     def __init__(self, n_actions: int, num_simulations: int = 25, discount: float = 0.997, pb_c_base: float = 19652,
                  pb_c_init: float = 1.25, dirichlet_alpha: float = 0.25, exploration_fraction: float = 0.25,
                  seed: int | None = None):  # fmt: skip
-        if not isinstance(n_actions, int) or n_actions < 2:
-            raise ValueError(f"n_actions must be an integer >= 2, got {n_actions!r}")
-        if not isinstance(num_simulations, int) or num_simulations < 1:
-            raise ValueError(f"num_simulations must be a positive integer, got {num_simulations!r}")
+        check_int("n_actions", n_actions, minimum=2)
+        check_int("num_simulations", num_simulations)
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {discount!r}")
         if not 0.0 <= exploration_fraction <= 1.0:

@@ -20,6 +20,7 @@ from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.agents.muzero.networks import MuZeroNetwork, NetworkSearchModel
 from dream_envs.agents.muzero.replay import MuZeroReplay
 from dream_envs.agents.muzero.support import from_support, to_support
+from dream_envs.checks import check_int
 from dream_envs.device import resolve_device
 from dream_envs.planning.mcts import BatchedMCTS
 
@@ -140,12 +141,10 @@ class MuZero(ModelBasedAgent):
         for name, value in (("td_steps", td_steps), ("unroll_steps", unroll_steps), ("batch_size", batch_size),
                             ("latent_size", latent_size), ("hidden_size", hidden_size),
                             ("support_size", support_size), ("target_update_interval", target_update_interval)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")  # fmt: skip
+            check_int(name, value)
         if consistency_loss_weight < 0:
             raise ValueError(f"consistency_loss_weight must be >= 0, got {consistency_loss_weight!r}")
-        if not isinstance(learning_starts, (int, np.integer)) or learning_starts < 0:
-            raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
+        check_int("learning_starts", learning_starts, minimum=0)
         for name, value in (("train_ratio", train_ratio), ("learning_rate", learning_rate),
                             ("max_grad_norm", max_grad_norm)):
             if not value > 0:
@@ -303,8 +302,8 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _self_play_env(env: gym.Env | VecEnv | str, n_envs: int | None, seed: int | None) -> gym.Env | VecEnv:
-    if n_envs is not None and (not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1):
-        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    if n_envs is not None:
+        check_int("n_envs", n_envs)
     if isinstance(env, str):
         return make_vec_env(env, n_envs=8 if n_envs is None else int(n_envs), seed=seed)
     count = env.num_envs if isinstance(env, VecEnv) else 1

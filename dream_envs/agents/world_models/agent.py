@@ -17,6 +17,7 @@ from dream_envs.agents.world_models.frames import FrameStore
 from dream_envs.agents.world_models.latent_dream import LatentDream, LatentDreamEnv, check_tau
 from dream_envs.agents.world_models.mdn_rnn import MDNRNN, fit_mdn_rnn
 from dream_envs.agents.world_models.vae import FRAME_SIZE, ConvVAE, fit_vae
+from dream_envs.checks import check_int
 from dream_envs.device import resolve_device
 from dream_envs.envs.pixels import PixelObservation, is_image_space, resize_frames
 from dream_envs.spaces import action_input_dim, check_action_space, encode_action
@@ -48,11 +49,6 @@ def pixel_env(env: gym.Env | VecEnv | str) -> gym.Env | VecEnv:
         )
     return PixelObservation(env, size=FRAME_SIZE)
 
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class WorldModels(ModelBasedAgent):
@@ -165,11 +161,11 @@ class WorldModels(ModelBasedAgent):
                             ("frames_per_iteration", frames_per_iteration), ("vae_epochs", vae_epochs),
                             ("mdn_epochs", mdn_epochs), ("batch_size", batch_size),
                             ("cma_generations", cma_generations), ("dream_episodes", dream_episodes)):  # fmt: skip
-            setattr(self, name, _positive_int(name, value))
-        self.sequence_length = _positive_int("sequence_length", sequence_length, 2)
-        self.cma_popsize = _positive_int("cma_popsize", cma_popsize, 2)
+            setattr(self, name, check_int(name, value))
+        self.sequence_length = check_int("sequence_length", sequence_length, 2)
+        self.cma_popsize = check_int("cma_popsize", cma_popsize, 2)
         if max_dream_steps is not None:
-            max_dream_steps = _positive_int("max_dream_steps", max_dream_steps)
+            max_dream_steps = check_int("max_dream_steps", max_dream_steps)
         self.max_dream_steps = max_dream_steps
         for name, value in (("learning_rate", learning_rate), ("cma_sigma0", cma_sigma0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

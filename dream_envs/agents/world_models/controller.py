@@ -14,6 +14,7 @@ import torch
 from gymnasium import spaces
 
 from dream_envs.agents.world_models.latent_dream import LatentDream
+from dream_envs.checks import check_int
 from dream_envs.spaces import check_action_space
 
 __all__ = ["CMAResult", "LinearController", "dream_returns", "train_controller"]
@@ -42,9 +43,7 @@ class LinearController:
     """
 
     def __init__(self, feature_size: int, action_space: spaces.Space):
-        if not isinstance(feature_size, (int, np.integer)) or feature_size < 1:
-            raise ValueError(f"feature_size must be a positive integer, got {feature_size!r}")
-        self.feature_size, self.action_space = int(feature_size), check_action_space(action_space)
+        self.feature_size, self.action_space = check_int("feature_size", feature_size), check_action_space(action_space)
         discrete = isinstance(self.action_space, spaces.Discrete)
         self.n_outputs = int(self.action_space.n) if discrete else int(np.prod(self.action_space.shape))
         self.num_params = self.feature_size * self.n_outputs + self.n_outputs

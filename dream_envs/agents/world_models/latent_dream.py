@@ -12,6 +12,7 @@ import torch
 from gymnasium import spaces
 
 from dream_envs.agents.world_models.mdn_rnn import MDNRNN
+from dream_envs.checks import check_int
 from dream_envs.spaces import check_action_space, encode_action
 
 __all__ = ["DreamState", "LatentDream", "LatentDreamEnv", "check_tau"]
@@ -168,8 +169,7 @@ class LatentDreamEnv(gym.Env):
 
     def __init__(self, model: MDNRNN, start_latents: torch.Tensor | np.ndarray, action_space: spaces.Space,
                  tau: float = 1.0, max_episode_steps: int = 1000):  # fmt: skip
-        if not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
+        check_int("max_episode_steps", max_episode_steps)
         self.dream = LatentDream(model, start_latents, action_space, tau)
         self.action_space = self.dream.action_space
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.dream.feature_size,), np.float32)

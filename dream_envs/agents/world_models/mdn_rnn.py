@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dream_envs.agents.world_models.vae import seeded_init
+from dream_envs.checks import check_int
 
 __all__ = ["MDNRNN", "MDNOutput", "LatentSequences", "MDNLoss", "fit_mdn_rnn"]
 
@@ -111,8 +112,7 @@ class MDNRNN(nn.Module):
         super().__init__()
         for name, value in (("latent_size", latent_size), ("action_dim", action_dim), ("hidden_size", hidden_size),
                             ("n_mixtures", n_mixtures)):  # fmt: skip
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         self.latent_size, self.action_dim = int(latent_size), int(action_dim)
         self.hidden_size, self.n_mixtures = int(hidden_size), int(n_mixtures)
         with seeded_init(seed):

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dream_envs.checks import check_int
+
 __all__ = ["ConvVAE", "VAELoss", "fit_vae", "frames_to_tensor"]
 
 FRAME_SIZE = 64
@@ -62,8 +64,7 @@ class ConvVAE(nn.Module):
 
     def __init__(self, latent_size: int = 32, channels: tuple[int, ...] = (32, 64, 128, 256), seed: int | None = None):
         super().__init__()
-        if not isinstance(latent_size, (int, np.integer)) or isinstance(latent_size, bool) or latent_size < 1:
-            raise ValueError(f"latent_size must be a positive integer, got {latent_size!r}")
+        check_int("latent_size", latent_size)
         channels = tuple(channels)
         if len(channels) != 4 or not all(isinstance(c, (int, np.integer)) and c >= 1 for c in channels):
             raise ValueError(f"channels must be 4 positive integers (one per convolution), got {channels!r}")
