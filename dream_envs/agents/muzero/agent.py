@@ -54,6 +54,9 @@ class MuZero(ModelBasedAgent):
     Reanalyse (on by default) bootstraps the n-step value targets from a target network's fresh values of the
     stored observations instead of the stale values of old searches.
 
+    The defaults are general; the settings measured on CartPole-v1 (docs/benchmarks.md) are the benchmark's, in
+    ``_OWN`` of ``sb3_plugins/benchmark/hyperparams.py``.
+
     :param env: an env id (``n_envs`` copies are made), a gymnasium Env (one self-play env) or a VecEnv
     :param n_envs: self-play envs when ``env`` is an id (default 8); must match a given VecEnv
     :param num_simulations: MCTS simulations per action
