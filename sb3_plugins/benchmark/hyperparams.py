@@ -17,6 +17,7 @@ import yaml
 from gymnasium import spaces
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from dream_envs.agents.muzero.agent import DEFAULT_SELF_PLAY_ENVS
 from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["ENV_DEFAULTS", "OWN_AGENTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for",
@@ -174,7 +175,7 @@ def hyperparams_for(env_id: str, algo: str, overrides: dict[str, Any] | None = N
     :param overrides: parsed YAML (see :func:`load_overrides`); its entries replace the defaults key by key
     """
     base, dyna = parse_algo(algo)
-    fallback = {"n_envs": 8 if base == "muzero" else 1, "agent": {}}  # MuZero searches 8 self-play envs at once
+    fallback = {"n_envs": DEFAULT_SELF_PLAY_ENVS if base == "muzero" else 1, "agent": {}}
     stock = copy.deepcopy((_OWN if base in OWN_AGENTS else _ZOO).get((env_id, base), fallback))
     params: Hyperparams = {"n_envs": stock["n_envs"], "agent": stock["agent"], "dyna": None}
     if dyna:

@@ -122,7 +122,7 @@ def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
         probe = gym.make(spec.env_id)
         check_action_space(spec.algo, spec.env_id, probe.action_space)
         probe.close()
-        kwargs["n_envs"] = spec.hyperparams.get("n_envs", 8)
+        kwargs["n_envs"] = spec.hyperparams.get("n_envs")  # None: MuZero's own default
     try:
         return cls(spec.env_id, seed=spec.seed, device=spec.device, **kwargs)
     except (TypeError, ValueError) as error:
@@ -132,12 +132,9 @@ def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
 
 def _check(spec: RunSpec, threshold: float) -> RealStepsToThreshold:
     """The run's yardstick; own agents play the check's episodes as one batch, World Models on pixels."""
-    settings: dict[str, Any] = {}
-    if spec.algo == "muzero":
-        settings = {"n_envs": spec.eval_episodes}
-    elif spec.algo == "world-models":
-        settings = {"n_envs": spec.eval_episodes, "env_kwargs": {"render_mode": "rgb_array"},
-                    "wrapper": PixelObservation}  # fmt: skip
+    settings: dict[str, Any] = {"n_envs": spec.eval_episodes} if is_own_agent(spec.algo) else {}
+    if spec.algo == "world-models":
+        settings.update(env_kwargs={"render_mode": "rgb_array"}, wrapper=PixelObservation)
     return RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
                                 stop=spec.stop_at_threshold, seed=10_000 + spec.seed, **settings)  # fmt: skip
 

@@ -27,6 +27,8 @@ from dream_envs.planning.mcts import BatchedMCTS
 __all__ = ["MuZero"]
 
 DEFAULT_TEMPERATURES = ((0, 1.0), (10_000, 0.5), (15_000, 0.25))
+# Self-play envs made from an env id: their searches share each network call (docs/mcts_batching.md).
+DEFAULT_SELF_PLAY_ENVS = 8
 
 
 def visit_temperature(schedule: Sequence[Sequence[float]], step: int) -> float:
@@ -308,7 +310,7 @@ def _self_play_env(env: gym.Env | VecEnv | str, n_envs: int | None, seed: int | 
     if n_envs is not None:
         check_int("n_envs", n_envs)
     if isinstance(env, str):
-        return make_vec_env(env, n_envs=8 if n_envs is None else int(n_envs), seed=seed)
+        return make_vec_env(env, n_envs=DEFAULT_SELF_PLAY_ENVS if n_envs is None else int(n_envs), seed=seed)
     count = env.num_envs if isinstance(env, VecEnv) else 1
     if n_envs is not None and n_envs != count:
         raise ValueError(f"n_envs={n_envs} but the given env runs {count} env(s); pass an env id to have "
