@@ -41,8 +41,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 _GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000}
 # "own_budget" is the default budget of dream-envs' own agents (MuZero, World Models): their targets are stated
-# within 20,000 real steps. Their checks run every "own_eval_every" real steps (a 25-simulation search per
-# action, or rendering every frame, makes a check cost seconds), unless --eval-every says otherwise.
+# within 20,000 real steps. Their checks run every OWN_EVAL_EVERY real steps (a search per action, or rendering
+# every frame, makes a check cost seconds), unless --eval-every says otherwise.
 OWN_EVAL_EVERY = 1_000
 
 # Hyperparameters is a dict with "n_envs", "agent" (keyword arguments of the SB3 class) and, for +dyna, "dyna"
@@ -81,7 +81,7 @@ _OWN: dict[tuple[str, str], dict[str, Any]] = {
     # 0.1 by the 4,000th real step (near-greedy self-play: CartPole punishes every exploring push) took seed 2 from
     # 12,000 to 6,000. In the 3-seed benchmark those settings solved 1/3 seeds with 25 simulations per action and
     # 2/3 with 50 (docs/benchmarks.md).
-    ("CartPole-v1", "muzero"): {"n_envs": 8, "agent": {
+    ("CartPole-v1", "muzero"): {"n_envs": DEFAULT_SELF_PLAY_ENVS, "agent": {
         "num_simulations": 50, "learning_rate": 1e-3, "train_ratio": 1.0, "td_steps": 50,
         "temperature_schedule": [[0, 1.0], [2_000, 0.25], [4_000, 0.1]]}},
 }  # fmt: skip
