@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
+from dream_envs.checks import check_int
 from dream_envs.io import ModelFileError, atomic_write
 from dream_envs.spaces import check_action_space, check_observation_space
 
@@ -68,8 +69,7 @@ class TransitionBuffer:
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Space, capacity: int = 1024):
         self.observation_space = check_observation_space(observation_space)
         self.action_space = check_action_space(action_space)
-        if not isinstance(capacity, (int, np.integer)) or capacity < 1:
-            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        check_int("capacity", capacity)
         self.obs_dim = int(np.prod(self.observation_space.shape))
         self._discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.act_dim = 1 if self._discrete else int(np.prod(self.action_space.shape))
@@ -185,8 +185,7 @@ class TransitionBuffer:
         :param progress_bar: show a tqdm bar over steps
         :return: ``self``
         """
-        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        check_int("n_steps", n_steps)
         if env.observation_space.shape != self.observation_space.shape or env.action_space != self.action_space:
             raise ValueError(
                 f"env spaces ({env.observation_space}, {env.action_space}) differ from this buffer's "

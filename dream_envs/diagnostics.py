@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dream_envs.checks import check_int
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.spaces import spaces_equal
 
@@ -37,10 +38,8 @@ def real_segments(
 
     :return: observations ``S x (length + 1) x obs_dim`` and actions ``S x length [x act_dim]``
     """
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be an integer >= 1, got {length!r}")
-    if not isinstance(n_segments, int) or n_segments < 1:
-        raise ValueError(f"n_segments must be an integer >= 1, got {n_segments!r}")
+    check_int("length", length)
+    check_int("n_segments", n_segments)
     env.action_space.seed(seed)
     obs_runs, act_runs = [], []
     obs, _ = env.reset(seed=seed)
@@ -193,8 +192,7 @@ def compounding_error(
     :param seed: seeds the real env, the random policy and TS-1's draws
     """
     _check_model_env(model, env)
-    if not isinstance(max_horizon, int) or max_horizon < 1:
-        raise ValueError(f"max_horizon (k) must be an integer >= 1, got {max_horizon!r}")
+    check_int("max_horizon (k)", max_horizon)
     unknown = set(propagations) - set(PROPAGATIONS)
     if unknown or not propagations:
         raise ValueError(f"propagations must be among {PROPAGATIONS}, got {list(propagations)!r}")
@@ -297,8 +295,7 @@ def calibration(
     :param min_samples: fewest held-out (state, action) pairs accepted
     """
     _check_model_env(model, env)
-    if not isinstance(horizon, int) or horizon < 1:
-        raise ValueError(f"horizon (k) must be an integer >= 1, got {horizon!r}")
+    check_int("horizon (k)", horizon)
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"tolerance must be a number > 0, got {tolerance!r}")
     if n_segments * horizon < min_samples:

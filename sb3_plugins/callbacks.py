@@ -15,6 +15,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
+from dream_envs.checks import check_int
 from dream_envs.envs.imagination import Imagination
 from dream_envs.models.task_functions import TaskFn
 from sb3_plugins.dream_vec_env import DreamVecEnv
@@ -121,8 +122,7 @@ class DynaCallback(BaseCallback):
             ("dream_envs", dream_envs),
             ("dream_rollouts", dream_rollouts),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
             raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
         self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)

@@ -14,6 +14,7 @@ from stable_baselines3.common.monitor import Monitor
 
 import dream_envs  # noqa: F401  (registers the Dream-* ids)
 from dream_envs import DREAM_IDS
+from dream_envs.checks import check_int
 
 __all__ = ["ALGOS", "DreamTrainingResult", "train_in_dream"]
 
@@ -86,10 +87,8 @@ def train_in_dream(
         raise ValueError(f"dream_id={dream_id!r} is not registered; known: {sorted(DREAM_IDS)}")
     if algo not in ALGOS:
         raise ValueError(f"algo={algo!r} is not supported; choose one of {sorted(ALGOS)}")
-    if not isinstance(total_timesteps, int) or total_timesteps < 1:
-        raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
-    if not isinstance(eval_episodes, int) or eval_episodes < 1:
-        raise ValueError(f"eval_episodes must be a positive integer, got {eval_episodes!r}")
+    check_int("total_timesteps", total_timesteps)
+    check_int("eval_episodes", eval_episodes)
     real_id = DREAM_IDS[dream_id][0]
     dream = Monitor(gym.make(dream_id, uncertainty_threshold=uncertainty_threshold, seed=seed))
     agent = ALGOS[algo]("MlpPolicy", dream, seed=seed, verbose=0, device=device, **(algo_kwargs or {}))

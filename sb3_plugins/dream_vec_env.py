@@ -11,6 +11,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
+from dream_envs.checks import check_int
 from dream_envs.envs.imagination import Imagination
 from dream_envs.models.task_functions import TaskFn
 
@@ -70,8 +71,7 @@ class DreamVecEnv(VecEnv):
         max_episode_steps: int | None = None,
         seed: int | None = None,
     ):
-        if not isinstance(n_envs, (int, np.integer)) or isinstance(n_envs, bool) or n_envs < 1:
-            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        check_int("n_envs", n_envs)
         if max_episode_steps is not None and (
             not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1
         ):

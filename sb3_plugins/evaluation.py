@@ -12,6 +12,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
+from dream_envs.checks import check_int
+
 __all__ = ["EpisodesToThreshold", "RealStepsToThreshold"]
 
 
@@ -22,10 +24,8 @@ class _ThresholdCheck(BaseCallback):
                  env_kwargs: dict[str, Any] | None, verbose: int, n_envs: int = 1,
                  wrapper: Callable[[gym.Env], gym.Env] | None = None):  # fmt: skip
         super().__init__(verbose)
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        if not isinstance(n_episodes, int) or n_episodes < 1:
-            raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+        check_int("every", every)
+        check_int("n_episodes", n_episodes)
         if not isinstance(n_envs, int) or not 1 <= n_envs <= n_episodes:
             raise ValueError(f"n_envs must be an integer from 1 to n_episodes={n_episodes}, got {n_envs!r}")
         self.env_id, self.threshold, self.every, self.n_episodes = env_id, float(threshold), every, n_episodes

@@ -76,9 +76,9 @@ def test_diagnostics_bad_inputs_are_named(cartpole_model, pendulum_model):
     env = gym.make("CartPole-v1")
     with pytest.raises(ValueError, match="differ"):
         calibration(pendulum_model, env)
-    with pytest.raises(ValueError, match="max_horizon \\(k\\) must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="max_horizon \\(k\\) must be a positive integer, got 0"):
         compounding_error(cartpole_model, env, max_horizon=0)
-    with pytest.raises(ValueError, match="horizon \\(k\\) must be an integer >= 1"):
+    with pytest.raises(ValueError, match="horizon \\(k\\) must be a positive integer"):
         calibration(cartpole_model, env, horizon=0)
     with pytest.raises(ValueError, match="5 segments x 2 steps = 10 held-out pairs; at least 100"):
         calibration(cartpole_model, env, horizon=2, n_segments=5)

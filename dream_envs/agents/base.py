@@ -21,6 +21,7 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
+from dream_envs.checks import check_int
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.spaces import space_from_dict, space_to_dict, spaces_equal
 
@@ -113,8 +114,7 @@ class ModelBasedAgent(ABC):
         :param reset_num_timesteps: False continues the step count and the current episode of an earlier call
         :param progress_bar: show SB3's progress bar (tqdm + rich)
         """
-        if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 1:
-            raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        check_int("total_timesteps", total_timesteps)
         if reset_num_timesteps:
             self.num_timesteps, self.episodes = 0, 0
         if reset_num_timesteps or self._last_obs is None:

@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.agents.tabular_model import TabularModel
+from dream_envs.checks import check_int
 
 __all__ = ["DynaQ"]
 
@@ -88,8 +89,7 @@ class DynaQ(ModelBasedAgent):
                 raise ValueError(
                     f"{name} must be in {'(0, 1]' if name == 'learning_rate' else '[0, 1]'}, got {value!r}"
                 )
-        if not isinstance(planning_steps, int) or isinstance(planning_steps, bool) or planning_steps < 0:
-            raise ValueError(f"planning_steps must be an integer >= 0, got {planning_steps!r}")
+        check_int("planning_steps", planning_steps, minimum=0)
         for name, value in (("priority_threshold", priority_threshold), ("kappa", kappa)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
+from dream_envs.checks import check_int
 from dream_envs.spaces import encode_action, spaces_equal
 
 if TYPE_CHECKING:
@@ -192,8 +193,7 @@ def _check_fit_args(
     if len(buffer) < 2:
         raise ValueError(f"fit needs at least 2 transitions, the buffer holds {len(buffer)}")
     for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(name, value)
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not 0.0 <= holdout_ratio < 1.0:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from dream_envs.checks import check_int
+
 __all__ = ["CEM", "ICEM", "MPPI", "OPTIMIZERS", "CategoricalCEM", "TrajectoryOptimizer", "colored_noise"]
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -42,8 +44,7 @@ class TrajectoryOptimizer(ABC):
     def __init__(self, action_space: spaces.Space, horizon: int, population: int, iterations: int,
                  device: torch.device | str = "cpu"):  # fmt: skip
         for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value)
         self.action_space, self.horizon = action_space, horizon
         self.population, self.iterations = population, iterations
         self.device = torch.device(device)

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
+from dream_envs.checks import check_int
 from dream_envs.device import resolve_device
 from sb3_plugins.benchmark.hyperparams import OWN_EVAL_EVERY, env_defaults, hyperparams_for, is_own_agent, parse_algo
 from sb3_plugins.benchmark.runner import RunSpec, build_agent
@@ -26,9 +27,7 @@ def default_algos(action_space: spaces.Space) -> list[str]:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return check_int(name, value)
 
 
 def plan_runs(
