@@ -151,11 +151,52 @@ def test_mpc_with_the_model_keeps_real_cartpole_up(cartpole_model):
     assert alive == 150  # random actions last about 20 steps
 
 
+def test_action_repeat_holds_each_decision_for_what_is_left_of_its_block(cartpole_model):
+    planner = MPCPlanner(cartpole_model, horizon=6, population=16, iterations=1, particles=4, action_repeat=3, seed=0)
+    assert planner.optimizer.horizon == 2  # the optimiser searches 2 decisions of 3 steps
+    seen = []
+
+    def returns(obs, actions, generator):
+        seen.append(actions)
+        return -actions.float().sum(1)  # holding action 0 is best
+
+    planner.evaluator.returns = returns
+    decisions = torch.tensor([[5, 7]])
+    for phase, expected in enumerate([[5, 5, 5, 7, 7, 7], [5, 5, 7, 7, 7, 7], [5, 7, 7, 7, 7, 7]]):
+        planner._phase = phase
+        assert planner.expand(decisions).tolist() == [expected]
+    planner.reset()
+    probs = []
+    for _ in range(4):
+        assert planner.plan(np.zeros(4, dtype=np.float32)) == 0
+        probs.append(planner.optimizer.probs.clone())
+        assert all(a.shape == (16, 6) for a in seen)
+    # The warm start moves on by one decision only when a block of 3 real steps has passed.
+    assert torch.equal(probs[2][1], torch.full((2,), 0.5)) and not torch.equal(probs[1][1], torch.full((2,), 0.5))
+    assert planner._phase == 1
+    planner.reset()
+    assert planner._phase == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(horizon=10, action_repeat=3), "horizon must be a multiple of action_repeat \\(3\\), got 10"),
+        (dict(action_repeat=0), "action_repeat must be a positive integer, got 0"),
+        (dict(action_repeat=True), "action_repeat must be a positive integer, got True"),
+    ],
+)
+def test_planner_action_repeat_is_checked(cartpole_model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MPCPlanner(cartpole_model, particles=4, **kwargs)
+
+
 def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
     from stable_baselines3.common.logger import configure
 
-    agent = MPCAgent("Pendulum-v1", horizon=5, population=32, iterations=2, particles=4, learning_starts=100,
-                     train_freq=100, ensemble_kwargs={"ensemble_size": 4, "num_elites": 4, "hidden_sizes": (32,)},
+    agent = MPCAgent("Pendulum-v1", horizon=6, action_repeat=2, population=32, iterations=2, particles=4,
+                     learning_starts=100, train_freq=100,
+                     ensemble_kwargs={"ensemble_size": 4, "num_elites": 4, "hidden_sizes": (32,)},
                      fit_kwargs={"max_epochs": 2}, seed=0)  # fmt: skip
     agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
     agent.learn(400, log_interval=1)
@@ -165,7 +206,8 @@ def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
     action, _ = agent.predict(obs)
     assert action.shape == (1,) and -2 <= action[0] <= 2
     loaded = MPCAgent.load(agent.save(tmp_path / "mpc.pt"), "Pendulum-v1")
-    assert len(loaded.buffer) == 400 and loaded.horizon == 5 and loaded.model_fits == 4
+    assert len(loaded.buffer) == 400 and loaded.horizon == 6 and loaded.model_fits == 4
+    assert loaded.action_repeat == 2 and loaded.planner.optimizer.horizon == 3
     for name, value in agent.model.state_dict().items():
         assert torch.equal(value.cpu(), loaded.model.state_dict()[name].cpu()), name
 
@@ -190,6 +232,7 @@ def test_mpc_agent_with_a_callable_reward_must_get_it_back_on_load(tmp_path):
         (dict(optimizer="adam"), "optimizer must be 'auto', one of"),
         (dict(optimizer="cem", env="CartPole-v1"), "CEM plans Box actions"),
         (dict(particles=7), "particles must be a positive multiple"),
+        (dict(horizon=15, action_repeat=2), "horizon must be a multiple of action_repeat \\(2\\), got 15"),
     ],
 )
 def test_mpc_agent_arguments_are_checked(kwargs, message):

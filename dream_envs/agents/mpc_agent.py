@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.buffer import _FIELDS, TransitionBuffer
+from dream_envs.checks import check_int
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.mpc import MPCPlanner
@@ -35,11 +36,13 @@ class MPCAgent(ModelBasedAgent):
 
     :param env: the real env (an id, a gymnasium Env, or a VecEnv of one env)
     :param optimizer: ``"auto"``, ``"cem"``, ``"mppi"`` or ``"categorical-cem"``
-    :param horizon: planning horizon in steps
+    :param horizon: planning horizon in model steps (a multiple of ``action_repeat``)
     :param population: candidate sequences per optimiser iteration
     :param iterations: optimiser iterations per action
     :param particles: particles per candidate (a multiple of the ensemble size)
     :param propagation: ``"ts1"``, ``"tsinf"`` or ``"expectation"``
+    :param action_repeat: model steps each planned action is held for in the look-ahead (move blocking, see
+        :class:`~dream_envs.planning.MPCPlanner`); the agent still plans at every real step
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``
     :param learning_starts: random real steps before the first fit
@@ -66,8 +69,8 @@ class MPCAgent(ModelBasedAgent):
         print(agent.predict(gym.make("Pendulum-v1").reset(seed=0)[0]))
     """
 
-    _hyperparams = ("optimizer", "horizon", "population", "iterations", "particles", "propagation", "reward_fn",
-                    "termination_fn", "learning_starts", "train_freq", "ensemble_kwargs", "fit_kwargs",
+    _hyperparams = ("optimizer", "horizon", "population", "iterations", "particles", "propagation", "action_repeat",
+                    "reward_fn", "termination_fn", "learning_starts", "train_freq", "ensemble_kwargs", "fit_kwargs",
                     "optimizer_kwargs", "seed", "device", "verbose", "tensorboard_log")  # fmt: skip
 
     def __init__(
@@ -79,6 +82,7 @@ class MPCAgent(ModelBasedAgent):
         iterations: int = 5,
         particles: int = 20,
         propagation: str = "ts1",
+        action_repeat: int = 1,
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         learning_starts: int = 200,
@@ -91,17 +95,12 @@ class MPCAgent(ModelBasedAgent):
         verbose: int = 0,
         tensorboard_log: str | None = None,
     ):
-        for name, value in (("learning_starts", learning_starts), ("train_freq", train_freq)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int("learning_starts", learning_starts)
+        check_int("train_freq", train_freq)
         super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         self.optimizer, self.horizon, self.population, self.iterations = optimizer, horizon, population, iterations
-        self.particles, self.propagation, self.reward_fn, self.termination_fn = (
-            particles,
-            propagation,
-            reward_fn,
-            termination_fn,
-        )
+        self.particles, self.propagation, self.action_repeat = particles, propagation, action_repeat
+        self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.learning_starts, self.train_freq, self.device = learning_starts, train_freq, device
         self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
@@ -118,7 +117,8 @@ class MPCAgent(ModelBasedAgent):
     def _make_planner(self) -> None:
         self.planner = MPCPlanner(
             self.model, self.optimizer, self.horizon, self.population, self.iterations, self.particles,
-            self.propagation, self.reward_fn, self.termination_fn, seed=self.seed, **self.optimizer_kwargs,
+            self.propagation, self.reward_fn, self.termination_fn, action_repeat=self.action_repeat, seed=self.seed,
+            **self.optimizer_kwargs,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ acting

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from dream_envs.checks import check_int
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.optimizers import OPTIMIZERS, TrajectoryOptimizer
@@ -20,10 +21,17 @@ class MPCPlanner:
     """Plan ``horizon`` steps ahead in the model from the current real state, take the first action, and start the
     next step's search from the rest of this plan (receding horizon with warm start).
 
+    With ``action_repeat=k`` each planned action is held for ``k`` model steps (move blocking): the optimiser
+    searches ``horizon // k`` decisions instead of ``horizon`` actions, so a long look-ahead stays a small search.
+    This pays on tasks whose reward is flat (CartPole's +1 per step), where only a look-ahead long enough to see
+    the failure a drift leads to tells the candidates apart. Blocks follow the real clock: ``j`` real steps into
+    a block, the current decision is held for the ``k - j`` steps left of it, and the warm start moves on by one
+    decision once a whole block has passed. A new plan is still made at every real step.
+
     :param model: a fitted ensemble
     :param optimizer: ``"auto"`` (CEM for Box actions, categorical CEM for Discrete), ``"cem"``, ``"mppi"``,
         ``"categorical-cem"``, or a :class:`TrajectoryOptimizer`
-    :param horizon: planning horizon in steps
+    :param horizon: planning horizon in model steps (a multiple of ``action_repeat``)
     :param population: candidate sequences per iteration
     :param iterations: optimiser iterations per real step
     :param particles: particles per candidate (a multiple of the ensemble size)
@@ -31,6 +39,7 @@ class MPCPlanner:
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable
     :param termination_fn: like ``reward_fn``
     :param gamma: discount of the planning objective
+    :param action_repeat: model steps each planned action is held for (1: every step is planned)
     :param seed: seeds the planner's sampling
     :param optimizer_kwargs: further arguments of the optimiser (``elite_fraction``, ``alpha``, ``temperature``, ...)
 
@@ -59,10 +68,15 @@ class MPCPlanner:
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         gamma: float = 1.0,
+        action_repeat: int = 1,
         seed: int | None = None,
         **optimizer_kwargs: Any,
     ):
-        self.model = model
+        check_int("action_repeat", action_repeat)
+        check_int("horizon", horizon)
+        if horizon % action_repeat:
+            raise ValueError(f"horizon must be a multiple of action_repeat ({action_repeat}), got {horizon!r}")
+        self.model, self.horizon, self.action_repeat = model, horizon, action_repeat
         self.evaluator = TrajectoryEvaluator(model, particles, propagation, reward_fn, termination_fn, gamma=gamma)
         if isinstance(optimizer, TrajectoryOptimizer):
             self.optimizer = optimizer
@@ -72,18 +86,32 @@ class MPCPlanner:
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"optimizer must be 'auto', one of {sorted(OPTIMIZERS)} or a TrajectoryOptimizer, "
                                  f"got {optimizer!r}")  # fmt: skip
-            sizes = {"horizon": horizon, "population": population, "iterations": iterations}
+            sizes = {"horizon": horizon // action_repeat, "population": population, "iterations": iterations}
             self.optimizer = OPTIMIZERS[optimizer](model.action_space, device=model.device, **sizes, **optimizer_kwargs)
         self.generator = torch.Generator(device=model.device)
         self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self._phase = 0  # real steps taken in the current block of action_repeat steps
 
     def reset(self) -> None:
         """A new episode: forget the warm start."""
         self.optimizer.reset()
+        self._phase = 0
+
+    def expand(self, decisions: torch.Tensor) -> torch.Tensor:
+        """Decisions ``N x (horizon / action_repeat) [x act_dim]`` -> the actions of every model step ``N x horizon
+        [x act_dim]``, the first decision held for what is left of the current block, the last one to the horizon."""
+        if self.action_repeat == 1:
+            return decisions
+        steps = torch.arange(self.horizon, device=decisions.device) + self._phase
+        return decisions[:, steps.clamp(max=self.horizon - 1) // self.action_repeat]
 
     def plan(self, obs: Any) -> np.ndarray:
         """The action to take in ``obs`` (a numpy value shaped like the action space)."""
-        sequence = self.optimizer.optimize(lambda actions: self.evaluator.returns(obs, actions, self.generator),
-                                           self.generator)  # fmt: skip
-        self.optimizer.shift()
+        sequence = self.optimizer.optimize(
+            lambda decisions: self.evaluator.returns(obs, self.expand(decisions), self.generator), self.generator
+        )
+        self._phase += 1
+        if self._phase == self.action_repeat:
+            self.optimizer.shift()
+            self._phase = 0
         return sequence[0].cpu().numpy().reshape(self.model.action_space.shape)
