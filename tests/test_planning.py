@@ -191,6 +191,15 @@ def test_planner_action_repeat_is_checked(cartpole_model, kwargs, message):
         MPCPlanner(cartpole_model, particles=4, **kwargs)
 
 
+def test_a_given_optimizer_must_plan_the_decisions_of_the_horizon(cartpole_model):
+    optimizer = CategoricalCEM(cartpole_model.action_space, horizon=15)
+    with pytest.raises(ValueError, match="the optimizer plans 15 steps, but horizon=15 with action_repeat=5 needs 3"):
+        MPCPlanner(cartpole_model, optimizer, horizon=15, particles=4, action_repeat=5)
+    planner = MPCPlanner(cartpole_model, CategoricalCEM(cartpole_model.action_space, horizon=3, population=16),
+                         horizon=15, particles=4, action_repeat=5)  # fmt: skip
+    assert planner.plan(np.zeros(4, dtype=np.float32)) in (0, 1)
+
+
 def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
     from stable_baselines3.common.logger import configure
 

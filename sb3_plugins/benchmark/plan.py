@@ -26,10 +26,6 @@ def default_algos(action_space: spaces.Space) -> list[str]:
     return ["ppo", "ppo+dyna"] if isinstance(action_space, spaces.Discrete) else ["sac", "sac+dyna"]
 
 
-def _positive_int(name: str, value: Any) -> int:
-    return check_int(name, value)
-
-
 def plan_runs(
     env_id: str,
     algos: Sequence[str] | None = None,
@@ -73,11 +69,11 @@ def plan_runs(
         parse_algo(algo)
     if len(set(algos)) != len(algos):
         raise ValueError(f"--algos lists an algo twice: {list(algos)}")
-    seeds = _positive_int("--seeds", seeds if seeds is not None else (QUICK["seeds"] if quick else 5))
-    eval_episodes = _positive_int("--eval-episodes", eval_episodes if eval_episodes is not None
+    seeds = check_int("--seeds", seeds if seeds is not None else (QUICK["seeds"] if quick else 5))
+    eval_episodes = check_int("--eval-episodes", eval_episodes if eval_episodes is not None
                                   else (QUICK["eval_episodes"] if quick else 10))  # fmt: skip
     if eval_every is not None:
-        _positive_int("--eval-every", eval_every)
+        check_int("--eval-every", eval_every)
     if threshold is None:
         threshold = defaults["threshold"]
     elif not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
@@ -87,7 +83,7 @@ def plan_runs(
         own = is_own_agent(algo)
         algo_every = eval_every if eval_every is not None else (OWN_EVAL_EVERY if own else defaults["eval_every"])
         if budget is not None:
-            algo_budget = _positive_int("--budget", budget)
+            algo_budget = check_int("--budget", budget)
         else:
             algo_budget = defaults["own_budget" if own else "dyna_budget" if parse_algo(algo)[1] else "budget"]
             if quick:
