@@ -26,8 +26,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_ID, THRESHOLD, BUDGET, EVAL_EPISODES = "CartPole-v1", 195.0, 20_000, 10
+# V and M are fitted longer than WorldModels' defaults (vae_epochs 2, mdn_epochs 30): with those, 1 of 3 seeds
+# reached the target; with these, 3 of 3 (docs/world_models.md).
 AGENT = dict(latent_size=16, hidden_size=64, n_mixtures=5, vae_channels=(8, 16, 32, 64), tau=1.15,
-             frames_per_iteration=4000, vae_epochs=2, mdn_epochs=30, cma_generations=30, cma_popsize=32,
+             frames_per_iteration=4000, vae_epochs=10, mdn_epochs=60, cma_generations=30, cma_popsize=32,
              dream_episodes=8, max_dream_steps=500, device="cpu")  # fmt: skip
 
 
@@ -97,8 +99,7 @@ Dream return: the chosen controller's mean return over 64 fresh dream episodes (
 {AGENT["max_dream_steps"]} steps); real return: the same controller on the real env. Their gap is the dream's
 honesty: a dream return far above the real one means the controller exploits M. Here the dream return is within
 10% of its cap at {saturated} of {len(checks)} checks, and exceeds the real return by {gap:.0f} on average at the last
-check: the dream is too easy (M predicts survival where the real cart and pole fail), so CMA-ES cannot tell good
-controllers from ones that only survive in the dream, and the real return rises only with the real data.
+check (above 0: the dream is easier than the real env, and a controller can live on M's mistakes).
 
 Every check (real frames: real return / dream return):
 
