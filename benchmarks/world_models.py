@@ -107,9 +107,10 @@ Every check (real frames: real return / dream return):
 
 Settings: `{json.dumps(AGENT)}`. Why these sizes: the paper's VAE widths (32-64-128-256) cost 4.3 ms per frame
 per training step on one CPU thread; 8-16-32-64 cost 0.66 ms and still encode cart and pole; latent 16 and LSTM 64
-are enough for CartPole's 4-dimensional state. CarRacing-v3 (the paper's task) needs `gymnasium[box2d]`, absent
-here; `WorldModels("CarRacing-v3")` takes its 96x96 frames (resized to 64x64) and squashes the linear controller's
-outputs into the Box bounds with tanh; it was not run.
+are enough for CartPole's 4-dimensional state. CarRacing-v3 (the paper's task) needs `gymnasium[box2d]`
+(not a dependency): `WorldModels("CarRacing-v3")` takes its 96x96 frames (resized to 64x64) and squashes the linear
+controller's outputs into the Box bounds with tanh; a smoke-scale run is in
+[world_models_carracing.md](world_models_carracing.md).
 """
     atomic_write_text(ROOT / "docs" / "world_models.md", text)
     meta = {"env": ENV_ID, "threshold": THRESHOLD, "budget": BUDGET, "eval_episodes": EVAL_EPISODES,
