@@ -47,12 +47,12 @@ TARGETS = {
 NOTES = """CartPole's reward is +1 per step, so a plan's score is how long its particles survive the horizon, and the
 termination decides everything. LEARNED (first CartPole row): returns stay at 81-111. In a one-off measurement (not
 this script) the termination head fitted on 400 random transitions (18 terminal) ranked 4,000 held-out random
-transitions well (AUC 0.97) but flagged 4.7% of the non-terminal ones: over a 15-step plan, many false endings. KNOWN, same 15-step look-ahead (second
-row): 275-415 at 400 real steps, no seed at 475. In one-off runs (not this script) the early endings were the cart
-leaving the track (seed 1: all 3 episodes ended at |x| = 2.4), while the model's 15-step error in x along a real
-episode stayed below 0.01 (seed 0): a slow drift that a 15-step look-ahead does not see coming. A 50-step
-look-ahead of 10 held decisions (`action_repeat=5`, third row) did not stop it either: 191-385. The CartPole target
-is missed."""
+transitions well (AUC 0.97) but flagged 4.7% of the non-terminal ones: over a 15-step plan, many false endings.
+KNOWN, same 15-step look-ahead (second row): 275-415 at 400 real steps, no seed at 475. In one-off runs the early
+endings were the cart leaving the track (seed 1: all 3 episodes ended at |x| = 2.4), while the model's 15-step
+error in x along a real episode stayed below 0.01 (seed 0): a slow drift that a 15-step look-ahead does not see
+coming. A 50-step look-ahead of 10 held decisions (`action_repeat=5`, third row) did not stop it either: 191-385.
+The CartPole target is missed."""
 SPEED = dict(population=400, horizon=15, iterations=5, particles=20, hidden_sizes=(200, 200, 200), members=5)
 
 
