@@ -71,7 +71,7 @@ def plan_runs(
         raise ValueError(f"--algos lists an algo twice: {list(algos)}")
     seeds = check_int("--seeds", seeds if seeds is not None else (QUICK["seeds"] if quick else 5))
     eval_episodes = check_int("--eval-episodes", eval_episodes if eval_episodes is not None
-                                  else (QUICK["eval_episodes"] if quick else 10))  # fmt: skip
+                              else (QUICK["eval_episodes"] if quick else 10))  # fmt: skip
     if eval_every is not None:
         check_int("--eval-every", eval_every)
     if threshold is None:

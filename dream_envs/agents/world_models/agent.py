@@ -50,7 +50,6 @@ def pixel_env(env: gym.Env | VecEnv | str) -> gym.Env | VecEnv:
     return PixelObservation(env, size=FRAME_SIZE)
 
 
-
 class WorldModels(ModelBasedAgent):
     """World Models: V (a convolutional VAE, frames -> ``z``), M (an MDN-RNN, ``(z, a) -> `` next ``z``, reward,
     termination) and C (a linear controller on ``[z, h]``) trained with CMA-ES ENTIRELY inside M's dream.
