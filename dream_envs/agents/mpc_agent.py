@@ -17,6 +17,7 @@ from dream_envs.checks import check_int
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.mpc import MPCPlanner
+from dream_envs.planning.value import ModelValueFunction
 
 __all__ = ["MPCAgent"]
 
@@ -43,6 +44,12 @@ class MPCAgent(ModelBasedAgent):
     :param propagation: ``"ts1"``, ``"tsinf"`` or ``"expectation"``
     :param action_repeat: model steps each planned action is held for in the look-ahead (move blocking, see
         :class:`~dream_envs.planning.MPCPlanner`); the agent still plans at every real step
+    :param gamma: discount of the planning objective (below 1 with ``terminal_value``)
+    :param terminal_value: add the value of each plan's last state, learned in the model after every refit
+        (:class:`~dream_envs.planning.ModelValueFunction`): a return beyond the horizon, for tasks whose failures
+        build up slower than the horizon sees (CartPole's cart drifting off the track, docs/mpc.md)
+    :param value_kwargs: arguments of the :class:`~dream_envs.planning.ModelValueFunction` (its ``gamma``,
+        ``reward_fn`` and ``termination_fn`` are the agent's)
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``
     :param learning_starts: random real steps before the first fit
@@ -70,8 +77,9 @@ class MPCAgent(ModelBasedAgent):
     """
 
     _hyperparams = ("optimizer", "horizon", "population", "iterations", "particles", "propagation", "action_repeat",
-                    "reward_fn", "termination_fn", "learning_starts", "train_freq", "ensemble_kwargs", "fit_kwargs",
-                    "optimizer_kwargs", "seed", "device", "verbose", "tensorboard_log")  # fmt: skip
+                    "gamma", "terminal_value", "value_kwargs", "reward_fn", "termination_fn", "learning_starts",
+                    "train_freq", "ensemble_kwargs", "fit_kwargs", "optimizer_kwargs", "seed", "device", "verbose",
+                    "tensorboard_log")  # fmt: skip
 
     def __init__(
         self,
@@ -83,6 +91,9 @@ class MPCAgent(ModelBasedAgent):
         particles: int = 20,
         propagation: str = "ts1",
         action_repeat: int = 1,
+        gamma: float = 1.0,
+        terminal_value: bool = False,
+        value_kwargs: dict[str, Any] | None = None,
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         learning_starts: int = 200,
@@ -97,9 +108,19 @@ class MPCAgent(ModelBasedAgent):
     ):
         check_int("learning_starts", learning_starts)
         check_int("train_freq", train_freq)
+        if not isinstance(terminal_value, bool):
+            raise ValueError(f"terminal_value must be True or False, got {terminal_value!r}")
+        if terminal_value and not 0.0 < gamma < 1.0:
+            raise ValueError(f"terminal_value=True needs a discount gamma in (0, 1) (the value's size is "
+                             f"1 / (1 - gamma)), got gamma={gamma!r}")  # fmt: skip
+        value_kwargs = dict(value_kwargs or {})
+        shared = sorted({"gamma", "reward_fn", "termination_fn", "model"} & set(value_kwargs))
+        if shared:
+            raise ValueError(f"value_kwargs must not set {shared}: the value uses the agent's own")
         super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         self.optimizer, self.horizon, self.population, self.iterations = optimizer, horizon, population, iterations
         self.particles, self.propagation, self.action_repeat = particles, propagation, action_repeat
+        self.gamma, self.terminal_value, self.value_kwargs = gamma, terminal_value, value_kwargs
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.learning_starts, self.train_freq, self.device = learning_starts, train_freq, device
         self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
@@ -115,10 +136,14 @@ class MPCAgent(ModelBasedAgent):
         self._plan_seconds, self._plans = 0.0, 0
 
     def _make_planner(self) -> None:
+        self.value = None
+        if self.terminal_value:
+            self.value = ModelValueFunction(self.model, self.gamma, self.reward_fn, self.termination_fn, seed=self.seed,
+                                            **self.value_kwargs)  # fmt: skip
         self.planner = MPCPlanner(
             self.model, self.optimizer, self.horizon, self.population, self.iterations, self.particles,
-            self.propagation, self.reward_fn, self.termination_fn, action_repeat=self.action_repeat, seed=self.seed,
-            **self.optimizer_kwargs,
+            self.propagation, self.reward_fn, self.termination_fn, self.gamma, action_repeat=self.action_repeat,
+            terminal_value=self.value, seed=self.seed, **self.optimizer_kwargs,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ acting
@@ -173,6 +198,13 @@ class MPCAgent(ModelBasedAgent):
         if result.holdout_loss:
             self.logger.record("mpc/model_holdout_loss", result.holdout_loss[-1])
         self.logger.record("mpc/model_fit_seconds", time.perf_counter() - started)
+        if self.value is not None:
+            started = time.perf_counter()
+            data = self.buffer.transitions()
+            value_fit = self.value.fit(data.obs, data.reward)
+            self.logger.record("mpc/value_loss", value_fit.losses[-1])
+            self.logger.record("mpc/value_mean", value_fit.mean_values[-1])
+            self.logger.record("mpc/value_fit_seconds", time.perf_counter() - started)
         if self._plans:
             self.logger.record("mpc/seconds_per_action", self.seconds_per_action)
 
@@ -180,12 +212,17 @@ class MPCAgent(ModelBasedAgent):
     def _get_state(self) -> dict[str, Any]:
         data = self.buffer.transitions()
         buffer = {name: torch.from_numpy(np.ascontiguousarray(getattr(data, name))) for name in _FIELDS}
-        return {"model": self.model.to_payload(), "model_fits": self.model_fits, "buffer": buffer}
+        state = {"model": self.model.to_payload(), "model_fits": self.model_fits, "buffer": buffer}
+        if self.value is not None and self.value.fitted:
+            state["value"] = self.value.state_dict()
+        return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.model = EnsembleDynamics.from_payload(state["model"], self.observation_space, self.action_space,
                                                    self.device, source="the saved agent's model")  # fmt: skip
         self._make_planner()
+        if self.value is not None and "value" in state:
+            self.value.load_state_dict(state["value"])
         self.model_fits = int(state["model_fits"])
         self.buffer = TransitionBuffer(self.observation_space, self.action_space)
         data = {name: value.numpy() for name, value in state["buffer"].items()}

@@ -1,6 +1,6 @@
 """Planning in the learned model: trajectory optimisers (CEM, iCEM, MPPI, categorical CEM) over particle rollouts of
-the ensemble, and the receding-horizon MPC planner. SB3-free; the PETS agent built on it is
-:class:`dream_envs.agents.MPCAgent`."""
+the ensemble, the receding-horizon MPC planner, and a state value learned in the model for what lies beyond its
+horizon. SB3-free; the PETS agent built on it is :class:`dream_envs.agents.MPCAgent`."""
 
 from dream_envs.planning.mcts import BatchedMCTS, SearchModel, SearchResult  # noqa: F401 (SearchModel: a Protocol)
 from dream_envs.planning.mpc import MPCPlanner
@@ -14,6 +14,7 @@ from dream_envs.planning.optimizers import (
     colored_noise,
 )
 from dream_envs.planning.trajectories import PARTICLE_PROPAGATIONS, TrajectoryEvaluator
+from dream_envs.planning.value import ModelValueFunction, ValueFitResult
 
 __all__ = [
     "CEM",
@@ -25,7 +26,9 @@ __all__ = [
     "SearchResult",
     "CategoricalCEM",
     "MPCPlanner",
+    "ModelValueFunction",
     "TrajectoryEvaluator",
     "TrajectoryOptimizer",
+    "ValueFitResult",
     "colored_noise",
 ]

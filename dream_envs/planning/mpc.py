@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ class MPCPlanner:
     :param termination_fn: like ``reward_fn``
     :param gamma: discount of the planning objective
     :param action_repeat: model steps each planned action is held for (1: every step is planned)
+    :param terminal_value: ``None``, or a callable giving the value of the horizon's last states (a fitted
+        :class:`~dream_envs.planning.ModelValueFunction` with the same ``gamma``): the return beyond the horizon
     :param seed: seeds the planner's sampling
     :param optimizer_kwargs: further arguments of the optimiser (``elite_fraction``, ``alpha``, ``temperature``, ...)
 
@@ -69,6 +72,7 @@ class MPCPlanner:
         termination_fn: str | TaskFn | None = None,
         gamma: float = 1.0,
         action_repeat: int = 1,
+        terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int | None = None,
         **optimizer_kwargs: Any,
     ):
@@ -77,7 +81,8 @@ class MPCPlanner:
         if horizon % action_repeat:
             raise ValueError(f"horizon must be a multiple of action_repeat ({action_repeat}), got {horizon!r}")
         self.model, self.horizon, self.action_repeat = model, horizon, action_repeat
-        self.evaluator = TrajectoryEvaluator(model, particles, propagation, reward_fn, termination_fn, gamma=gamma)
+        self.evaluator = TrajectoryEvaluator(model, particles, propagation, reward_fn, termination_fn, gamma=gamma,
+                                             terminal_value=terminal_value)  # fmt: skip
         if isinstance(optimizer, TrajectoryOptimizer):
             if optimizer.horizon != horizon // action_repeat:
                 raise ValueError(f"the optimizer plans {optimizer.horizon} steps, but horizon={horizon} with "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from dream_envs.models.ensemble import EnsembleDynamics
@@ -25,6 +27,7 @@ class TrajectoryEvaluator:
 
     A step's reward counts only while the particle is alive: after a learned (or given) termination, later
     rewards are dropped, so plans that end an episode early score less on tasks rewarded for staying alive.
+    With a ``terminal_value``, a particle still alive after the last step adds ``gamma ** H * V(last state)``.
 
     :param model: a fitted ensemble
     :param particles: particles per candidate (a multiple of the ensemble size; ignored for ``"expectation"``)
@@ -33,6 +36,8 @@ class TrajectoryEvaluator:
     :param termination_fn: like ``reward_fn``, returning a bool tensor
     :param env_id: the env for ``"known"`` functions (default: the model's)
     :param gamma: discount of the planning objective
+    :param terminal_value: ``None``, or a callable mapping ``B x obs_dim`` states to ``B`` values (e.g. a fitted
+        :class:`~dream_envs.planning.ModelValueFunction` of the same ``gamma``)
 
     Example::
 
@@ -58,7 +63,10 @@ class TrajectoryEvaluator:
         termination_fn: str | TaskFn | None = None,
         env_id: str | None = None,
         gamma: float = 1.0,
+        terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
+        if terminal_value is not None and not callable(terminal_value):
+            raise TypeError(f"terminal_value must be None or a callable, got {type(terminal_value).__name__}")
         if propagation not in PARTICLE_PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PARTICLE_PROPAGATIONS}, got {propagation!r}")
         members = model.config.ensemble_size
@@ -67,6 +75,7 @@ class TrajectoryEvaluator:
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         self.model, self.propagation, self.gamma = model, propagation, float(gamma)
+        self.terminal_value = terminal_value
         self.particles = 1 if propagation == "expectation" else particles
         env_id = env_id or model.env_id
         self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", env_id)
@@ -121,4 +130,6 @@ class TrajectoryEvaluator:
                 alive &= ~terminated
             discount *= self.gamma
             state = next_state
+        if self.terminal_value is not None:
+            total += discount * self.terminal_value(state) * alive
         return total.reshape(n, self.particles).mean(-1)
