@@ -248,3 +248,29 @@ def test_mpc_agent_arguments_are_checked(kwargs, message):
     kwargs = {"env": "Pendulum-v1", **kwargs}
     with pytest.raises(ValueError, match=message):
         MPCAgent(**kwargs)
+
+
+@pytest.mark.parametrize("beta, low, high", [(0.0, -0.25, 0.25), (2.0, 0.8, 1.0)])
+def test_random_phase_actions_are_uniform_over_the_bounds_and_coloured_by_beta(beta, low, high):
+    agent = MPCAgent("Pendulum-v1", horizon=2, population=8, iterations=1, particles=4, learning_starts=300,
+                     random_noise_beta=beta, ensemble_kwargs={"ensemble_size": 4, "num_elites": 4,
+                                                             "hidden_sizes": (8,)},
+                     fit_kwargs={"max_epochs": 1}, seed=0)  # fmt: skip
+    agent.learn(300)
+    actions = agent.buffer.transitions().action[:, 0]
+    lag1 = np.corrcoef(actions[1:], actions[:-1])[0, 1]
+    assert low < lag1 < high, lag1
+    assert actions.min() >= -2 and actions.max() <= 2 and actions.max() - actions.min() > 3  # the whole range
+    assert abs(np.mean(actions > 0) - 0.5) < 0.2  # no side favoured
+
+
+@pytest.mark.parametrize("beta", [-1.0, 5.0, True, "pink"])
+def test_random_noise_beta_is_checked(beta):
+    with pytest.raises(ValueError, match=f"random_noise_beta must be a number in \\[0, 4\\], got {beta!r}"):
+        MPCAgent("Pendulum-v1", random_noise_beta=beta)
+
+
+def test_discrete_random_actions_stay_uniform_draws_whatever_the_beta():
+    agent = MPCAgent("CartPole-v1", random_noise_beta=2.0, learning_starts=50, seed=0)
+    actions = np.array([agent._random_action() for _ in range(400)])
+    assert set(actions.tolist()) == {0, 1} and abs(np.corrcoef(actions[1:], actions[:-1])[0, 1]) < 0.2

@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -17,6 +18,7 @@ from dream_envs.checks import check_int
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.mpc import MPCPlanner
+from dream_envs.planning.optimizers import colored_noise
 from dream_envs.planning.value import ModelValueFunction
 
 __all__ = ["MPCAgent"]
@@ -53,6 +55,11 @@ class MPCAgent(ModelBasedAgent):
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``
     :param learning_starts: random real steps before the first fit
+    :param random_noise_beta: colour of those random actions for Box action spaces: 0 draws each one uniformly and
+        independently (white noise); 1 (pink) and 2 (red) correlate consecutive actions along the power spectrum
+        ``1 / f**beta`` while each action stays uniform over the bounds, which drives systems such as a pendulum
+        much further from where they start than white noise does (Eberhard et al. 2023, "Pink noise is all you
+        need"); Discrete actions are always drawn uniformly
     :param train_freq: real steps between refits
     :param ensemble_kwargs: arguments of the :class:`~dream_envs.EnsembleDynamics` (default 5 members, all elites,
         3 hidden layers of 200)
@@ -78,8 +85,8 @@ class MPCAgent(ModelBasedAgent):
 
     _hyperparams = ("optimizer", "horizon", "population", "iterations", "particles", "propagation", "action_repeat",
                     "gamma", "terminal_value", "value_kwargs", "reward_fn", "termination_fn", "learning_starts",
-                    "train_freq", "ensemble_kwargs", "fit_kwargs", "optimizer_kwargs", "seed", "device", "verbose",
-                    "tensorboard_log")  # fmt: skip
+                    "random_noise_beta", "train_freq", "ensemble_kwargs", "fit_kwargs", "optimizer_kwargs", "seed",
+                    "device", "verbose", "tensorboard_log")  # fmt: skip
 
     def __init__(
         self,
@@ -97,6 +104,7 @@ class MPCAgent(ModelBasedAgent):
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         learning_starts: int = 200,
+        random_noise_beta: float = 0.0,
         train_freq: int = 200,
         ensemble_kwargs: dict[str, Any] | None = None,
         fit_kwargs: dict[str, Any] | None = None,
@@ -107,6 +115,10 @@ class MPCAgent(ModelBasedAgent):
         tensorboard_log: str | None = None,
     ):
         check_int("learning_starts", learning_starts)
+        if isinstance(random_noise_beta, bool) or not isinstance(random_noise_beta, (int, float)) or not (
+            0.0 <= random_noise_beta <= 4.0
+        ):
+            raise ValueError(f"random_noise_beta must be a number in [0, 4], got {random_noise_beta!r}")
         check_int("train_freq", train_freq)
         if not isinstance(terminal_value, bool):
             raise ValueError(f"terminal_value must be True or False, got {terminal_value!r}")
@@ -123,6 +135,7 @@ class MPCAgent(ModelBasedAgent):
         self.gamma, self.terminal_value, self.value_kwargs = gamma, terminal_value, value_kwargs
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.learning_starts, self.train_freq, self.device = learning_starts, train_freq, device
+        self.random_noise_beta = float(random_noise_beta)
         self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         spec = self.env.get_attr("spec")[0]
@@ -134,6 +147,7 @@ class MPCAgent(ModelBasedAgent):
         self.buffer = TransitionBuffer(self.observation_space, self.action_space)
         self.model_fits, self._steps_since_fit, self._episode_start = 0, 0, True
         self._plan_seconds, self._plans = 0.0, 0
+        self._random_steps = 0
 
     def _make_planner(self) -> None:
         self.value = None
@@ -147,6 +161,21 @@ class MPCAgent(ModelBasedAgent):
         )  # fmt: skip
 
     # ------------------------------------------------------------------ acting
+    def _random_action(self) -> np.ndarray:
+        """An action of the random phase: uniform, and coloured along time for Box actions when beta > 0."""
+        if not (isinstance(self.action_space, spaces.Box) and self.random_noise_beta > 0):
+            return np.asarray(self.action_space.sample())
+        if self._random_steps % self.learning_starts == 0:  # one coloured sequence covers the whole random phase
+            entropy = None if self.seed is None else [self._random_steps, self.seed]  # None: fresh entropy
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+            noise = colored_noise(self.random_noise_beta, self.action_space.shape, self.learning_starts, generator)
+            uniform = 0.5 * (1 + torch.erf(noise / 2**0.5))  # Gaussian -> uniform marginal, correlation kept
+            low, high = self.action_space.low[..., None], self.action_space.high[..., None]
+            self._coloured = (low + (high - low) * uniform.numpy()).astype(self.action_space.dtype)
+        action = self._coloured[..., self._random_steps % self.learning_starts]
+        self._random_steps += 1
+        return action
+
     def _act(self, obs: np.ndarray) -> np.ndarray:
         if not bool(self.model.fitted):
             return np.asarray(self.action_space.sample())
@@ -168,7 +197,7 @@ class MPCAgent(ModelBasedAgent):
     def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
         while self.num_timesteps < total_timesteps:
             obs = self._last_obs
-            actions = self._act(obs[0])[None]
+            actions = (self._act(obs[0]) if bool(self.model.fitted) else self._random_action())[None]
             new_obs, rewards, dones, infos = self.env.step(actions)
             self.num_timesteps += 1
             done, info = bool(dones[0]), infos[0]
