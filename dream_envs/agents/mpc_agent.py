@@ -115,8 +115,10 @@ class MPCAgent(ModelBasedAgent):
         tensorboard_log: str | None = None,
     ):
         check_int("learning_starts", learning_starts)
-        if isinstance(random_noise_beta, bool) or not isinstance(random_noise_beta, (int, float)) or not (
-            0.0 <= random_noise_beta <= 4.0
+        if (
+            isinstance(random_noise_beta, bool)
+            or not isinstance(random_noise_beta, (int, float))
+            or not (0.0 <= random_noise_beta <= 4.0)
         ):
             raise ValueError(f"random_noise_beta must be a number in [0, 4], got {random_noise_beta!r}")
         check_int("train_freq", train_freq)
@@ -140,7 +142,11 @@ class MPCAgent(ModelBasedAgent):
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         spec = self.env.get_attr("spec")[0]
         self.model = EnsembleDynamics(
-            self.observation_space, self.action_space, env_id=spec.id if spec else None, device=device, seed=seed,
+            self.observation_space,
+            self.action_space,
+            env_id=spec.id if spec else None,
+            device=device,
+            seed=seed,
             **{**_DEFAULT_ENSEMBLE, **self.ensemble_kwargs},
         )
         self._make_planner()
