@@ -153,7 +153,7 @@ class MPCAgent(ModelBasedAgent):
         self.buffer = TransitionBuffer(self.observation_space, self.action_space)
         self.model_fits, self._steps_since_fit, self._episode_start = 0, 0, True
         self._plan_seconds, self._plans = 0.0, 0
-        self._random_steps = 0
+        self._random_steps, self._coloured = 0, np.empty(0)  # the random phase's coloured actions, made on demand
 
     def _make_planner(self) -> None:
         self.value = None
