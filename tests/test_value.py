@@ -80,6 +80,8 @@ def test_a_fitted_value_round_trips_and_is_refused_before_fitting(cartpole_model
         value.state_dict()
     with pytest.raises(ValueError, match="at least one real start state"):
         value.fit(np.zeros((0, 4), np.float32), data.reward)
+    with pytest.raises(ValueError, match=r"start_states must be N x 4 \(the model's observations\), got shape \(8,"):
+        value.fit(np.zeros((8, 3), np.float32), data.reward)
     value.fit(data.obs[:200], data.reward[:200])
     state = value.state_dict()
     buffer = io.BytesIO()

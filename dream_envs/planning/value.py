@@ -245,7 +245,9 @@ class ModelValueFunction:
         :param rewards: real rewards (any shape), whose range bounds the values
         """
         starts = torch.as_tensor(np.asarray(start_states), dtype=torch.float32, device=self.device)
-        starts = starts.reshape(-1, self.model.obs_dim)
+        if starts.ndim != 2 or starts.shape[1] != self.model.obs_dim:
+            raise ValueError(f"start_states must be N x {self.model.obs_dim} (the model's observations), got shape "
+                             f"{tuple(starts.shape)}")  # fmt: skip
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         if len(starts) == 0 or len(rewards) == 0:
             raise ValueError("fit needs at least one real start state and one real reward, got none")
