@@ -72,22 +72,22 @@ steps instead of 600; seeds 1 and 4 pass only at the last check.
 
 CartPole's reward is +1 per step, so a plan's score is how long its particles survive the horizon, and the
 termination decides everything. LEARNED, no value (first CartPole row): returns stay at 81-111. In a one-off
-measurement (not this script) the termination head fitted on 400 random transitions (18 terminal) ranked 4,000
-held-out random transitions well (AUC 0.97) but flagged 4.7% of the non-terminal ones. KNOWN termination, same
-15-step look-ahead (second row): 275-415 at 400 real steps, no seed at 475. In one-off runs the early endings were
-the cart leaving the track (seed 1: all 3 episodes ended at |x| = 2.4), while the model's 15-step error in x along
-a real episode stayed below 0.01 (seed 0): a slow drift that a 15-step look-ahead does not see coming, since every
-plan that survives 15 steps scores the same. A 50-step look-ahead of 10 held decisions (`action_repeat=5`, third
-row) did not stop it either: 191-385. TERMINAL VALUE (last two rows): after every refit a value of the state is
-fitted by value iteration in the ensemble alone (`ModelValueFunction`: 8 rounds of 256 imagined epsilon-greedy
-rollouts of 100 steps, then 1,000 updates; about a minute on one core) and each plan adds gamma^15 V(last state),
-gamma 0.98. With the known termination 5/5 seeds score 500 at the first check (200 real steps, i.e. the model and
-value fitted on 200 random transitions); with the termination learned too, 5/5 reach 500 by 400 real steps. The
-CartPole target is met both ways. The value targets are those of the epsilon-greedy controller (epsilon 0.3), not of
-the greedy one. One-off runs (not this script) on models fitted at 400 real steps, known termination, 5 episodes
-each: epsilon-greedy targets, bounded values (as shipped): 500 in all 5, seeds 0 and 1. Greedy targets on seed 1:
-500 in all 5 after 8 rounds but 93.2 and 99.6 (gamma 0.98, 0.99) after 16 rounds with values unbounded, and
-100 / 76 / 97 with values bounded; the minimum over members instead of their mean: 304.8."""
+measurement (not this script) the termination head fitted on 400 random transitions (18 terminal) ranked 4,000 held-
+out random transitions well (AUC 0.97) but flagged 4.7% of the non-terminal ones. KNOWN termination, same 15-step
+look-ahead (second row): 275-415 at 400 real steps, no seed at 475. In one-off runs the early endings were the cart
+leaving the track (seed 1: all 3 episodes ended at |x| = 2.4), while the model's 15-step error in x along a real
+episode stayed below 0.01 (seed 0): a slow drift that a 15-step look-ahead does not see coming, since every plan
+that survives 15 steps scores the same. A 50-step look-ahead of 10 held decisions (`action_repeat=5`, third row) did
+not stop it either: 191-385. TERMINAL VALUE (last two rows): after every refit a value of the state is fitted by
+value iteration in the ensemble alone (`ModelValueFunction`: 8 rounds of 256 imagined epsilon-greedy rollouts of 100
+steps, then 1,000 updates; one fit on 400 transitions took 48 s on one core) and each plan adds gamma^15 V(last
+state), gamma 0.98. With the known termination 5/5 seeds score 500 at the first check (200 real steps, i.e. the
+model and value fitted on 200 random transitions); with the termination learned too, 5/5 reach 500 by 400 real
+steps. The CartPole target is met both ways. The value targets are those of the epsilon-greedy controller (epsilon
+0.3), not of the greedy one. One-off runs (not this script) on models fitted at 400 real steps, known termination, 5
+episodes each: epsilon-greedy targets, bounded values (as shipped): 500 in all 5, seeds 0 and 1. Greedy targets on
+seed 1: 500 in all 5 after 8 rounds but 93.2 and 99.6 (gamma 0.98, 0.99) after 16 rounds with values unbounded, and
+100 / 76 / 97 with values bounded (3 episodes); the minimum over members instead of their mean: 304.8."""
 SPEED = dict(population=400, horizon=15, iterations=5, particles=20, hidden_sizes=(200, 200, 200), members=5)
 
 
