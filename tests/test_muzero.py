@@ -282,3 +282,67 @@ def test_first_selection_below_the_root_follows_the_prior():
     assert (inner == 1).all()  # its expansion counted as a visit: the prior decides
     root = search._select(zeros, zeros, prior, inf, -inf, np.zeros(50, bool))
     assert len(set(root.tolist())) > 1  # an unvisited root has no visits to weigh the prior by: ties, broken at random
+
+
+class UnknownChild:
+    """Root action 0 (the prior's favourite) leads to states valued ``bad`` (NaN or +-inf, a broken network), root
+    action 1 to states valued 1, root action 2 to states valued 0; nothing pays a reward. hidden = (depth, branch)."""
+
+    def __init__(self, bad: float):
+        self.bad = bad
+
+    def initial_inference(self, observations):
+        n = len(observations)
+        return np.zeros((n, 2)), np.zeros(n), np.tile([2.0, 0.0, 0.0], (n, 1))
+
+    def recurrent_inference(self, hidden, actions):
+        branch = np.where(hidden[:, 0] == 0, actions, hidden[:, 1]).astype(int)
+        values = np.choose(branch, [self.bad, 1.0, 0.0])
+        return np.stack([hidden[:, 0] + 1, branch], 1), np.zeros(len(actions)), values, np.zeros((len(actions), 3))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_mcts_bounds_ignore_a_non_finite_value_and_never_prefer_that_child(bad, monkeypatch):
+    search = BatchedMCTS(n_actions=3, num_simulations=30, discount=1.0, seed=0)
+    bounds = []
+    select = search._select
+
+    def recording_select(visits, value_sum, prior, q_min, q_max, inner):
+        bounds.append((q_min.copy(), q_max.copy()))
+        return select(visits, value_sum, prior, q_min, q_max, inner)
+
+    monkeypatch.setattr(search, "_select", recording_select)
+    result = search.search(UnknownChild(bad), np.zeros((4, 1)))
+    # Once values were seen, the min-max bounds are those of the finite ones: [0, 1], never NaN or inf.
+    q_min, q_max = bounds[-1]
+    np.testing.assert_array_equal(q_min, 0.0)
+    np.testing.assert_array_equal(q_max, 1.0)
+    # The unknown child is tried once, then never again, though the prior favours it; the value-1 child leads.
+    assert (result.visit_counts[:, 0] == 1).all(), result.visit_counts
+    assert (result.visit_counts.argmax(-1) == 1).all() and (result.policy[:, 0] < result.policy[:, 1]).all()
+    assert np.isfinite(result.root_values).all() and (result.root_values > 0.5).all(), result.root_values
+    assert (BatchedMCTS.action_from_visits(result.visit_counts, 0.0, np.random.default_rng(0)) == 1).all()
+
+
+def test_pUCT_ranks_an_unknown_value_below_every_known_or_unvisited_child():
+    search = BatchedMCTS(n_actions=3, seed=0)
+    visits = np.tile([4.0, 1.0, 0.0], (50, 1))
+    value_sum = np.tile([np.nan, 0.0, 0.0], (50, 1))  # child 0 unknown, child 1 the worst seen, child 2 unvisited
+    prior = np.tile([0.98, 0.01, 0.01], (50, 1))
+    action = search._select(visits, value_sum, prior, np.zeros(50), np.ones(50), np.ones(50, bool))
+    assert (action != 0).all()
+    value_sum[:, 1:] = np.inf  # nothing known: a random unknown child rather than a crash or always the first
+    visits[:, 2] = 1.0
+    assert len(set(search._select(visits, value_sum, prior, np.zeros(50), np.ones(50), np.ones(50, bool)))) > 1
+
+
+def test_mcts_backs_a_deep_non_finite_value_up_no_further_than_its_edge():
+    class DeepNaN(TreeModel):  # TreeModel, but the state after (action 1, action 1) is valued NaN
+        def recurrent_inference(self, hidden, actions):
+            children, rewards, values, logits = super().recurrent_inference(hidden, actions)
+            return children, rewards, np.where((hidden[:, 0] == 2) & (actions == 1), np.nan, values), logits
+
+    result = BatchedMCTS(n_actions=2, num_simulations=80, discount=1.0, seed=0).search(DeepNaN(), np.zeros((2, 1)))
+    # Root action 1 still leads to the reward of 5 through its other finite paths: not written off by one NaN leaf.
+    assert np.isfinite(result.root_values).all()
+    assert (result.visit_counts.sum(-1) < 80).all()  # the simulation that hit NaN is not counted at the root

@@ -11,7 +11,15 @@ from gymnasium import spaces
 
 from dream_envs import ModelFileError
 from dream_envs.agents import MPCAgent
-from dream_envs.planning import CEM, MPPI, CategoricalCEM, MPCPlanner, TrajectoryEvaluator
+from dream_envs.planning import (
+    CEM,
+    ICEM,
+    MPPI,
+    CategoricalCEM,
+    MPCPlanner,
+    NonFiniteObjectiveError,
+    TrajectoryEvaluator,
+)
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -79,6 +87,96 @@ def test_optimiser_arguments_are_checked(make, message):
         make()
 
 
+# ---------------------------------------------------------------- non-finite returns rank last
+BOX_OPTIMISERS = {
+    "cem": lambda: CEM(spaces.Box(-2, 2, (1,)), horizon=3, population=200, iterations=5),
+    "icem": lambda: ICEM(spaces.Box(-2, 2, (1,)), horizon=3, population=200, iterations=5),
+    "mppi": lambda: MPPI(spaces.Box(-2, 2, (1,)), horizon=3, population=400, iterations=5, temperature=0.1),
+}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", sorted(BOX_OPTIMISERS))
+def test_box_optimisers_never_prefer_non_finite_returns(name, bad):
+    # Any positive action scores `bad`; otherwise the best plan is -1 everywhere. NaN and +inf used to come first.
+    objective = lambda a: torch.where((a > 0).any(-1).any(-1), bad, -((a + 1) ** 2).sum((1, 2)))  # noqa: E731
+    for seed in range(3):
+        plan = BOX_OPTIMISERS[name]().optimize(objective, generator(seed))
+        assert torch.isfinite(plan).all() and (plan <= 0).all(), plan
+        assert torch.allclose(plan, torch.full_like(plan, -1.0), atol=0.15), plan
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("iterations", [1, 4])
+def test_categorical_cem_never_plans_a_non_finite_scored_action(iterations, bad):
+    # Action 1 anywhere scores `bad`; without it, action 2 at every step is best.
+    objective = lambda a: torch.where((a == 1).any(1), bad, (a == 2).float().sum(1))  # noqa: E731
+    for seed in range(3):
+        cem = CategoricalCEM(spaces.Discrete(3), horizon=3, population=64, iterations=iterations)
+        plan = cem.optimize(objective, generator(seed))
+        assert plan is not None and not (plan == 1).any(), plan
+        assert torch.equal(plan, torch.tensor([2, 2, 2])), plan
+    # Action 1 only at the first step is unknown: the plan never starts with it though it is scored best otherwise.
+    first = lambda a: torch.where(a[:, 0] == 1, bad, (a == 1).float().sum(1))  # noqa: E731
+    cem = CategoricalCEM(spaces.Discrete(3), horizon=3, population=64, iterations=iterations)
+    plan = cem.optimize(first, generator())
+    assert plan[0] != 1 and torch.equal(plan[1:], torch.tensor([1, 1])), plan
+
+
+def test_with_a_single_finite_candidate_cem_moves_its_mean_there_and_keeps_its_std():
+    cem = CEM(spaces.Box(-2, 2, (1,)), horizon=2, population=50, iterations=1, alpha=0.0)
+    std = cem.std.clone()
+    only = lambda a: torch.where(torch.arange(len(a)) == 7, -a.abs().sum((1, 2)), torch.nan)  # noqa: E731
+    samples = cem._sample(generator())  # what optimize will draw from the same generator
+    plan = cem.optimize(only, generator())
+    assert torch.equal(plan, samples[7]) and torch.equal(cem.std, std)  # not collapsed to 0 by one elite
+    few = lambda a: torch.where(torch.arange(len(a)) < 3, -a.abs().sum((1, 2)), torch.nan)  # noqa: E731
+    cem.reset()
+    samples = cem._sample(generator(1))
+    cem.optimize(few, generator(1))
+    assert torch.allclose(cem.mean, samples[:3].mean(0)) and torch.allclose(cem.std, samples[:3].std(0, False))
+
+
+ALL_OPTIMISERS = {
+    **BOX_OPTIMISERS,
+    "categorical-cem": lambda: CategoricalCEM(spaces.Discrete(3), horizon=3, population=200, iterations=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_OPTIMISERS))
+def test_an_iteration_without_a_finite_return_raises_a_clear_error(name):
+    optimiser = ALL_OPTIMISERS[name]()
+    n = optimiser.population
+    mixed = torch.tensor([np.nan, np.inf, -np.inf, np.nan]).repeat(n // 4)
+    message = (rf"{type(optimiser).__name__}: all {n} candidate returns of iteration 1/5 are non-finite "
+               rf"\({n // 2} NaN, {n // 4} \+inf, {n // 4} -inf\), so no plan can be ranked\. The objective is "
+               r"broken: check the model's fit .* reward_fn")  # fmt: skip
+    mean = getattr(optimiser, "mean", getattr(optimiser, "probs", None)).clone()
+    with pytest.raises(NonFiniteObjectiveError, match=message):
+        optimiser.optimize(lambda a: mixed, generator())
+    assert torch.equal(getattr(optimiser, "mean", getattr(optimiser, "probs", None)), mean)  # left as it was
+    assert isinstance(NonFiniteObjectiveError(), RuntimeError)
+    calls = []
+
+    def breaks_later(actions):  # finite on the first iteration, NaN from the second on
+        calls.append(1)
+        return torch.zeros(len(actions)) if len(calls) == 1 else torch.full((len(actions),), np.nan)
+
+    optimiser.reset()
+    with pytest.raises(NonFiniteObjectiveError, match=f"{type(optimiser).__name__}: all {n} .* iteration 2/5"):
+        optimiser.optimize(breaks_later, generator())
+
+
+def test_the_planner_passes_the_non_finite_error_on(deterministic_pendulum, cartpole_model):
+    def nan_reward(obs, action, next_obs):
+        return torch.full((len(obs),), np.nan)
+
+    for model, obs in ((deterministic_pendulum, np.zeros(3, np.float32)), (cartpole_model, np.zeros(4, np.float32))):
+        planner = MPCPlanner(model, horizon=3, population=16, iterations=2, particles=4, reward_fn=nan_reward, seed=0)
+        with pytest.raises(NonFiniteObjectiveError, match="all 16 candidate returns of iteration 1/2"):
+            planner.plan(obs)  # the categorical CEM used to return None here, and plan failed with a TypeError
+
+
 # ---------------------------------------------------------------- particle evaluation
 @pytest.fixture(scope="module")
 def deterministic_pendulum(pendulum_buffer):
@@ -125,6 +223,22 @@ def test_rewards_stop_after_termination_and_known_functions_apply(deterministic_
     assert torch.equal(returns, torch.ones(5))  # one reward, then dead
     known = TrajectoryEvaluator(deterministic_pendulum, particles=4, reward_fn="known", gamma=0.5)
     assert known.returns(np.array([1.0, 0.0, 0.0], np.float32), torch.zeros(2, 3, 1), generator()).max() <= 0
+
+
+def test_rewards_and_values_after_termination_do_not_count_even_when_non_finite(deterministic_pendulum):
+    steps = []
+
+    def nan_after_the_first_step(obs, action, next_obs):
+        steps.append(1)
+        return torch.full((len(obs),), 1.0 if len(steps) == 1 else np.nan)
+
+    def terminates_at_once(obs, action, next_obs):
+        return torch.ones(len(obs), dtype=torch.bool)
+
+    evaluator = TrajectoryEvaluator(deterministic_pendulum, particles=4, reward_fn=nan_after_the_first_step,
+                                    termination_fn=terminates_at_once,
+                                    terminal_value=lambda s: torch.full((len(s),), np.inf))  # fmt: skip
+    assert torch.equal(evaluator.returns(np.zeros(3, np.float32), torch.zeros(5, 3, 1), generator()), torch.ones(5))
 
 
 def test_evaluator_arguments_are_checked(deterministic_pendulum):

@@ -10,6 +10,7 @@ from dream_envs.planning.optimizers import (
     MPPI,
     OPTIMIZERS,
     CategoricalCEM,
+    NonFiniteObjectiveError,
     TrajectoryOptimizer,
     colored_noise,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "CategoricalCEM",
     "MPCPlanner",
     "ModelValueFunction",
+    "NonFiniteObjectiveError",
     "TrajectoryEvaluator",
     "TrajectoryOptimizer",
     "ValueFitResult",

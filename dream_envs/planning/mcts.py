@@ -4,6 +4,10 @@ Every simulation descends all trees together (pUCT over numpy arrays shaped ``(t
 leaf per tree with ONE batched call of the model, then backs the values up all trees together. The Python work per
 simulation grows with the tree depth, not with the number of trees, so several envs' searches share each network
 call.
+
+A model that returns a NaN or +-inf value or reward makes that edge's value unknown: unknown edges never move the
+min-max bounds, rank below every known or unvisited sibling in pUCT, and leave their ancestors' statistics as they
+were (the simulation is not backed up past the unknown edge), so one broken leaf does not poison a whole root action.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class SearchResult:
     """The roots' statistics after a search.
 
     :param visit_counts: ``(B, A)`` visits of each root action
-    :param root_values: ``(B,)`` the search's value estimate of each root (visit-weighted mean Q)
+    :param root_values: ``(B,)`` the search's value estimate of each root (visit-weighted mean Q of its root
+        actions whose value is finite; NaN if none is)
     :param root_prior: ``(B, A)`` the network's policy at the root (before exploration noise)
 
     Example::
@@ -174,17 +179,22 @@ class BatchedMCTS:
 
             backed_up = np.asarray(value, np.float64)
             for level in range(len(path_actions) - 1, -1, -1):
-                on_path = level < depth
+                # A non-finite return marks the edge it reached as unknown (its value sum stays NaN/inf) and stops
+                # there: the ancestors keep the statistics of their finite simulations.
+                on_path = (level < depth) & ((level == depth - 1) | np.isfinite(backed_up))
                 at, act = path_nodes[level], path_actions[level]
                 backed_up = np.where(on_path, edge_reward[trees, at, act] + self.discount * backed_up, backed_up)
                 value_sum[trees, at, act] += np.where(on_path, backed_up, 0.0)
                 visits[trees, at, act] += on_path
                 q = value_sum[trees, at, act] / np.maximum(visits[trees, at, act], 1)
-                q_min = np.where(on_path, np.minimum(q_min, q), q_min)
-                q_max = np.where(on_path, np.maximum(q_max, q), q_max)
+                bounded = on_path & np.isfinite(q)  # unknown values never stretch the min-max bounds
+                q_min = np.where(bounded, np.minimum(q_min, q), q_min)
+                q_max = np.where(bounded, np.maximum(q_max, q), q_max)
 
         root_visits = visits[:, 0]
-        root_values = value_sum[:, 0].sum(-1) / np.maximum(root_visits.sum(-1), 1)
+        known = np.isfinite(value_sum[:, 0])
+        with np.errstate(invalid="ignore", divide="ignore"):  # no known root action: NaN, not a made-up value
+            root_values = np.where(known, value_sum[:, 0], 0.0).sum(-1) / np.where(known, root_visits, 0.0).sum(-1)
         return SearchResult(root_visits, root_values, root_prior)
 
     def _select(self, visits: np.ndarray, value_sum: np.ndarray, prior: np.ndarray, q_min: np.ndarray,
@@ -195,11 +205,15 @@ class BatchedMCTS:
         parent_visits = visits.sum(-1, keepdims=True) + inner[:, None]
         visited = visits > 0
         q = np.where(visited, value_sum / np.maximum(visits, 1), 0.0)
+        unknown = ~np.isfinite(q)  # a NaN or +-inf value (a broken model): ranked below every other child
+        q = np.where(unknown, 0.0, q)
         spread = (q_max - q_min)[:, None]
         # Min-max normalisation over the values seen in this tree, so pUCT's constants fit any reward scale.
         normalised = np.where(visited & (spread > 0), (q - q_min[:, None]) / np.where(spread > 0, spread, 1), 0.0)
         pb_c = np.log((parent_visits + self.pb_c_base + 1) / self.pb_c_base) + self.pb_c_init
         score = normalised + prior * np.sqrt(parent_visits) / (1 + visits) * pb_c
+        # Known scores are >= 0; an unknown value (or a NaN prior) puts the child below all of them, never first.
+        score = np.where(unknown | ~np.isfinite(score), -1.0, score)
         # Ties (an unvisited node's children all score 0) are broken at random, not towards action 0.
         score += self.rng.random(score.shape) * 1e-9
         return score.argmax(-1)
@@ -238,4 +252,3 @@ class _NodeStore:
         if self.torch:
             return self.data[self.trees, torch.as_tensor(nodes, device=self.data.device)]
         return self.data[self.trees, nodes]
-

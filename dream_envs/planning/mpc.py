@@ -114,7 +114,8 @@ class MPCPlanner:
         return decisions[:, steps.clamp(max=self.horizon - 1) // self.action_repeat]
 
     def plan(self, obs: Any) -> np.ndarray:
-        """The action to take in ``obs`` (a numpy value shaped like the action space)."""
+        """The action to take in ``obs`` (a numpy value shaped like the action space). Raises the optimiser's
+        :class:`~dream_envs.planning.NonFiniteObjectiveError` unchanged when no candidate's return is finite."""
         sequence = self.optimizer.optimize(
             lambda decisions: self.evaluator.returns(obs, self.expand(decisions), self.generator), self.generator
         )

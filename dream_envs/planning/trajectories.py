@@ -125,11 +125,11 @@ class TrajectoryEvaluator:
                 reward = self.reward_fn(state, action, next_state)
             if self.termination_fn is not None:
                 terminated = self.termination_fn(state, action, next_state)
-            total += discount * reward * alive
+            total += torch.where(alive, discount * reward, 0.0)  # not `* alive`: NaN * 0 is NaN, the dead's too
             if terminated is not None:
                 alive &= ~terminated
             discount *= self.gamma
             state = next_state
         if self.terminal_value is not None:
-            total += discount * self.terminal_value(state) * alive
+            total += torch.where(alive, discount * self.terminal_value(state), 0.0)
         return total.reshape(n, self.particles).mean(-1)
