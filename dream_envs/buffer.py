@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from dream_envs.checks import check_int
 from dream_envs.io import ModelFileError, atomic_write
-from dream_envs.spaces import check_action_space, check_observation_space
+from dream_envs.spaces import check_action_space, check_observation_space, out_of_bounds_report
 
 __all__ = ["TransitionBuffer", "Transitions"]
 
@@ -75,6 +76,7 @@ class TransitionBuffer:
         self.act_dim = 1 if self._discrete else int(np.prod(self.action_space.shape))
         self._size = 0
         self._data = self._allocate(int(capacity))
+        self._warned_out_of_bounds: set[int] = set()
 
     @classmethod
     def from_env(cls, env: gym.Env, capacity: int = 1024) -> TransitionBuffer:
@@ -122,6 +124,10 @@ class TransitionBuffer:
     ) -> None:
         """Append one transition or a batch of them (leading dimension ``B`` on every argument).
 
+        Observations outside the declared observation space are stored as they are, with a ``UserWarning`` that
+        counts them per dimension (once per buffer for each newly offending dimension): a model must learn what the
+        env really does, and a dream is never clamped to a bound that real data crossed.
+
         :raises ValueError: if any value is NaN/inf (the message counts them per field) or shapes disagree
         """
         obs = np.asarray(obs, np.float32)
@@ -160,6 +166,14 @@ class TransitionBuffer:
             raise ValueError(
                 f"rejected {n_bad} of {rows} transition(s) with NaN/inf values ({detail}); "
                 "nothing was added. Filter them out before adding, or fix the env/wrapper that produced them."
+            )
+        report = out_of_bounds_report(self.observation_space, np.concatenate([columns["obs"], columns["next_obs"]]))
+        if report is not None and not report[0] <= self._warned_out_of_bounds:
+            self._warned_out_of_bounds |= report[0]
+            warnings.warn(
+                f"TransitionBuffer.add: observations outside the declared observation space {self.observation_space}"
+                f" ({report[1]}); they are kept as they are",
+                stacklevel=2,
             )
         self._reserve(rows)
         end = self._size + rows
@@ -220,6 +234,73 @@ class TransitionBuffer:
         """Observations that began an episode (``K x obs_dim``); these are the real start states."""
         data = self.transitions()
         return data.obs[data.episode_start]
+
+    def successors(self) -> np.ndarray:
+        """For every row, the row that continues its trajectory, or -1 (``N`` int64).
+
+        Row ``j`` continues row ``i`` when ``obs[j]`` equals ``next_obs[i]`` exactly and row ``i`` ended no episode.
+        Matching on the observations (not on row order) finds the trajectories whatever order the rows were added
+        in: one env at a time, several envs interleaved (SB3's ``VecEnv`` adds ``n_envs`` rows per step), or
+        buffers concatenated. Where several rows start from the same observation, the first one after row ``i``
+        is taken (else the first one before it): in a Markov env any real transition from that state continues the
+        trajectory truthfully.
+        """
+        data = self.transitions()
+        n = len(data.reward)
+        if n == 0:
+            return np.zeros(0, np.int64)
+        rows = np.concatenate([data.obs, data.next_obs])  # (2N, obs_dim)
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+        _, key_id = np.unique(keys, return_inverse=True)
+        obs_key, next_key = key_id.reshape(-1)[:n], key_id.reshape(-1)[n:]
+        # Rows sorted by (observation, row index); a query (next_obs of i, i) lands just after row i's place.
+        order = np.lexsort((np.arange(n), obs_key))
+        sorted_code = obs_key[order].astype(np.int64) * (n + 1) + order
+        after = np.searchsorted(sorted_code, next_key.astype(np.int64) * (n + 1) + np.arange(n), side="right")
+        first = np.searchsorted(sorted_code, next_key.astype(np.int64) * (n + 1), side="left")
+        pick = np.where((after < n) & (obs_key[order[np.minimum(after, n - 1)]] == next_key), after, first)
+        pick = np.minimum(pick, n - 1)
+        successor = np.where(obs_key[order[pick]] == next_key, order[pick], -1)
+        successor[data.terminated | data.truncated] = -1
+        return successor
+
+    def segments(
+        self, length: int, max_segments: int | None = None, seed: int | None = None, exclude: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Disjoint runs of ``length`` consecutive real transitions of one trajectory (no episode end inside).
+
+        The segments are what the model is judged on: roll it ``length`` steps from ``obs[rows[:, 0]]`` along
+        ``action[rows]`` and compare with ``next_obs[rows[:, -1]]``.
+
+        :param length: transitions per segment (``k``)
+        :param max_segments: stop after this many (``None``: as many as fit)
+        :param seed: seeds which runs are taken, in random order
+        :param exclude: ``N`` booleans: rows no segment may use
+        :return: row indices ``S x length``; row ``t + 1`` of a segment continues row ``t``
+        """
+        check_int("length", length)
+        successor = self.successors()
+        n = len(successor)
+        if exclude is not None and len(exclude) != n:
+            raise ValueError(f"exclude must hold one flag per row ({n}), got {len(exclude)}")
+        # rows[t] holds, for every start row, the row t steps on (-1 once the trajectory ends).
+        chain = [np.arange(n)]
+        for _ in range(length - 1):
+            previous = chain[-1]
+            chain.append(np.where(previous >= 0, successor[np.maximum(previous, 0)], -1))
+        rows = np.stack(chain, axis=1) if n else np.zeros((0, length), np.int64)  # (N, length)
+        complete = np.flatnonzero((rows >= 0).all(axis=1))
+        taken = np.zeros(n, bool) if exclude is None else np.array(exclude, bool)
+        chosen = []
+        for start in np.random.default_rng(seed).permutation(complete):
+            if max_segments is not None and len(chosen) >= max_segments:
+                break
+            segment = rows[start]
+            if taken[segment].any():
+                continue
+            taken[segment] = True
+            chosen.append(segment)
+        return np.stack(chosen) if chosen else np.zeros((0, length), np.int64)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a compressed ``.npz`` atomically (a failed write leaves any previous file intact)."""

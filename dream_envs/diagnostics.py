@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from dream_envs.checks import check_int
+from dream_envs.models.calibration import DEFAULT_TOLERANCE, cutoff_scores, open_loop, precision_recall, spearman
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.spaces import spaces_equal
 
@@ -78,27 +79,6 @@ def _check_model_env(model: EnsembleDynamics, env: gym.Env) -> None:
             f"model spaces ({model.observation_space}, {model.action_space}) differ from the env's "
             f"({env.observation_space}, {env.action_space})"
         )
-
-
-@torch.no_grad()
-def _open_loop(model: EnsembleDynamics, real_obs: np.ndarray, actions: np.ndarray, propagation: str,
-               seed: int | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Roll the model from each segment's first real state along its real actions.
-
-    :return: imagined observations ``T x S x obs_dim`` (steps 1..T) and the disagreement at each step's input
-        ``T x S`` (step t's uncertainty is the one the cutoff would see when taking that step)
-    """
-    generator = torch.Generator(device=model.device).manual_seed(0 if seed is None else int(seed))
-    state = torch.as_tensor(real_obs[:, 0], device=model.device)
-    actions_t = torch.as_tensor(actions, device=model.device)
-    states, uncertainty = [], []
-    for t in range(actions.shape[1]):
-        step = model.step(state, actions_t[:, t], generator=generator, propagation=propagation,
-                          deterministic=propagation != "ts1")  # fmt: skip
-        state = step.next_obs
-        states.append(state)
-        uncertainty.append(step.uncertainty)
-    return torch.stack(states).cpu().numpy(), torch.stack(uncertainty).cpu().numpy()
 
 
 @torch.no_grad()
@@ -197,35 +177,24 @@ def compounding_error(
     if unknown or not propagations:
         raise ValueError(f"propagations must be among {PROPAGATIONS}, got {list(propagations)!r}")
     real_obs, actions = real_segments(env, max_horizon, n_segments, policy=policy, seed=seed)
+    first_obs = torch.as_tensor(real_obs[:, 0], device=model.device)
+    actions_t = torch.as_tensor(actions, device=model.device)
     errors = {}
     for name in propagations:
-        imagined, _ = _open_loop(model, real_obs, actions, name, seed)
+        generator = torch.Generator(device=model.device).manual_seed(0 if seed is None else int(seed))
+        imagined = open_loop(model, first_obs, actions_t, name, generator)[0].cpu().numpy()
         errors[name] = np.abs(imagined - real_obs[:, 1:].transpose(1, 0, 2)).mean(axis=1)  # (T, obs_dim)
     return CompoundingError(errors, real_obs.reshape(-1, real_obs.shape[-1]).std(0), n_segments, max_horizon)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-
-    def ranks(values: np.ndarray) -> np.ndarray:
-        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-        ends = np.cumsum(counts)
-        return (ends - (counts - 1) / 2.0)[inverse]
-
-    rx, ry = ranks(np.asarray(x, float).ravel()), ranks(np.asarray(y, float).ravel())
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 @dataclass
 class Calibration:
     """Does the ensemble's disagreement tell where the model is wrong? (from :func:`calibration`)
 
-    Disagreement is the one the uncertainty cutoff compares (worst dimension, normalised delta units). One-step
-    errors are in those same units (the worst dimension's error over the standard deviation of its one-step
-    change); k-step errors are state errors, the worst dimension's error over that dimension's real standard
-    deviation.
+    Disagreement is the one the uncertainty cutoff compares: the members' spread in real standard deviations of each
+    observation dimension (:attr:`EnsembleDynamics.obs_scale`), worst dimension. Errors are in the same units: the
+    worst dimension's error over its real standard deviation, after one step and after ``horizon`` steps of the
+    elite mean along the real actions (:mod:`dream_envs.models.calibration`).
 
     :param one_step_spearman: rank correlation of one-step disagreement with one-step error, held-out real pairs
     :param k_step_spearman: rank correlation of the largest disagreement met along a k-step rollout (elite mean)
@@ -276,7 +245,7 @@ def calibration(
     env: gym.Env,
     horizon: int = 10,
     n_segments: int = 200,
-    tolerance: float = 0.1,
+    tolerance: float | None = None,
     threshold: float | None = None,
     policy: Callable[[np.ndarray], Any] | None = None,
     seed: int | None = None,
@@ -288,7 +257,8 @@ def calibration(
     :param env: the real env (a fresh seed makes its segments held-out data)
     :param horizon: k of the k-step figures and of the cutoff's precision/recall
     :param n_segments: real segments of ``horizon`` steps
-    :param tolerance: k-step error (worst dimension, in real standard deviations) above which a rollout is bad
+    :param tolerance: k-step error (worst dimension, in real standard deviations) above which a rollout is bad;
+        default: the one the model's cutoff was calibrated for (0.1)
     :param threshold: the cutoff's threshold; default the model's ``"auto"`` one
     :param policy: ``obs -> action`` in the real env; uniform random when ``None``
     :param seed: seeds the real env and the random policy
@@ -296,7 +266,9 @@ def calibration(
     """
     _check_model_env(model, env)
     check_int("horizon (k)", horizon)
-    if not (isinstance(tolerance, (int, float)) and tolerance > 0):
+    if tolerance is None:
+        tolerance = model.cutoff_calibration.tolerance if model.cutoff_calibration is not None else DEFAULT_TOLERANCE
+    if isinstance(tolerance, bool) or not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"tolerance must be a number > 0, got {tolerance!r}")
     if n_segments * horizon < min_samples:
         raise ValueError(f"{n_segments} segments x {horizon} steps = {n_segments * horizon} held-out pairs; at "
@@ -304,22 +276,19 @@ def calibration(
     if threshold is None:
         threshold = float(model.auto_threshold)
         if not np.isfinite(threshold):
-            raise ValueError("the model has no 'auto' uncertainty threshold (fitted without holdout); pass threshold=")
+            raise ValueError("the model has no 'auto' uncertainty threshold (a file from an earlier version); pass "
+                             "threshold=")  # fmt: skip
     real_obs, actions = real_segments(env, horizon, n_segments, policy=policy, seed=seed)
-    delta_scale = model.out_std[: model.obs_dim].cpu().numpy()
-    state_scale = real_obs.reshape(-1, real_obs.shape[-1]).std(0) + 1e-8
+    scale = model.obs_scale.cpu().numpy()
     # One step from every real (state, action) pair of the segments.
     states = real_obs[:, :-1].reshape(-1, real_obs.shape[-1])
     flat_actions = actions.reshape(len(states), *actions.shape[2:])
     step = model.step(states, flat_actions, propagation="mean", deterministic=True)
-    one_error = np.abs(step.next_obs.cpu().numpy() - real_obs[:, 1:].reshape(len(states), -1)) / delta_scale
-    one_error = one_error.max(-1)
+    one_error = (np.abs(step.next_obs.cpu().numpy() - real_obs[:, 1:].reshape(len(states), -1)) / scale).max(-1)
     one_uncertainty = step.uncertainty.cpu().numpy()
-    # k steps open loop (elite mean), with the disagreement the cutoff would have seen on the way.
-    imagined, uncertainty = _open_loop(model, real_obs, actions, "mean", seed)
-    k_error = (np.abs(imagined[-1] - real_obs[:, -1]) / state_scale).max(-1)
-    k_uncertainty = uncertainty.max(0)
-    bad, cut = k_error > tolerance, k_uncertainty > threshold
+    # k steps open loop (elite mean), with the largest disagreement the cutoff would have seen on the way.
+    k_uncertainty, _, k_error = cutoff_scores(model, real_obs, actions)
+    precision, recall = precision_recall(k_uncertainty, k_error, threshold, tolerance)
     deciles = np.quantile(one_uncertainty, np.linspace(0, 1, 11))
     bins = np.clip(np.searchsorted(deciles, one_uncertainty, side="right") - 1, 0, 9)
     reliability = np.array([[one_uncertainty[bins == b].mean(), one_error[bins == b].mean()]
@@ -327,8 +296,7 @@ def calibration(
     return Calibration(
         one_step_spearman=spearman(one_uncertainty, one_error), k_step_spearman=spearman(k_uncertainty, k_error),
         horizon=horizon, reliability=reliability, threshold=float(threshold), tolerance=float(tolerance),
-        cutoff_precision=float(bad[cut].mean()) if cut.any() else float("nan"),
-        cutoff_recall=float(cut[bad].mean()) if bad.any() else float("nan"),
-        bad_fraction=float(bad.mean()), cut_fraction=float(cut.mean()), n_samples=len(states),
+        cutoff_precision=precision, cutoff_recall=recall, bad_fraction=float((k_error > tolerance).mean()),
+        cut_fraction=float((k_uncertainty > threshold).mean()), n_samples=len(states),
         one_step=np.stack([one_uncertainty, one_error]), k_step=np.stack([k_uncertainty, k_error]),
     )  # fmt: skip

@@ -85,13 +85,15 @@ def save_torch_file(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
-def load_torch_file(path: str | os.PathLike, file_format: str, version: int, what: str) -> dict[str, Any]:
+def load_torch_file(
+    path: str | os.PathLike, file_format: str, version: int | tuple[int, ...], what: str
+) -> dict[str, Any]:
     """Load a file written by :func:`save_torch_file` safely (``weights_only=True``: no code runs) and check its
     ``format`` marker and ``format_version``.
 
     :param path: the file
     :param file_format: the marker the payload must carry, e.g. ``"dream-envs/ensemble"``
-    :param version: the only format version this code reads
+    :param version: the format version this code reads (or a tuple of the versions it reads)
     :param what: how an error names the file's kind, e.g. ``"dream-envs model"``
     :raises FileNotFoundError: no file at ``path``
     :raises ModelFileError: truncated, corrupted or foreign file, or another format version
@@ -113,10 +115,12 @@ def load_torch_file(path: str | os.PathLike, file_format: str, version: int, wha
             f"{str(path)!r} is a torch file but not a {what} (no format marker {file_format!r}); "
             "it may be a plain state_dict or another library's checkpoint"
         )
-    if payload.get("format_version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if payload.get("format_version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise ModelFileError(
             f"{str(path)!r} has format version {payload.get('format_version')!r}; this dream-envs "
-            f"reads version {version}. Re-create it with this version."
+            f"reads version {readable}. Re-create it with this version."
         )
     return payload
 

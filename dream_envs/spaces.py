@@ -22,6 +22,7 @@ __all__ = [
     "space_to_dict",
     "space_from_dict",
     "spaces_equal",
+    "out_of_bounds_report",
 ]
 
 
@@ -130,3 +131,27 @@ def spaces_equal(a: spaces.Space, b: spaces.Space) -> bool:
             and np.allclose(a.high, b.high, equal_nan=True)
         )
     return a == b
+
+
+def out_of_bounds_report(space: spaces.Box, values: np.ndarray) -> tuple[set[int], str] | None:
+    """Where observations leave a Box: ``None`` when none does, else the offending flat dimensions and a text that
+    counts, per dimension, the values below ``low`` and above ``high`` and how far they went.
+
+    :param space: the declared observation space
+    :param values: ``N x obs_dim`` observations (flattened)
+    """
+    low, high = space.low.reshape(-1), space.high.reshape(-1)
+    values = np.asarray(values).reshape(len(values), -1)
+    below, above = (values < low).sum(0), (values > high).sum(0)
+    dims = np.flatnonzero((below + above) > 0)
+    if len(dims) == 0:
+        return None
+    parts = []
+    for d in dims:
+        counts = []
+        if below[d]:
+            counts.append(f"{int(below[d])} below low={low[d]:g} (min {values[:, d].min():g})")
+        if above[d]:
+            counts.append(f"{int(above[d])} above high={high[d]:g} (max {values[:, d].max():g})")
+        parts.append(f"dim {int(d)}: " + ", ".join(counts))
+    return {int(d) for d in dims}, f"of {len(values)} values, " + "; ".join(parts)

@@ -16,7 +16,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int
-from dream_envs.envs.imagination import Imagination
+from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.task_functions import TaskFn
 from sb3_plugins.dream_vec_env import DreamVecEnv
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
@@ -59,7 +59,14 @@ class DynaCallback(BaseCallback):
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable, as in :class:`DreamVecEnv`
     :param termination_fn: like ``reward_fn``
     :param env_id: the real env's id for ``"known"`` functions; default: the training env's spec id
-    :param uncertainty_threshold: the cutoff of imagined rollouts (``"auto"``, a number >= 0, or ``None``)
+    :param uncertainty_threshold: the cutoff of imagined rollouts (``"auto"``, a number >= 0, or ``None``), as in
+        :class:`~dream_envs.DreamEnv`
+    :param uncertainty_mode: what the cutoff does to an imagined rollout: ``"truncate"`` (it ends; off-policy
+        branches store the step as non-terminal, on-policy dream episodes bootstrap), ``"terminate"`` (MOReL's HALT:
+        the step is stored as terminal, its reward lowered by ``uncertainty_penalty``) or ``"penalty"`` (MOPO: every
+        imagined reward is lowered in proportion to the disagreement; truncated at the cutoff)
+    :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units, as in :class:`~dream_envs.DreamEnv`
+        (``"terminate"``'s ``"auto"`` uses the agent's own ``gamma``)
     :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout)
     :param min_real_steps: real transitions needed before the first fit
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
@@ -97,6 +104,8 @@ class DynaCallback(BaseCallback):
         termination_fn: str | TaskFn | None = None,
         env_id: str | None = None,
         uncertainty_threshold: float | str | None = "auto",
+        uncertainty_mode: str = "truncate",
+        uncertainty_penalty: float | str = "auto",
         model_train_freq: int = 250,
         min_real_steps: int = 64,
         rollout_horizon: int | tuple[int, int, int, int] | None = None,
@@ -126,11 +135,14 @@ class DynaCallback(BaseCallback):
         if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
             raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
         self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)
+        check_threshold(uncertainty_threshold)
+        resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, uncertainty_threshold, gamma=0.99)
         self.ensemble = model
         self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
         self.fit_kwargs = {**_DEFAULT_FIT, **(fit_kwargs or {})}
         self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
         self.uncertainty_threshold = uncertainty_threshold
+        self.uncertainty_mode, self.uncertainty_penalty = uncertainty_mode, uncertainty_penalty
         self.model_train_freq = model_train_freq
         self.min_real_steps = min_real_steps
         self.rollout_batch_size = rollout_batch_size
@@ -234,10 +246,16 @@ class DynaCallback(BaseCallback):
             print(f"DynaCallback: model fit {self.model_fits} on {len(self.real)} real steps, {result.epochs} epochs")
 
     def _imagination(self, start_states: np.ndarray) -> Imagination:
-        return Imagination(
-            self.ensemble, env_id=self.env_id, start_states=start_states, reward_fn=self.reward_fn,
-            termination_fn=self.termination_fn, uncertainty_threshold=self.uncertainty_threshold,
-        )  # fmt: skip
+        return Imagination(start_states=start_states, **self._dream_kwargs())
+
+    def _dream_kwargs(self) -> dict[str, Any]:
+        """What the imagined rollouts are made of, the same for MBPO branches and on-policy dream envs."""
+        return {
+            "model": self.ensemble, "env_id": self.env_id, "reward_fn": self.reward_fn,
+            "termination_fn": self.termination_fn, "uncertainty_threshold": self.uncertainty_threshold,
+            "uncertainty_mode": self.uncertainty_mode, "uncertainty_penalty": self.uncertainty_penalty,
+            "gamma": self.model.gamma,
+        }  # fmt: skip
 
     def rollout_horizon(self) -> int:
         """The current imagined branch length (MBPO's schedule over real steps, or the fixed value)."""
@@ -260,7 +278,8 @@ class DynaCallback(BaseCallback):
             actions_np, _ = algo.predict(obs_np, deterministic=False)
             actions = torch.as_tensor(actions_np, device=obs.device)
             step = imagination.step(obs, actions.reshape(len(obs), -1), self._torch_generator)
-            keep = alive & ~step.nonfinite
+            # A non-finite prediction is a HALT transition in the "terminate" mode; otherwise it is not stored.
+            keep = alive & (~step.nonfinite | (self.uncertainty_mode == "terminate"))
             # SB3 stores Box actions scaled to [-1, 1] in replay buffers; Discrete ones as they are.
             buffer_actions = algo.policy.scale_action(actions_np) if self._box_actions else actions_np
             self._imagined.add(
@@ -276,7 +295,7 @@ class DynaCallback(BaseCallback):
                 break
         self.logger.record("dyna/imagined_steps", self.imagined_steps)
         self.logger.record("dyna/mean_imagined_rollout_length", float(lengths.mean()))
-        self.logger.record("dyna/uncertainty_truncated_fraction", float(cut.float().mean()))
+        self.logger.record("dyna/uncertainty_cutoff_fraction", float(cut.float().mean()))
 
     # ------------------------------------------------------------------ on-policy: extra updates in the dream
     def _on_rollout_start(self) -> None:
@@ -289,10 +308,8 @@ class DynaCallback(BaseCallback):
         algo: OnPolicyAlgorithm = self.model
         data = self.real.transitions()
         dream = DreamVecEnv(
-            self.ensemble, n_envs=self.dream_envs, env_id=self.env_id, start_states=data.obs,
-            reward_fn=self.reward_fn, termination_fn=self.termination_fn,
-            uncertainty_threshold=self.uncertainty_threshold, max_episode_steps=self._horizon_schedule[3],
-            seed=int(self._rng.integers(2**31)),
+            n_envs=self.dream_envs, start_states=data.obs, max_episode_steps=self._horizon_schedule[3],
+            seed=int(self._rng.integers(2**31)), **self._dream_kwargs(),
         )  # fmt: skip
         dream_buffer = RolloutBuffer(
             algo.n_steps, algo.observation_space, algo.action_space, device=algo.device, gamma=algo.gamma,
@@ -316,7 +333,7 @@ class DynaCallback(BaseCallback):
         self.logger.record("dyna/imagined_steps", self.imagined_steps)
         if dream.episodes:
             self.logger.record("dyna/mean_imagined_rollout_length", dream.episode_steps_total / dream.episodes)
-            self.logger.record("dyna/uncertainty_truncated_fraction", dream.cutoff_episodes / dream.episodes)
+            self.logger.record("dyna/uncertainty_cutoff_fraction", dream.cutoff_episodes / dream.episodes)
 
 
 def _check_horizon(value: int | tuple[int, int, int, int]) -> tuple[int, int, int, int]:

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
@@ -35,6 +37,10 @@ class DreamTrainingResult:
     :param real_std: standard deviation of those returns
     :param dream_mean: mean return of the same policy in the dream (the gap to ``real_mean`` is the dream's honesty)
     :param eval_episodes: episodes per evaluation
+    :param dream_length: mean length of those dream episodes
+    :param dream_cutoff_fraction: fraction of those dream episodes the uncertainty cutoff ended
+    :param uncertainty_mode: what the dream's cutoff did (``"truncate"``, ``"terminate"``, ``"penalty"``)
+    :param n_envs: dream envs the agent trained on
 
     Example::
 
@@ -55,6 +61,10 @@ class DreamTrainingResult:
     real_std: float
     dream_mean: float
     eval_episodes: int
+    dream_length: float = float("nan")
+    dream_cutoff_fraction: float = float("nan")
+    uncertainty_mode: str = "truncate"
+    n_envs: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,8 +76,11 @@ def train_in_dream(
     total_timesteps: int = 100_000,
     seed: int = 0,
     uncertainty_threshold: float | str | None = "auto",
+    uncertainty_mode: str | None = None,
+    uncertainty_penalty: float | str = "auto",
     eval_episodes: int = 10,
     algo_kwargs: dict[str, Any] | None = None,
+    n_envs: int = 1,
     progress_bar: bool = False,
     device: str = "auto",
 ) -> DreamTrainingResult:
@@ -78,8 +91,13 @@ def train_in_dream(
     :param total_timesteps: imagined steps to train for
     :param seed: seeds the agent and the dream env
     :param uncertainty_threshold: the dream's cutoff (``"auto"``, a number, or ``None``)
+    :param uncertainty_mode: what the cutoff does (``"truncate"``, ``"terminate"``, ``"penalty"``); ``None``: the
+        registered id's default
+    :param uncertainty_penalty: ``"auto"`` or a number >= 0 (see :class:`~dream_envs.DreamEnv`)
     :param eval_episodes: deterministic episodes on the real env (and in the dream)
-    :param algo_kwargs: extra keyword arguments for the SB3 algorithm
+    :param algo_kwargs: extra keyword arguments for the SB3 algorithm (its ``gamma`` is also the dream's, for the
+        ``"terminate"`` mode's penalty)
+    :param n_envs: dream envs the agent trains on (SB3's ``make_vec_env``; env ``i`` seeded ``seed + i``)
     :param progress_bar: SB3's progress bar during ``learn``
     :param device: the agent's device
     """
@@ -89,25 +107,45 @@ def train_in_dream(
         raise ValueError(f"algo={algo!r} is not supported; choose one of {sorted(ALGOS)}")
     check_int("total_timesteps", total_timesteps)
     check_int("eval_episodes", eval_episodes)
+    check_int("n_envs", n_envs)
     real_id = DREAM_IDS[dream_id][0]
-    dream = Monitor(gym.make(dream_id, uncertainty_threshold=uncertainty_threshold, seed=seed))
-    agent = ALGOS[algo]("MlpPolicy", dream, seed=seed, verbose=0, device=device, **(algo_kwargs or {}))
+    algo_kwargs = dict(algo_kwargs or {})
+    dream_kwargs: dict[str, Any] = {
+        "uncertainty_threshold": uncertainty_threshold,
+        "uncertainty_penalty": uncertainty_penalty,
+        "gamma": algo_kwargs.get("gamma", 0.99),
+    }
+    if uncertainty_mode is not None:
+        dream_kwargs["uncertainty_mode"] = uncertainty_mode
+    dream = gym.make(dream_id, seed=seed, **dream_kwargs)  # checks every setting before training starts
+    mode = dream.unwrapped.uncertainty_mode
+    venv = make_vec_env(dream_id, n_envs=n_envs, seed=seed, env_kwargs=dream_kwargs)
+    agent = ALGOS[algo]("MlpPolicy", venv, seed=seed, verbose=0, device=device, **algo_kwargs)
     started = time.perf_counter()
     agent.learn(total_timesteps, progress_bar=progress_bar)
     train_seconds = time.perf_counter() - started
     real_env = Monitor(gym.make(real_id))
     real_env.reset(seed=10_000 + seed)
     real_mean, real_std = evaluate_policy(agent, real_env, n_eval_episodes=eval_episodes, deterministic=True)
-    dream_mean, _ = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes, deterministic=True)
+    dream_returns, dream_lengths, cutoffs = _dream_episodes(agent, dream, eval_episodes)
     return DreamTrainingResult(
-        dream_id,
-        real_id,
-        algo,
-        seed,
-        int(agent.num_timesteps),
-        round(train_seconds, 1),
-        float(real_mean),
-        float(real_std),
-        float(dream_mean),
-        eval_episodes,
-    )
+        dream_id, real_id, algo, seed, int(agent.num_timesteps), round(train_seconds, 1), float(real_mean),
+        float(real_std), float(np.mean(dream_returns)), eval_episodes, float(np.mean(dream_lengths)),
+        float(np.mean(cutoffs)), mode, n_envs,
+    )  # fmt: skip
+
+
+def _dream_episodes(agent: BaseAlgorithm, dream: gym.Env, episodes: int) -> tuple[list, list, list]:
+    """Deterministic episodes of ``agent`` in ``dream``: returns, lengths, and whether the cutoff ended each."""
+    returns, lengths, cutoffs = [], [], []
+    for _ in range(episodes):
+        obs, _ = dream.reset()
+        total, length, done, info = 0.0, 0, False, {}
+        while not done:
+            action, _ = agent.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = dream.step(action)
+            total, length, done = total + float(reward), length + 1, terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+        cutoffs.append(bool(info.get("uncertainty_cutoff", False)))
+    return returns, lengths, cutoffs

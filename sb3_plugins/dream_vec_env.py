@@ -24,11 +24,13 @@ class DreamVecEnv(VecEnv):
     Every ``step`` is ONE ensemble forward pass for all envs; states stay on the model's device and only the
     arrays SB3 needs cross to numpy. The SB3 contract holds exactly: finished envs reset automatically from real
     start states, ``infos[i]["terminal_observation"]`` holds the last observation, and
-    ``infos[i]["TimeLimit.truncated"]`` marks episodes cut by the time limit or by the uncertainty cutoff (so
-    agents bootstrap through them). ``infos[i]["uncertainty_truncated"]`` tells the cutoff apart. Non-finite
-    predictions truncate their env and never reach the agent. ``last_uncertainty`` holds the latest per-env
-    disagreement (``N``, on the model's device); ``imagined_steps``, ``episodes``, ``episode_steps_total`` and
-    ``cutoff_episodes`` are running totals for loggers.
+    ``infos[i]["TimeLimit.truncated"]`` marks episodes that were truncated (time limit, or the uncertainty cutoff in
+    the ``"truncate"`` and ``"penalty"`` modes), so agents bootstrap through them; in the ``"terminate"`` mode the
+    cutoff ends an episode as terminated (MOReL's HALT, with the penalty in its reward).
+    ``infos[i]["uncertainty_cutoff"]`` tells the cutoff apart. Non-finite predictions fire the cutoff and never
+    reach the agent. ``last_uncertainty`` holds the latest per-env disagreement (``N``, on the model's device);
+    ``imagined_steps``, ``episodes``, ``episode_steps_total`` and ``cutoff_episodes`` are running totals for
+    loggers.
 
     :param model: a fitted ensemble
     :param n_envs: number of imagined envs ``N``
@@ -37,7 +39,12 @@ class DreamVecEnv(VecEnv):
         default: the model's stored start states
     :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> N``
     :param termination_fn: like ``reward_fn``
-    :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` or a number >= 0
+    :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` or a number >= 0, as in
+        :class:`~dream_envs.DreamEnv`
+    :param uncertainty_mode: ``"truncate"``, ``"terminate"`` or ``"penalty"``: what the cutoff does, as in
+        :class:`~dream_envs.DreamEnv`
+    :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units, as in :class:`~dream_envs.DreamEnv`
+    :param gamma: the agent's discount, which ``"terminate"``'s ``"auto"`` penalty assumes
     :param propagation: ``"ts1"`` (a random elite per env and step) or ``"mean"`` (elite mean)
     :param deterministic: use predicted means instead of sampling the Gaussian heads
     :param max_episode_steps: time limit per imagined episode (``None``: episodes end only by termination or
@@ -66,6 +73,9 @@ class DreamVecEnv(VecEnv):
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         uncertainty_threshold: float | str | None = None,
+        uncertainty_mode: str = "truncate",
+        uncertainty_penalty: float | str = "auto",
+        gamma: float = 0.99,
         propagation: str = "ts1",
         deterministic: bool = False,
         max_episode_steps: int | None = None,
@@ -78,12 +88,14 @@ class DreamVecEnv(VecEnv):
             raise ValueError(f"max_episode_steps must be None or a positive integer, got {max_episode_steps!r}")
         self.imagination = Imagination(
             model, env_id=env_id, start_states=start_states, reward_fn=reward_fn, termination_fn=termination_fn,
-            uncertainty_threshold=uncertainty_threshold, propagation=propagation, deterministic=deterministic,
+            uncertainty_threshold=uncertainty_threshold, uncertainty_mode=uncertainty_mode,
+            uncertainty_penalty=uncertainty_penalty, gamma=gamma, propagation=propagation, deterministic=deterministic,
         )  # fmt: skip
         self.model = model
         self.render_mode = None
         self.max_episode_steps = max_episode_steps
         self.uncertainty_threshold = self.imagination.uncertainty_threshold
+        self.uncertainty_mode = self.imagination.uncertainty_mode
         super().__init__(int(n_envs), model.observation_space, model.action_space)
         device = model.device
         self._generator = torch.Generator(device=device)
@@ -140,7 +152,7 @@ class DreamVecEnv(VecEnv):
         imagined = self.imagination.step(self._state, self._actions, self._generator)
         self._actions = None
         self._episode_steps += 1
-        truncated = imagined.cut_off
+        truncated = imagined.truncated
         if self.max_episode_steps is not None:
             truncated = truncated | (self._episode_steps >= self.max_episode_steps)
         dones = imagined.terminated | truncated  # (N,)
@@ -166,7 +178,7 @@ class DreamVecEnv(VecEnv):
         for i in done_idx:  # only the envs that finished: their episode ends need per-env records
             infos[i]["terminal_observation"] = terminal_obs[i].reshape(self.observation_space.shape)
             infos[i]["TimeLimit.truncated"] = not terminated_np[i]
-            infos[i]["uncertainty_truncated"] = bool(cut_off_np[i])
+            infos[i]["uncertainty_cutoff"] = bool(cut_off_np[i])
         self.episodes += len(done_idx)
         self.episode_steps_total += int(lengths_np[done_idx].sum())
         self.cutoff_episodes += int(cut_off_np[done_idx].sum())

@@ -36,14 +36,14 @@ def small_model(env_id: str, seed: int = 0, **kwargs) -> EnsembleDynamics:
 @pytest.fixture(scope="session")
 def cartpole_model(cartpole_buffer) -> EnsembleDynamics:
     model = small_model("CartPole-v1")
-    model.fit(cartpole_buffer, max_epochs=15, seed=0)
+    model.fit(cartpole_buffer, max_epochs=40, batch_size=64, seed=0)
     return model
 
 
 @pytest.fixture(scope="session")
 def pendulum_model(pendulum_buffer) -> EnsembleDynamics:
     model = small_model("Pendulum-v1", learn_termination=False)
-    model.fit(pendulum_buffer, max_epochs=15, seed=0)
+    model.fit(pendulum_buffer, max_epochs=40, batch_size=64, seed=0)
     return model
 
 

@@ -59,7 +59,7 @@ def test_each_stock_algorithm_learns_with_the_callback(algo):
         "dyna/model_fit_seconds",
         "dyna/imagined_steps",
         "dyna/mean_imagined_rollout_length",
-        "dyna/uncertainty_truncated_fraction",
+        "dyna/uncertainty_cutoff_fraction",
         "dyna/real_steps",
     }
     assert expected <= capture.keys

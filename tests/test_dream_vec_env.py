@@ -51,7 +51,7 @@ def test_termination_is_not_marked_as_truncation(cartpole_model):
     venv.reset_from(np.array([[2.39, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32))
     _, _, dones, infos = venv.step(np.array([1, 0]))
     assert dones.tolist() == [True, False]
-    assert infos[0]["TimeLimit.truncated"] is False and infos[0]["uncertainty_truncated"] is False
+    assert infos[0]["TimeLimit.truncated"] is False and infos[0]["uncertainty_cutoff"] is False
     assert infos[1] == {}
 
 
@@ -60,7 +60,7 @@ def test_uncertainty_cutoff_truncates(cartpole_model):
     venv.reset()
     _, _, dones, infos = venv.step(np.zeros(6, np.int64))
     assert dones.all()
-    assert all(info["TimeLimit.truncated"] and info["uncertainty_truncated"] for info in infos)
+    assert all(info["TimeLimit.truncated"] and info["uncertainty_cutoff"] for info in infos)
     assert venv.cutoff_episodes == 6
 
 

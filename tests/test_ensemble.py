@@ -44,8 +44,12 @@ def test_fit_reports_losses_elites_and_auto_threshold(cartpole_buffer):
     assert result.epochs == len(result.train_loss) == len(result.holdout_loss)
     assert result.holdout_loss[-1] < result.holdout_loss[0]
     assert len(result.elites) == 3 and len(set(result.elites)) == 3
-    assert sorted(result.holdout_mse_per_member[i] for i in result.elites) == sorted(result.holdout_mse_per_member)[:3]
+    # Elites are the members with the lowest holdout loss (MSE plus the termination head's loss).
+    losses = result.holdout_loss_per_member
+    assert sorted(losses[i] for i in result.elites) == sorted(losses)[:3]
+    assert all(loss > mse for loss, mse in zip(losses, result.holdout_mse_per_member))
     assert result.auto_threshold > 0 and np.isfinite(result.auto_threshold)
+    assert result.cutoff.threshold == result.auto_threshold == float(model.auto_threshold)
     assert result.n_holdout == 300 and result.n_train == 2700
     assert model.start_states is not None and len(model.start_states) == len(cartpole_buffer.start_states())
 

@@ -25,10 +25,18 @@ class DreamEnv(gym.Env):
 
     Episodes start from real observed states and step through the learned model: each step is one forward
     pass of all ensemble members, a member is drawn per step (TS-1) and its Gaussian sampled. Reward and
-    termination come from the model's learned heads unless known functions are given. ``info`` carries the
-    ensemble disagreement as ``"uncertainty"``; above ``uncertainty_threshold`` the episode is TRUNCATED (not
-    terminated) with ``info["uncertainty_truncated"] = True``. A prediction that is NaN/inf truncates the
-    episode the same way and is never returned: the agent gets the last finite observation.
+    termination come from the model's learned heads unless known functions are given; a learned reward stays
+    within the range of the real rewards the model was fitted on, and the observations are never clamped to a
+    declared bound that real data crossed.
+
+    ``info["uncertainty"]`` is the ensemble disagreement of the step (the members' spread in real standard
+    deviations of each observation dimension, worst dimension). Above ``uncertainty_threshold`` the uncertainty
+    cutoff fires (``info["uncertainty_cutoff"] = True``) and ``uncertainty_mode`` says what happens:
+    ``"truncate"`` ends the episode as truncated (the agent bootstraps from the uncertain state's value: optimistic),
+    ``"terminate"`` ends it as terminated into MOReL's HALT state with ``uncertainty_penalty`` taken from the reward
+    (pessimistic), ``"penalty"`` takes ``uncertainty_penalty * disagreement / threshold`` from every step's reward
+    (MOPO) and truncates at the cutoff. A prediction that is NaN/inf fires the cutoff too and is never returned: the
+    agent gets the last finite observation and the lowest real reward.
 
     :param model: a fitted :class:`EnsembleDynamics`, or ``None`` with ``model_path``
     :param model_path: file saved by :meth:`EnsembleDynamics.save` (what ``gym.make(..., model_path=)`` sets)
@@ -40,7 +48,13 @@ class DreamEnv(gym.Env):
         ``(obs, action, next_obs) -> B`` on torch tensors
     :param termination_fn: like ``reward_fn``, for ``terminated``; ``None`` uses the learned head, or never
         terminates if the model learned none
-    :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` (derived from holdout errors), or a number >= 0
+    :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` (calibrated at fit time on held-out real
+        trajectories: the disagreement that best tells the 10-step rollouts whose error exceeds 0.1 real standard
+        deviations, see :attr:`EnsembleDynamics.cutoff_calibration`), or a number >= 0 (a disagreement)
+    :param uncertainty_mode: ``"truncate"``, ``"terminate"`` or ``"penalty"``: what the cutoff does (above)
+    :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units (see
+        :class:`~dream_envs.envs.imagination.Imagination` for the ``"auto"`` values)
+    :param gamma: the agent's discount, which ``"terminate"``'s ``"auto"`` penalty assumes
     :param propagation: ``"ts1"`` (a random elite per step) or ``"mean"`` (elite mean)
     :param deterministic: use the predicted means instead of sampling the Gaussian heads
     :param render_mode: ``None`` or ``"rgb_array"`` (drawn by the real env, where it can draw a given state)
@@ -53,10 +67,10 @@ class DreamEnv(gym.Env):
         import gymnasium as gym
         import dream_envs  # registers the Dream-* ids
 
-        env = gym.make("Dream-CartPole-v0", uncertainty_threshold="auto", seed=0)
+        env = gym.make("Dream-CartPole-v0", uncertainty_threshold="auto", uncertainty_mode="truncate", seed=0)
         obs, info = env.reset(seed=0)
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        print(info["uncertainty"], info["uncertainty_truncated"])
+        print(info["uncertainty"], info["uncertainty_cutoff"])
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -70,6 +84,9 @@ class DreamEnv(gym.Env):
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         uncertainty_threshold: float | str | None = None,
+        uncertainty_mode: str = "truncate",
+        uncertainty_penalty: float | str = "auto",
+        gamma: float = 0.99,
         propagation: str = "ts1",
         deterministic: bool = False,
         render_mode: str | None = None,
@@ -102,9 +119,11 @@ class DreamEnv(gym.Env):
 
         self.imagination = Imagination(
             model, env_id=self.env_id, start_states=start_states, reward_fn=reward_fn, termination_fn=termination_fn,
-            uncertainty_threshold=uncertainty_threshold, propagation=propagation, deterministic=deterministic,
+            uncertainty_threshold=uncertainty_threshold, uncertainty_mode=uncertainty_mode,
+            uncertainty_penalty=uncertainty_penalty, gamma=gamma, propagation=propagation, deterministic=deterministic,
         )  # fmt: skip
         self.uncertainty_threshold = self.imagination.uncertainty_threshold
+        self.uncertainty_mode = self.imagination.uncertainty_mode
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
@@ -133,7 +152,7 @@ class DreamEnv(gym.Env):
             starts = self.imagination.start_states
             index = int(self.np_random.integers(len(starts)))
             self._state = starts[index : index + 1].clone()
-        return self._obs(), {"uncertainty": 0.0, "uncertainty_truncated": False}
+        return self._obs(), {"uncertainty": 0.0, "uncertainty_cutoff": False}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._state is None:
@@ -142,11 +161,12 @@ class DreamEnv(gym.Env):
         imagined = self.imagination.step(self._state, action_t, self._generator)
         self._state = imagined.next_obs
         # One host sync per step: every scalar the agent needs comes over together.
-        reward, terminated, cut_off, nonfinite, uncertainty = (
+        reward, terminated, truncated, cut_off, nonfinite, uncertainty = (
             torch.stack(
                 [
                     imagined.reward.float(),
                     imagined.terminated.float(),
+                    imagined.truncated.float(),
                     imagined.cut_off.float(),
                     imagined.nonfinite.float(),
                     imagined.uncertainty.float(),
@@ -155,10 +175,10 @@ class DreamEnv(gym.Env):
             .cpu()
             .tolist()
         )
-        info = {"uncertainty": uncertainty, "uncertainty_truncated": bool(cut_off)}
+        info = {"uncertainty": uncertainty, "uncertainty_cutoff": bool(cut_off)}
         if nonfinite:
             info["model_nonfinite"] = True
-        return self._obs(), reward, bool(terminated), bool(cut_off), info
+        return self._obs(), reward, bool(terminated), bool(truncated), info
 
     def _obs(self) -> np.ndarray:
         return self._state.reshape(self.observation_space.shape).cpu().numpy().astype(self.observation_space.dtype)

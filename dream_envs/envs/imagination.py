@@ -1,8 +1,8 @@
 """Imagination: a batch of model steps turned into env steps, shared by DreamEnv (B = 1) and DreamVecEnv (B = N).
 
 Everything an env step needs beyond the raw model, in one batched torch pass and in one place: known or learned
-reward and termination, the uncertainty cutoff, containment of non-finite predictions, and clipping to the
-observation space. The two env classes only add their API's bookkeeping.
+reward and termination, the uncertainty cutoff and what happens at it (``uncertainty_mode``), containment of
+non-finite predictions, and the observation bounds. The two env classes only add their API's bookkeeping.
 """
 
 from __future__ import annotations
@@ -17,15 +17,33 @@ from dream_envs.buffer import TransitionBuffer
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
-__all__ = ["Imagination", "ImaginedStep", "resolve_threshold"]
+__all__ = [
+    "UNCERTAINTY_MODES",
+    "Imagination",
+    "ImaginedStep",
+    "check_threshold",
+    "resolve_threshold",
+    "resolve_uncertainty_mode",
+]
+
+# What an imagined episode does where the ensemble is too uncertain (or a prediction is not finite):
+# "truncate": the episode is truncated; the agent bootstraps from the value of the uncertain state (optimistic).
+# "terminate": MOReL's absorbing HALT state (Kidambi et al. 2020): the episode terminates, and the step's reward is
+#     lowered by ``uncertainty_penalty`` (pessimistic).
+# "penalty": MOPO's reward penalty (Yu et al. 2020): every step's reward is lowered by
+#     ``uncertainty_penalty * disagreement / threshold``, and the episode is truncated at the cutoff as with
+#     "truncate".
+UNCERTAINTY_MODES = ("truncate", "terminate", "penalty")
 
 
 class ImaginedStep(NamedTuple):
     """``B`` imagined env steps; every tensor is finite, on the model's device (from :meth:`Imagination.step`).
 
-    :param next_obs: ``B x obs_dim``, clipped to the observation space; a row that went non-finite keeps its obs
-    :param reward: ``B`` rewards, 0 on non-finite rows
-    :param terminated: ``B`` flags, False on non-finite rows
+    :param next_obs: ``B x obs_dim`` within the observation bounds real data kept to; a row that went non-finite
+        keeps its obs
+    :param reward: ``B`` rewards (with the uncertainty mode's penalty); the lowest real reward on non-finite rows
+    :param terminated: ``B`` flags: the env's termination, or (``"terminate"`` mode) the cutoff
+    :param truncated: ``B`` flags: the cutoff, in the ``"truncate"`` and ``"penalty"`` modes
     :param cut_off: ``B`` flags: disagreement above the threshold, or a non-finite prediction
     :param nonfinite: ``B`` flags: the model produced NaN/inf for the row
     :param uncertainty: ``B`` ensemble disagreements, +inf on non-finite rows
@@ -42,33 +60,61 @@ class ImaginedStep(NamedTuple):
         print(step.reward, step.uncertainty)
     """
 
-    next_obs: torch.Tensor  # (B, obs_dim) clipped to the obs space; a row that went non-finite keeps its obs
-    reward: torch.Tensor  # (B,) float, 0 on non-finite rows
-    terminated: torch.Tensor  # (B,) bool, False on non-finite rows
+    next_obs: torch.Tensor  # (B, obs_dim); a row that went non-finite keeps its obs
+    reward: torch.Tensor  # (B,) float
+    terminated: torch.Tensor  # (B,) bool
+    truncated: torch.Tensor  # (B,) bool
     cut_off: torch.Tensor  # (B,) bool: disagreement above the threshold, or a non-finite prediction
     nonfinite: torch.Tensor  # (B,) bool
     uncertainty: torch.Tensor  # (B,) float, +inf on non-finite rows
 
 
-def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> float | None:
-    """``None`` (no cutoff), ``"auto"`` (the model's holdout-derived value) or a non-negative number."""
-    if value is None:
-        return None
+def check_threshold(value: float | str | None) -> None:
+    """Refuse an ``uncertainty_threshold`` that is not ``None``, ``"auto"`` or a number >= 0 (before any model
+    exists, e.g. in a callback's constructor)."""
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return
     if isinstance(value, str):
-        if value != "auto":
-            raise ValueError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
-        auto = float(model.auto_threshold)
-        if not math.isfinite(auto):
-            raise ValueError(
-                "uncertainty_threshold='auto' needs a model fitted with a holdout split (holdout_ratio > 0); "
-                "this model has no holdout-derived threshold. Pass a number instead."
-            )
-        return auto
+        raise ValueError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"uncertainty_threshold must be >= 0 (or None to disable the cutoff), got {value!r}")
+
+
+def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> float | None:
+    """``None`` (no cutoff), ``"auto"`` (the model's calibrated value, see :attr:`EnsembleDynamics.cutoff_calibration`)
+    or a number >= 0 (a disagreement: real standard deviations, worst observation dimension)."""
+    check_threshold(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        auto = float(model.auto_threshold)
+        if not math.isfinite(auto):
+            raise ValueError(
+                "uncertainty_threshold='auto' needs a model fitted by this dream-envs (the calibration is made at "
+                "fit time); this model has none (a file from an earlier version). Refit it, or pass a number."
+            )
+        return auto
     return float(value)
+
+
+def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float | str | None, gamma: float) -> None:
+    """Check ``uncertainty_mode``, ``uncertainty_penalty`` and ``gamma`` together (``ValueError`` naming the value)."""
+    if mode not in UNCERTAINTY_MODES:
+        raise ValueError(f"uncertainty_mode must be one of {UNCERTAINTY_MODES}, got {mode!r}")
+    if not (isinstance(penalty, str) and penalty == "auto") and (
+        isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.integer, np.floating))
+        or not 0 <= penalty < math.inf
+    ):  # fmt: skip
+        raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0, got {penalty!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating)) or not 0 <= gamma < 1:
+        raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
+    if mode == "penalty" and threshold is None:
+        raise ValueError(
+            "uncertainty_mode='penalty' scales its penalty by the uncertainty threshold: give "
+            "uncertainty_threshold='auto' or a number, not None"
+        )
 
 
 class Imagination:
@@ -81,6 +127,14 @@ class Imagination:
     :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> B``
     :param termination_fn: like ``reward_fn``; ``None`` uses the learned head, or never terminates without one
     :param uncertainty_threshold: ``None``, ``"auto"`` or a number >= 0
+    :param uncertainty_mode: what the cutoff does: ``"truncate"``, ``"terminate"`` or ``"penalty"`` (see
+        :data:`UNCERTAINTY_MODES`)
+    :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units. ``"terminate"``: subtracted from the
+        reward of the step that halts; ``"auto"`` is the discounted worth of the lowest real reward received forever,
+        never below 0: ``gamma * max(0, -r_min) / (1 - gamma)`` (0 where every real reward is >= 0: halting then
+        forgoes them, as a real termination does). ``"penalty"``: the per-step penalty at the threshold (it grows in
+        proportion to the disagreement); ``"auto"`` is the real reward scale ``max(r_max - r_min, |r_max|, |r_min|)``
+    :param gamma: the agent's discount, for ``"terminate"``'s ``"auto"`` penalty
     :param propagation: ``"ts1"`` or ``"mean"``
     :param deterministic: use the predicted means instead of sampling
 
@@ -106,6 +160,9 @@ class Imagination:
         reward_fn: str | TaskFn | None = None,
         termination_fn: str | TaskFn | None = None,
         uncertainty_threshold: float | str | None = None,
+        uncertainty_mode: str = "truncate",
+        uncertainty_penalty: float | str = "auto",
+        gamma: float = 0.99,
         propagation: str = "ts1",
         deterministic: bool = False,
     ):
@@ -121,14 +178,35 @@ class Imagination:
         self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id)
         self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id)
         self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
+        resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, self.uncertainty_threshold, gamma)
+        self.uncertainty_mode, self.gamma = uncertainty_mode, float(gamma)
+        # What a step is worth where nothing is known: the lowest real reward (0 for a model that recorded none).
+        self.lowest_reward = model.reward_range[0] if model.reward_range is not None else 0.0
+        self.uncertainty_penalty = self._penalty(uncertainty_penalty)
         if propagation not in ("ts1", "mean"):
             raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
         self.propagation = propagation
         self.deterministic = bool(deterministic)
         self.start_states = self._check_start_states(start_states)  # (K, obs_dim) on the model's device
-        space = model.observation_space
-        self._obs_low = torch.as_tensor(space.low.reshape(-1), device=model.device)
-        self._obs_high = torch.as_tensor(space.high.reshape(-1), device=model.device)
+        self._obs_low, self._obs_high = self._bounds()
+
+    def _penalty(self, value: float | str) -> float:
+        if value != "auto":
+            return float(value)
+        low, high = self.model.reward_range if self.model.reward_range is not None else (0.0, 0.0)
+        if self.uncertainty_mode == "terminate":
+            return self.gamma * max(0.0, -low) / (1.0 - self.gamma)
+        return max(high - low, abs(high), abs(low))
+
+    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The declared observation bounds, except on the sides real data crossed (never clamp reality away)."""
+        space, device = self.model.observation_space, self.model.device
+        low, high = space.low.reshape(-1).astype(np.float32), space.high.reshape(-1).astype(np.float32)
+        if self.model.observed_obs_range is not None:
+            seen_low, seen_high = self.model.observed_obs_range
+            low = np.where(seen_low < low, -np.inf, low).astype(np.float32)
+            high = np.where(seen_high > high, np.inf, high).astype(np.float32)
+        return torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
 
     def _check_start_states(self, start_states: Any) -> torch.Tensor:
         obs_dim = self.model.obs_dim
@@ -169,12 +247,20 @@ class Imagination:
             terminated = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
         uncertainty = model_step.uncertainty
         nonfinite = ~(torch.isfinite(next_obs).all(-1) & torch.isfinite(reward) & torch.isfinite(uncertainty))
-        # A broken row ends as a truncation and hands back its last finite observation.
-        next_obs = torch.where(nonfinite[:, None], obs, next_obs.clamp(self._obs_low, self._obs_high))
-        reward = torch.where(nonfinite, torch.zeros_like(reward), reward)
+        # A broken row is cut off, hands back its last finite observation, and is worth no more than the worst real
+        # step.
+        next_obs = torch.where(nonfinite[:, None], obs, torch.minimum(torch.maximum(next_obs, self._obs_low),
+                                                                      self._obs_high))  # fmt: skip
+        reward = torch.where(nonfinite, torch.full_like(reward, self.lowest_reward), reward)
         terminated = terminated & ~nonfinite
         uncertainty = torch.where(nonfinite, torch.full_like(uncertainty, math.inf), uncertainty)
-        cut_off = (
-            nonfinite if self.uncertainty_threshold is None else nonfinite | (uncertainty > self.uncertainty_threshold)
-        )
-        return ImaginedStep(next_obs, reward, terminated, cut_off, nonfinite, uncertainty)
+        threshold = self.uncertainty_threshold
+        cut_off = nonfinite if threshold is None else nonfinite | (uncertainty > threshold)
+        if self.uncertainty_mode == "terminate":
+            reward = reward - cut_off.to(reward.dtype) * self.uncertainty_penalty
+            return ImaginedStep(next_obs, reward, terminated | cut_off, torch.zeros_like(cut_off), cut_off,
+                                nonfinite, uncertainty)  # fmt: skip
+        if self.uncertainty_mode == "penalty":
+            scaled = torch.where(nonfinite, torch.zeros_like(uncertainty), uncertainty / max(threshold, 1e-12))
+            reward = reward - self.uncertainty_penalty * scaled
+        return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty)

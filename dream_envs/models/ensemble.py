@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ from torch import nn
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.device import resolve_device
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
+from dream_envs.models.calibration import DEFAULT_HORIZON, DEFAULT_TOLERANCE, CutoffCalibration
 from dream_envs.models.training import FitResult, fit_ensemble
 from dream_envs.spaces import (
     action_input_dim,
@@ -31,7 +33,10 @@ from dream_envs.spaces import (
 __all__ = ["EnsembleDynamics", "EnsembleConfig", "EnsemblePrediction", "ModelStep", "FitResult"]
 
 FORMAT = "dream-envs/ensemble"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 files hold weights that still work, but their "auto" threshold was in other units (one-step error
+# quantiles of normalised deltas) and they may lack the reward range: they load with a warning.
+_READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class EnsemblePrediction(NamedTuple):
     delta_var: torch.Tensor  # (E, B, obs_dim); zeros for a deterministic model
     reward_mean: torch.Tensor  # (E, B)
     reward_var: torch.Tensor  # (E, B)
-    termination_logit: torch.Tensor | None  # (E, B), None when termination is not learned
+    termination_logit: torch.Tensor | None  # (E, B), > 0: terminal (the decision the dream takes); None if not learned
 
 
 class ModelStep(NamedTuple):
@@ -111,7 +116,7 @@ class ModelStep(NamedTuple):
     next_obs: torch.Tensor  # (B, obs_dim)
     reward: torch.Tensor  # (B,)
     terminated: torch.Tensor | None  # (B,) bool from the learned head, None when not learned
-    uncertainty: torch.Tensor  # (B,) ensemble disagreement, normalised units
+    uncertainty: torch.Tensor  # (B,) ensemble disagreement: real standard deviations, worst dimension
 
 
 class _EnsembleLinear(nn.Module):
@@ -206,10 +211,21 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("elite_idx", torch.arange(num_elites))
         self.register_buffer("auto_threshold", torch.tensor(float("nan")))
         self.register_buffer("fitted", torch.tensor(False))
+        # Whether the fit data held a terminal transition: without one the termination head has nothing to learn
+        # from, and its output (whatever an untrained head says) is never used.
+        self.register_buffer("termination_seen", torch.tensor(False))
+        # Half of log(w_terminal / w_other), the shift the class-balanced termination loss puts into the logit:
+        # subtracted before the head's decision (logit adjustment, Menon et al. 2021; see fit).
+        self.register_buffer("termination_logit_offset", torch.tensor(0.0))
         self.start_states: torch.Tensor | None = None
         # Rewards seen in training; imagined rewards are clipped to them so an off-distribution state cannot
         # hand the agent an absurd reward (None: no clipping, as in files saved before it was recorded).
         self.reward_range: tuple[float, float] | None = None
+        # Per observation dimension, the smallest and largest value seen in the fit data (obs and next_obs):
+        # the dream is never clamped to a declared bound that real data crossed. ``(obs_dim,)`` arrays, or None.
+        self.observed_obs_range: tuple[np.ndarray, np.ndarray] | None = None
+        self.cutoff_calibration: CutoffCalibration | None = None
+        self._warned_out_of_bounds: set[int] = set()
         self._inference_buffers: dict[int, torch.Tensor] = {}
 
         # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
@@ -283,6 +299,8 @@ class EnsembleDynamics(nn.Module):
         mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
         mean = mean * self.out_std + self.out_mean
         var = logvar.exp() * self.out_std**2
+        if logit is not None:  # the decision's own scale: -inf where the fit data held no termination
+            logit = torch.where(self.termination_seen, logit - self.termination_logit_offset, -math.inf)
         return EnsemblePrediction(mean[..., :-1], var[..., :-1], mean[..., -1], var[..., -1], logit)
 
     @torch.no_grad()
@@ -307,8 +325,7 @@ class EnsembleDynamics(nn.Module):
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
         raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)
-        # Disagreement: spread of the members' mean next-obs deltas, worst dimension, in normalised units.
-        uncertainty = raw[..., : self.obs_dim].std(dim=0, unbiased=False).amax(dim=-1)  # (B,)
+        uncertainty = self._disagreement(raw[..., : self.obs_dim])  # (B,)
 
         elites = self.elite_idx
         if propagation == "ts1":
@@ -328,8 +345,39 @@ class EnsembleDynamics(nn.Module):
         out = mean_b * self.out_std + self.out_mean  # (B, out)
         next_obs = obs_t + out[:, : self.obs_dim]
         reward = out[:, -1] if self.reward_range is None else out[:, -1].clamp(*self.reward_range)
-        terminated = logit_b > 0 if logit_b is not None else None
-        return ModelStep(next_obs, reward, terminated, uncertainty)
+        return ModelStep(next_obs, reward, self._terminated(logit_b), uncertainty)
+
+    def _disagreement(self, normalized_delta_means: torch.Tensor) -> torch.Tensor:
+        """Members' normalised delta means ``(E, B, obs_dim)`` -> their spread in real standard deviations of the
+        observation, worst dimension ``(B,)``: the quantity the uncertainty cutoff compares."""
+        to_real_std = self.out_std[: self.obs_dim] / self.obs_scale  # (obs_dim,)
+        return (normalized_delta_means.std(dim=0, unbiased=False) * to_real_std).amax(dim=-1)
+
+    def _terminated(self, logit: torch.Tensor | None) -> torch.Tensor | None:
+        """The termination head's raw logit -> terminated flags (never, if the fit data held no termination)."""
+        if logit is None:
+            return None
+        return (logit > self.termination_logit_offset) & self.termination_seen
+
+    @property
+    def obs_scale(self) -> torch.Tensor:
+        """The real spread of each observation dimension: its standard deviation in the fit data (``obs_dim``).
+        Disagreement, the cutoff's tolerance and ``dream-envs diagnose``'s errors are in these units."""
+        return self.in_std[: self.obs_dim]
+
+    @torch.no_grad()
+    def disagreement(self, obs: Any, action: Any) -> torch.Tensor:
+        """The ensemble disagreement of a batch (what the uncertainty cutoff compares): the standard deviation over
+        all members of their predicted next observations, in real standard deviations of each dimension
+        (:attr:`obs_scale`), worst dimension.
+
+        :param obs: ``B x obs_dim`` observations
+        :param action: ``B`` discrete or ``B x act_dim`` continuous actions
+        :return: ``B`` disagreements
+        """
+        x = self._inputs(obs, action)
+        raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+        return self._disagreement(raw[..., : self.obs_dim])
 
     @torch.no_grad()
     def step_members(
@@ -357,7 +405,7 @@ class EnsembleDynamics(nn.Module):
             mean = mean + torch.randn(mean.shape, device=self.device, generator=generator) * (0.5 * logvar).exp()
         out = mean * self.out_std + self.out_mean
         reward = out[..., -1] if self.reward_range is None else out[..., -1].clamp(*self.reward_range)
-        return obs + out[..., : self.obs_dim], reward, (logit > 0) if logit is not None else None
+        return obs + out[..., : self.obs_dim], reward, self._terminated(logit)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -374,12 +422,28 @@ class EnsembleDynamics(nn.Module):
         balance_termination: bool = True,
         seed: int | None = None,
         progress_bar: bool = False,
+        uncertainty_tolerance: float = DEFAULT_TOLERANCE,
+        uncertainty_horizon: int = DEFAULT_HORIZON,
     ) -> FitResult:
-        """Train every member on ``buffer`` (one batched optimiser step updates all members).
+        """Train every member on ``buffer`` (one batched optimiser step updates all members), then calibrate the
+        uncertainty cutoff.
 
         Normalisation statistics are recomputed from the training split. Each member sees its own bootstrap
-        resample. After each epoch the holdout MSE (normalised units) of every member is measured; a member's
-        best weights are kept, and training stops once no member improved by 1% for ``patience`` epochs.
+        resample. The holdout is made of whole segments of real trajectories (``uncertainty_horizon`` transitions
+        each, found by :meth:`TransitionBuffer.segments`) where the data has them. After each epoch the holdout loss
+        of every member is measured (MSE in normalised units, plus the termination head's loss); a member's best
+        weights are kept, and training stops once no member improved by 1% for ``patience`` epochs. The elites are
+        the members with the lowest final holdout loss.
+
+        Then the model is rolled ``uncertainty_horizon`` steps along every held-out segment and
+        ``uncertainty_threshold="auto"`` is placed where the disagreement best tells the rollouts whose error
+        exceeds ``uncertainty_tolerance`` real standard deviations (:mod:`dream_envs.models.calibration`; the
+        record is :attr:`cutoff_calibration`). The rewards and observations seen are recorded: imagined rewards stay
+        within the real range, and the dream is never clamped to a declared observation bound that real data
+        crossed (a ``UserWarning`` counts such values per dimension). Without a terminal transition in the data the
+        termination head is never used (the model predicts no termination); with one, half of the shift that the
+        class-balanced loss puts into the head's logit is undone before its decision (logit adjustment, Menon et al.
+        2021): fewer invented terminations than the balanced decision, more recall than a fully undone one.
 
         :param buffer: real transitions with this model's spaces
         :param max_epochs: upper bound on passes over the training split
@@ -394,12 +458,17 @@ class EnsembleDynamics(nn.Module):
             50x, mean weight 1), so rare terminations are not learned away
         :param seed: seeds the split, the resamples and the batch order
         :param progress_bar: show a tqdm bar over epochs
-        :return: a :class:`FitResult` with per-epoch train/holdout losses
+        :param uncertainty_tolerance: the model error (real standard deviations, worst observation dimension) after
+            ``uncertainty_horizon`` steps that the cutoff should catch
+        :param uncertainty_horizon: model steps of the held-out rollouts the cutoff is calibrated on
+        :return: a :class:`FitResult` with per-epoch train/holdout losses and the cutoff's calibration
+        :raises ValueError: a buffer for other spaces, fewer than 2 transitions, or a bad argument (named)
         """
         return fit_ensemble(
             self, buffer, max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate,
             weight_decay=weight_decay, holdout_ratio=holdout_ratio, max_holdout=max_holdout, patience=patience,
             bootstrap=bootstrap, balance_termination=balance_termination, seed=seed, progress_bar=progress_bar,
+            uncertainty_tolerance=uncertainty_tolerance, uncertainty_horizon=uncertainty_horizon,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
@@ -416,6 +485,10 @@ class EnsembleDynamics(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "start_states": None if self.start_states is None else self.start_states.detach().cpu(),
             "reward_range": None if self.reward_range is None else list(self.reward_range),
+            "observed_obs_range": None
+            if self.observed_obs_range is None
+            else [torch.as_tensor(bound) for bound in self.observed_obs_range],
+            "cutoff_calibration": None if self.cutoff_calibration is None else self.cutoff_calibration.as_dict(),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -439,7 +512,7 @@ class EnsembleDynamics(nn.Module):
         :raises FileNotFoundError: no file at ``path``
         :raises ModelFileError: truncated, corrupted or foreign file, another format version, or other spaces
         """
-        payload = load_torch_file(path, FORMAT, FORMAT_VERSION, "dream-envs model")
+        payload = load_torch_file(path, FORMAT, _READABLE_VERSIONS, "dream-envs model")
         return cls.from_payload(payload, observation_space, action_space, device, source=repr(str(path)))
 
     @classmethod
@@ -481,18 +554,50 @@ class EnsembleDynamics(nn.Module):
             device="cpu",
             seed=0,
         )
+        state_dict = payload.get("state_dict")
+        version = payload.get("format_version", FORMAT_VERSION)
+        if version == 1 and isinstance(state_dict, dict):
+            # Version 1 used every termination head it had and did not adjust its logit.
+            state_dict = {
+                **state_dict,
+                "termination_seen": torch.tensor(config.learn_termination),
+                "termination_logit_offset": torch.tensor(0.0),
+                "auto_threshold": torch.tensor(math.nan),
+            }
+            warnings.warn(
+                f"{source} was saved by an earlier dream-envs (format version 1): its weights load, but its "
+                "uncertainty_threshold='auto' was measured in other units and is dropped. Refit the model (or pass "
+                "a number as uncertainty_threshold) to use the uncertainty cutoff.",
+                stacklevel=3,
+            )
         try:
-            model.load_state_dict(payload["state_dict"])
-        except (KeyError, RuntimeError, TypeError) as error:
+            model.load_state_dict(state_dict)
+        except (KeyError, RuntimeError, TypeError, AttributeError) as error:
             raise ModelFileError(f"{source} holds weights that do not fit its own header ({error})") from error
         starts = payload.get("start_states")
         if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
             raise ModelFileError(f"{source} holds start states of the wrong shape")
         model.start_states = starts
-        reward_range = payload.get("reward_range")
-        model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
+        try:
+            reward_range = payload.get("reward_range")
+            model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
+            obs_range = payload.get("observed_obs_range")
+            model.observed_obs_range = None if obs_range is None else _obs_range(obs_range, model.obs_dim)
+            calibration = payload.get("cutoff_calibration")
+            model.cutoff_calibration = None if calibration is None else CutoffCalibration(**calibration)
+        except (TypeError, ValueError, IndexError) as error:
+            raise ModelFileError(
+                f"{source} has a damaged reward range, observation range or calibration ({error!r})"
+            ) from error
         model.device = resolve_device(device)
         return model.to(model.device).eval()
+
+
+def _obs_range(value: Any, obs_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    low, high = (np.asarray(bound, np.float32).reshape(-1) for bound in value)
+    if low.shape != (obs_dim,) or high.shape != (obs_dim,):
+        raise ValueError(f"observed_obs_range must hold two arrays of {obs_dim} values")
+    return low, high
 
 
 def _as_tensor(value: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,8 @@ from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.checks import check_int
-from dream_envs.spaces import encode_action, spaces_equal
+from dream_envs.models.calibration import CutoffCalibration, choose_threshold, cutoff_scores
+from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 
 if TYPE_CHECKING:
     from dream_envs.models.ensemble import EnsembleDynamics
@@ -26,11 +28,14 @@ class FitResult:
 
     :param epochs: passes over the training split that ran
     :param train_loss: mean training loss per epoch (NLL or MSE, plus termination BCE)
-    :param holdout_loss: mean holdout MSE over members per epoch (normalised units)
+    :param holdout_loss: mean holdout loss over members per epoch: MSE (normalised units) plus the termination
+        head's loss when it is learned (what early stopping watches)
     :param holdout_mse_per_member: final holdout MSE of each member (best weights restored)
+    :param holdout_loss_per_member: final holdout loss of each member (what picks the elites)
     :param elites: indices of the elite members
     :param termination_accuracy: holdout accuracy of the elites' termination head, if learned
-    :param auto_threshold: the ``uncertainty_threshold="auto"`` value derived from holdout errors
+    :param auto_threshold: the ``uncertainty_threshold="auto"`` value (see :attr:`cutoff`)
+    :param cutoff: how the auto threshold was placed on held-out real rollouts
     :param n_train: rows in the training split
     :param n_holdout: rows held out
 
@@ -51,9 +56,11 @@ class FitResult:
     train_loss: list[float] = field(default_factory=list)
     holdout_loss: list[float] = field(default_factory=list)
     holdout_mse_per_member: list[float] = field(default_factory=list)
+    holdout_loss_per_member: list[float] = field(default_factory=list)
     elites: list[int] = field(default_factory=list)
     termination_accuracy: float | None = None
     auto_threshold: float = float("nan")
+    cutoff: CutoffCalibration | None = None
     n_train: int = 0
     n_holdout: int = 0
 
@@ -72,9 +79,17 @@ def fit_ensemble(
     balance_termination: bool,
     seed: int | None,
     progress_bar: bool,
+    uncertainty_tolerance: float,
+    uncertainty_horizon: int,
 ) -> FitResult:
     """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
     _check_fit_args(model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
+    check_int("uncertainty_horizon", uncertainty_horizon)
+    if isinstance(uncertainty_tolerance, bool) or not (
+        isinstance(uncertainty_tolerance, (int, float)) and 0 < uncertainty_tolerance < math.inf
+    ):
+        raise ValueError(f"uncertainty_tolerance must be a number > 0 (real standard deviations), got "
+                         f"{uncertainty_tolerance!r}")  # fmt: skip
     from tqdm.auto import tqdm
 
     E = model.config.ensemble_size
@@ -95,10 +110,11 @@ def fit_ensemble(
     else:
         class_weight = (1.0, 1.0)
 
-    order = rng.permutation(n)
     n_holdout = min(int(round(holdout_ratio * n)), max_holdout) if n >= 20 else 0
-    hold_idx = torch.as_tensor(order[:n_holdout], device=model.device)
-    train_idx = torch.as_tensor(order[n_holdout:], device=model.device)
+    hold_rows, segments = _holdout_split(buffer, n_holdout, uncertainty_horizon, rng)
+    rest = rng.permutation(np.setdiff1d(np.arange(n), hold_rows))
+    hold_idx = torch.as_tensor(hold_rows, dtype=torch.long, device=model.device)
+    train_idx = torch.as_tensor(rest, dtype=torch.long, device=model.device)
     n_train = len(train_idx)
 
     with torch.no_grad():
@@ -139,11 +155,11 @@ def fit_ensemble(
         result.epochs += 1
         if n_holdout == 0:
             continue
-        holdout_mse = _holdout_mse(model, x[hold_idx], y[hold_idx])  # (E,)
-        result.holdout_loss.append(float(holdout_mse.mean()))
-        improved = holdout_mse < 0.99 * best
+        holdout = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight)  # (E,)
+        result.holdout_loss.append(float(holdout.mean()))
+        improved = holdout < 0.99 * best
         if improved.any():
-            best = torch.where(improved, holdout_mse, best)
+            best = torch.where(improved, holdout, best)
             _snapshot_members(model, best_state, improved)
             stale = 0
         else:
@@ -162,20 +178,66 @@ def fit_ensemble(
                 ),
             }
         )
-        final = _holdout_mse(model, x[hold_idx], y[hold_idx])
+        final = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight)
         model.elite_idx.copy_(torch.argsort(final)[: model.config.num_elites])
-        result.holdout_mse_per_member = final.tolist()
-        model.auto_threshold.fill_(_auto_threshold(model, x[hold_idx], y[hold_idx]))
-        result.auto_threshold = float(model.auto_threshold)
-        if model.config.learn_termination:
-            result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx])
+        result.holdout_loss_per_member = final.tolist()
+        result.holdout_mse_per_member = _holdout_mse(model, x[hold_idx], y[hold_idx]).tolist()
     result.elites = model.elite_idx.tolist()
+    with torch.no_grad():
+        model.termination_seen.fill_(bool(p_terminal > 0))
+        # Class balancing shifts the head's logit by log(w_terminal / w_other): read as it is, it flags every doubtful
+        # row (3 epochs on 3,000 random CartPole rows: 76% of non-terminal rows flagged); fully undone, it misses most
+        # terminations (recall 0.38 after 100 epochs). Half undone measured best (F1 0.81 vs 0.65 and 0.54 there;
+        # docs/uncertainty.md).
+        model.termination_logit_offset.fill_(0.5 * math.log(class_weight[0] / class_weight[1]))
+    if n_holdout and model.config.learn_termination:
+        result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx])
     model.fitted.fill_(True)
     model.reward_range = (float(data.reward.min()), float(data.reward.max()))
+    model.observed_obs_range = (
+        np.minimum(data.obs.min(0), data.next_obs.min(0)),
+        np.maximum(data.obs.max(0), data.next_obs.max(0)),
+    )
+    _warn_out_of_bounds(model, data)
     starts = buffer.start_states()
     if len(starts):
         model.start_states = torch.as_tensor(starts, device="cpu").clone()
+    # The cutoff is calibrated last: it rolls the finished model (elites, normalisers, obs scale) along real segments.
+    rows = torch.as_tensor(segments, dtype=torch.long)
+    real_obs = np.concatenate([data.obs[segments[:, :1]], data.next_obs[segments]], axis=1)  # (S, k + 1, obs_dim)
+    scores = cutoff_scores(model, real_obs, data.action[segments]) if len(rows) else ((), (), ())
+    result.cutoff = model.cutoff_calibration = choose_threshold(*scores, uncertainty_tolerance, uncertainty_horizon)
+    model.auto_threshold.fill_(result.cutoff.threshold)
+    result.auto_threshold = result.cutoff.threshold
     return result
+
+
+# Held-out runs of this many horizons give every window of the horizon inside them as a calibration rollout:
+# 300 held-out rows (3,000 transitions) give 246 rollouts in runs of 40 where disjoint segments of 10 give 30.
+_RUN_HORIZONS = 4
+
+
+def _holdout_split(
+    buffer: TransitionBuffer, n_holdout: int, horizon: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out rows (``n_holdout``), and the calibration rollouts among them (``S x horizon`` row indices).
+
+    Held-out rows are whole runs of real trajectories where the data has them: runs of ``_RUN_HORIZONS`` horizons
+    first (every window of ``horizon`` rows in them is a rollout), then single horizons, then single rows, so the
+    same rows serve early stopping (one step) and the cutoff's calibration (``horizon`` steps).
+    """
+    n = len(buffer)
+    run = _RUN_HORIZONS * horizon
+    runs = buffer.segments(run, n_holdout // run, seed=int(rng.integers(2**31)))
+    taken = np.zeros(n, bool)
+    taken[runs.reshape(-1)] = True
+    singles = buffer.segments(horizon, (n_holdout - runs.size) // horizon, seed=int(rng.integers(2**31)),
+                              exclude=taken)  # fmt: skip
+    taken[singles.reshape(-1)] = True
+    rest = rng.permutation(np.flatnonzero(~taken))[: n_holdout - runs.size - singles.size]
+    windows = [runs[:, start : start + horizon] for start in range(run - horizon + 1)]
+    rollouts = np.concatenate([*windows, singles]) if len(runs) else singles
+    return np.concatenate([runs.reshape(-1), singles.reshape(-1), rest]).astype(np.int64), rollouts
 
 
 def _check_fit_args(
@@ -236,21 +298,43 @@ def _holdout_mse(model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def _auto_threshold(model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The disagreement at which to stop trusting a rollout: the 99th percentile of the elite-mean's
-    one-step error (worst dimension, normalised units) on held-out real data. In-distribution rows
-    disagree less than that; rows the model has never seen disagree more."""
-    mean, _, _ = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
-    elite_mean = mean[model.elite_idx].mean(0)[:, : model.obs_dim]
-    error = (elite_mean - y[:, : model.obs_dim]).abs().amax(dim=-1)
-    return float(torch.quantile(error, 0.99))
+def _holdout_loss(
+    model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor, class_weight: tuple[float, float]
+) -> torch.Tensor:
+    """Per-member holdout loss ``(E,)``: the MSE of the means plus, when learned, the termination head's weighted
+    cross-entropy (the training loss's own weights), so early stopping and elites watch both."""
+    model.eval()
+    mean, _, logit = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
+    loss = ((mean - y) ** 2).mean(dim=(1, 2))
+    if logit is not None:
+        targets = term.expand_as(logit)
+        weight = torch.where(targets > 0.5, class_weight[0], class_weight[1])
+        bce = nn.functional.binary_cross_entropy_with_logits(logit, targets, weight=weight, reduction="none")
+        loss = loss + bce.mean(1)
+    return loss
 
 
 @torch.no_grad()
 def _termination_accuracy(model: EnsembleDynamics, x: torch.Tensor, term: torch.Tensor) -> float:
     _, _, logit = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
-    predicted = logit[model.elite_idx].mean(0) > 0
+    predicted = model._terminated(logit[model.elite_idx].mean(0))
     return float((predicted == term.bool()).float().mean())
+
+
+def _warn_out_of_bounds(model: EnsembleDynamics, data) -> None:
+    """Warn (once per set of offending dimensions) when real data leave the declared observation Box."""
+    report = out_of_bounds_report(model.observation_space, np.concatenate([data.obs, data.next_obs]))
+    if report is None:
+        return
+    dims, text = report
+    if dims <= model._warned_out_of_bounds:
+        return
+    model._warned_out_of_bounds |= dims
+    warnings.warn(
+        f"fit: real observations lie outside the declared observation space: {text}. The dream is not clamped to "
+        "a declared bound that real data crossed; fix the env's observation_space if it is wrong.",
+        stacklevel=4,
+    )
 
 
 def _snapshot_members(model: EnsembleDynamics, snapshot: dict[str, torch.Tensor], members: torch.Tensor) -> None:
