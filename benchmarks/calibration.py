@@ -106,9 +106,11 @@ def alternatives(model: EnsembleDynamics, real_obs: np.ndarray, actions: np.ndar
         total = means[elites].var(0, unbiased=False) + prediction.delta_var[elites].mean(0)
         measures["elites, total predictive std"].append((total.sqrt() / scale).amax(-1))
     bad = errors > TOLERANCE
+    measures["members, real std, summed over steps"] = measures["members, real std (chosen)"]
     out = {}
     for name, values in measures.items():
-        score = torch.stack(values).amax(0).numpy()
+        steps = torch.stack(values)  # (T, S)
+        score = (steps.sum(0) if "summed" in name else steps.amax(0)).numpy()
         best = float("nan")
         if bad.sum() >= 1:
             order = np.argsort(-score, kind="stable")

@@ -78,10 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--max-horizon", type=int, default=50, help="longest rollout of the curve (default 50)")
     diagnose.add_argument("--segments", type=int, default=200, help="held-out real segments (default 200)")
     diagnose.add_argument("--calibration-horizon", type=int, default=10, help="k of the k-step calibration")
-    diagnose.add_argument("--tolerance", type=float, default=0.1, help="k-step error (real stds) that counts as bad")
+    diagnose.add_argument("--tolerance", type=float, help="k-step error (real stds) that counts as bad (default: "
+                          "the one the model's cutoff was calibrated for, 0.1)")  # fmt: skip
     diagnose.add_argument("--threshold", type=float, help="cutoff threshold (default: the model's 'auto' one)")
-    diagnose.add_argument("--policy", default="random", help="'random', or an SB3 agent .zip that acts in the env")
-    diagnose.add_argument("--policy-algo", default="ppo", help="the SB3 algorithm of --policy (default ppo)")
+    diagnose.add_argument("--policy", nargs="+", default=["random"], help="SB3 agent .zip files whose trajectories "
+                          "are measured beside random actions: one for all models or one per --model ('random' "
+                          "for none)")  # fmt: skip
+    diagnose.add_argument("--policy-algo", nargs="+", default=["ppo"], help="the SB3 algorithm of each --policy "
+                          "(default ppo)")  # fmt: skip
     diagnose.add_argument("--seed", type=int, default=0)
     diagnose.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return parser
@@ -195,7 +199,7 @@ def _report(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from rich.console import Console
 
-    from sb3_plugins.diagnose import diagnose_model, load_diagnosed_model, write_diagnostics_page
+    from sb3_plugins.diagnose import diagnose_model, dream_mode, load_diagnosed_model, write_diagnostics_page
 
     if args.segments < 1:
         raise ValueError(f"--segments must be a positive integer, got {args.segments}")
@@ -204,31 +208,50 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
     if min(args.horizons) < 1:
         raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
+    if args.tolerance is not None and not args.tolerance > 0:
+        raise ValueError(f"--tolerance must be > 0 (real standard deviations), got {args.tolerance}")
     models = [load_diagnosed_model(model, args.env, args.device) for model in args.model]  # all checked first
-    policy = None
-    if args.policy != "random":
-        if args.policy_algo not in ALGOS:
-            raise ValueError(f"--policy-algo must be one of {sorted(ALGOS)}, got {args.policy_algo!r}")
-        if not Path(args.policy).is_file():
-            raise ValueError(f"--policy {args.policy!r}: no such SB3 agent file (or use 'random')")
-        agent = ALGOS[args.policy_algo].load(args.policy, device="cpu")
-        policy = lambda obs: agent.predict(obs, deterministic=True)[0]  # noqa: E731
+    policies = _diagnose_policies(args.policy, args.policy_algo, len(models))
     console = Console()
     summaries = []
-    for model, env_id in models:
+    for (model, env_id), name, policy in zip(models, args.model, policies):
         summary = diagnose_model(
             model, env_id, args.out, args.horizons, args.max_horizon, args.segments, args.calibration_horizon,
-            args.tolerance, args.threshold, policy, args.seed,
+            args.tolerance, args.threshold, policy, args.seed, uncertainty_mode=dream_mode(name),
         )  # fmt: skip
-        c = summary["calibration"]
-        console.print(f"{env_id}: one-step Spearman {c['one_step_spearman']:.2f}, {c['horizon']}-step Spearman "
-                      f"{c['k_step_spearman']:.2f}, cutoff precision {c['cutoff_precision']:.2f} / recall "
-                      f"{c['cutoff_recall']:.2f}")  # fmt: skip
+        for trajectories, c in summary["calibration"].items():
+            console.print(f"{env_id} ({trajectories}): one-step Spearman {c['one_step_spearman']:.2f}, "
+                          f"{c['horizon']}-step Spearman {c['k_step_spearman']:.2f}, cutoff precision "
+                          f"{c['cutoff_precision']:.2f} / recall {c['cutoff_recall']:.2f}")  # fmt: skip
         summaries.append(summary)
     page = Path(args.out) / "diagnostics.md"
     write_diagnostics_page(summaries, page, shlex.join(["dream-envs", *argv]))
     console.print(f"wrote {page} and its plots")
     return 0
+
+
+def _diagnose_policies(files: list[str], algos: list[str], n_models: int) -> list[Any]:
+    """One ``obs -> action`` (or ``None`` for 'random') per model, every file and algorithm checked first."""
+    if len(files) not in (1, n_models):
+        raise ValueError(f"--policy takes one file for all models or one per --model ({n_models}), got {len(files)}")
+    if len(algos) not in (1, len(files)):
+        raise ValueError(f"--policy-algo takes one algorithm for all policies or one per --policy, got {len(algos)}")
+    files, algos = files * (n_models // len(files)), algos * (len(files) // len(algos))
+    for file, algo in zip(files, algos):
+        if file == "random":
+            continue
+        if algo not in ALGOS:
+            raise ValueError(f"--policy-algo must be one of {sorted(ALGOS)}, got {algo!r}")
+        if not Path(file).is_file():
+            raise ValueError(f"--policy {file!r}: no such SB3 agent file (or use 'random')")
+    policies = []
+    for file, algo in zip(files, algos):
+        if file == "random":
+            policies.append(None)
+            continue
+        agent = ALGOS[algo].load(file, device="cpu")
+        policies.append(lambda obs, agent=agent: agent.predict(obs, deterministic=True)[0])
+    return policies
 
 
 def main(argv: Sequence[str] | None = None) -> int:

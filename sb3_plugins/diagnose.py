@@ -17,6 +17,16 @@ from dream_envs.io import atomic_write_text, save_figure
 __all__ = ["diagnose_model", "load_diagnosed_model", "write_diagnostics_page"]
 
 
+def dream_mode(model: str) -> str:
+    """The uncertainty mode a registered dream id uses by default (``DreamEnv``'s default for a model file)."""
+    import inspect
+
+    from dream_envs import DreamEnv
+
+    default = inspect.signature(DreamEnv).parameters["uncertainty_mode"].default
+    return gym.spec(model).kwargs.get("uncertainty_mode", default) if model in DREAM_IDS else default
+
+
 def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -> tuple[EnsembleDynamics, str]:
     """A registered dream id (its shipped model and real env) or a model file (env from ``env_id`` or the file)."""
     if model in DREAM_IDS:
@@ -42,14 +52,17 @@ def diagnose_model(
     max_horizon: int = 50,
     n_segments: int = 200,
     calibration_horizon: int = 10,
-    tolerance: float = 0.1,
+    tolerance: float | None = None,
     threshold: float | None = None,
     policy: Callable[[np.ndarray], Any] | None = None,
     seed: int = 0,
+    uncertainty_mode: str = "truncate",
 ) -> dict[str, Any]:
     """Compounding error (single elite, elite mean, TS-1; k = 1..max_horizon) and calibration of one model on
-    held-out real segments; writes ``<env>_compounding.png``, ``<env>_calibration.png`` and ``<env>.json``.
+    held-out real segments from random actions and, when ``policy`` is given, from that policy; writes
+    ``<env>_compounding.png``, ``<env>_calibration.png`` and ``<env>.json``.
 
+    :param uncertainty_mode: what the dream does at the cutoff, reported beside the calibration
     :return: the summary written to the JSON file
     """
     horizons = sorted({int(k) for k in horizons})
@@ -58,19 +71,24 @@ def diagnose_model(
     if max_horizon < horizons[-1]:
         raise ValueError(f"--max-horizon {max_horizon} is below the largest --horizons value {horizons[-1]}")
     env = gym.make(env_id)
-    curve = compounding_error(model, env, max_horizon, n_segments, policy, PROPAGATIONS, seed)
-    report = calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, policy, seed + 1)
+    curve = compounding_error(model, env, max_horizon, n_segments, None, PROPAGATIONS, seed)
+    reports = {"random": calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, None, seed + 1)}
+    if policy is not None:
+        reports["policy"] = calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, policy,
+                                        seed + 2)  # fmt: skip
     out = Path(out)
     name = env_id.replace("/", "_")
     _plot_compounding(curve, env_id, out / f"{name}_compounding.png")
-    _plot_calibration(report, env_id, out / f"{name}_calibration.png")
+    _plot_calibration(reports, env_id, out / f"{name}_calibration.png")
     summary = {
-        "env": env_id, "n_segments": n_segments, "seed": seed, "policy": "random" if policy is None else "given",
-        "obs_std": curve.obs_std.tolist(),
+        "env": env_id, "n_segments": n_segments, "seed": seed, "obs_std": curve.obs_std.tolist(),
+        "obs_scale": model.obs_scale.cpu().tolist(), "uncertainty_mode": uncertainty_mode,
+        "auto_calibration": None if model.cutoff_calibration is None else model.cutoff_calibration.as_dict(),
         "compounding": {str(k): {p: v.tolist() for p, v in curve.at(k).items()} for k in horizons},
         "compounding_curve": {p: v.tolist() for p, v in curve.errors.items()},
-        "calibration": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(report).items()
-                        if k not in ("one_step", "k_step")},
+        "calibration": {trajectories: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                       for k, v in vars(report).items() if k not in ("one_step", "k_step")}
+                        for trajectories, report in reports.items()},
     }  # fmt: skip
     atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=1))
     return summary
@@ -97,29 +115,34 @@ def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _plot_calibration(report: Any, env_id: str, path: Path) -> None:
+def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    u, e = report.one_step
-    axes[0].scatter(u, e, s=3, alpha=0.3)
-    axes[0].set(xscale="log", yscale="log", xlabel="disagreement", ylabel="one-step error (delta std)",
-                title=f"one step: Spearman {report.one_step_spearman:.2f}")  # fmt: skip
-    axes[1].plot(*report.reliability.T, "o-")
+    for trajectories, report in reports.items():
+        u, e = report.one_step
+        axes[0].scatter(u, e, s=3, alpha=0.3, label=trajectories)
+        axes[1].plot(*report.reliability.T, "o-", label=trajectories)
+        ku, ke = report.k_step
+        axes[2].scatter(ku, ke, s=5, alpha=0.4, label=f"{trajectories}: P {report.cutoff_precision:.2f}, "
+                        f"R {report.cutoff_recall:.2f}")  # fmt: skip
+    report = reports["random"]
+    axes[0].set(xscale="log", yscale="log", xlabel="disagreement (real std)", ylabel="one-step error (real std)",
+                title="one step")  # fmt: skip
     axes[1].set(xlabel="mean disagreement (decile)", ylabel="mean one-step error", title="reliability")
-    ku, ke = report.k_step
-    axes[2].scatter(ku, ke, s=5, alpha=0.4)
     axes[2].axvline(report.threshold, color="red", linestyle=":", label="cutoff threshold")
     axes[2].axhline(report.tolerance, color="black", linestyle=":", label="tolerance")
     axes[2].set(xscale="log", yscale="log", xlabel="largest disagreement on the way", ylabel="error (real std)",
-                title=f"{report.horizon} steps: Spearman {report.k_step_spearman:.2f}")  # fmt: skip
-    axes[2].legend(fontsize=8)
+                title=f"{report.horizon} steps")  # fmt: skip
+    for ax in axes:
+        ax.legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{env_id}: does disagreement track the true error?", fontsize=10)
+    fig.suptitle(f"{env_id}: does disagreement track the true error? (disagreement and errors in real std)",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
@@ -131,25 +154,34 @@ def _number(value: float) -> str:
 def write_diagnostics_page(summaries: list[dict[str, Any]], path: Path, command: str) -> None:
     """One markdown page for the models of one ``dream-envs diagnose`` call."""
     lines = ["# Model diagnostics: compounding error and calibration", "", "Made by:", "", "```bash", command, "```",
-             "", "Held-out real segments (a fresh seed), actions from the given policy (random unless stated). "
-             "Compounding error: mean |imagined - real| after k model steps along the real actions, per observation "
-             "dimension, in units of that dimension's real standard deviation. Calibration: Spearman rank "
+             "", "Held-out real segments (a fresh seed). Compounding error (random actions): mean |imagined - real| "
+             "after k model steps along the real actions, per observation dimension, in units of that dimension's "
+             "real standard deviation (its spread in the model's fit data, the unit of the disagreement and of the "
+             "tolerance). Calibration, on random-action and (where given) trained-policy segments: Spearman rank "
              "correlation of the ensemble's disagreement (what the uncertainty cutoff compares) with the true "
-             "one-step error and with the error after k steps; the cutoff's precision/recall at catching k-step "
-             "rollouts whose error exceeds the tolerance (in real standard deviations).", ""]  # fmt: skip
+             "one-step error and with the error after k steps (elite mean); the cutoff's precision/recall at "
+             "catching k-step rollouts whose error exceeds the tolerance. `n/a`: nothing to measure (no rollout "
+             "was bad, or none was cut).", ""]  # fmt: skip
     for summary in summaries:
-        env, std = summary["env"], np.array(summary["obs_std"])
+        env, scale = summary["env"], np.array(summary["obs_scale"])
         name = env.replace("/", "_")
-        lines += [f"## {env}", "", "| k | " + " | ".join(PROPAGATIONS) + " |", "|---|" + "---|" * len(PROPAGATIONS)]
+        auto = summary.get("auto_calibration") or {}
+        lines += [f"## {env}", "",
+                  f"Uncertainty mode at the cutoff: `{summary['uncertainty_mode']}`. Auto threshold "
+                  f"{_number(auto.get('threshold'))} ({auto.get('method', 'n/a')}, on {auto.get('n_segments', 0)} "
+                  f"held-out rollouts of the fit, {auto.get('n_bad', 0)} bad).", "",
+                  "| k | " + " | ".join(PROPAGATIONS) + " |", "|---|" + "---|" * len(PROPAGATIONS)]  # fmt: skip
         for k, by_propagation in summary["compounding"].items():
-            cells = [", ".join(f"{v:.2g}" for v in np.array(by_propagation[p]) / std) for p in PROPAGATIONS]
+            cells = [", ".join(f"{v:.2g}" for v in np.array(by_propagation[p]) / scale) for p in PROPAGATIONS]
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
-        c = summary["calibration"]
         lines += ["", f"![compounding error]({name}_compounding.png)", "",
-                  "| one-step Spearman | k | k-step Spearman | threshold | tolerance | rollouts cut | rollouts bad "
-                  "| cutoff precision | cutoff recall | held-out pairs |", "|---|---|---|---|---|---|---|---|---|---|",
-                  f"| {_number(c['one_step_spearman'])} | {c['horizon']} | {_number(c['k_step_spearman'])} | "
-                  f"{_number(c['threshold'])} | {_number(c['tolerance'])} | {c['cut_fraction']:.1%} | "
-                  f"{c['bad_fraction']:.1%} | {_number(c['cutoff_precision'])} | {_number(c['cutoff_recall'])} | "
-                  f"{c['n_samples']} |", "", f"![calibration]({name}_calibration.png)", ""]  # fmt: skip
+                  "| trajectories | one-step Spearman | k | k-step Spearman | threshold | tolerance | rollouts cut "
+                  "| rollouts bad | cutoff precision | cutoff recall | held-out pairs |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for trajectories, c in summary["calibration"].items():
+            lines.append(f"| {trajectories} | {_number(c['one_step_spearman'])} | {c['horizon']} | "
+                         f"{_number(c['k_step_spearman'])} | {_number(c['threshold'])} | {_number(c['tolerance'])} | "
+                         f"{c['cut_fraction']:.1%} | {c['bad_fraction']:.1%} | {_number(c['cutoff_precision'])} | "
+                         f"{_number(c['cutoff_recall'])} | {c['n_samples']} |")  # fmt: skip
+        lines += ["", f"![calibration]({name}_calibration.png)", ""]
     atomic_write_text(path, "\n".join(lines))

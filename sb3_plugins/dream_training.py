@@ -18,9 +18,31 @@ import dream_envs  # noqa: F401  (registers the Dream-* ids)
 from dream_envs import DREAM_IDS
 from dream_envs.checks import check_int
 
-__all__ = ["ALGOS", "DreamTrainingResult", "train_in_dream"]
+__all__ = ["ALGOS", "DREAM_TRAINING_ROWS", "DreamTrainingResult", "train_in_dream"]
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
+
+_ZOO_CARTPOLE_PPO = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
+                     "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2}  # fmt: skip
+# How the project measures training in the shipped dreams (benchmarks/dream_training.py, the slow tests): row ->
+# (dream id, algo, dream steps, n_envs, SB3 settings, real-env target). rl-zoo's settings where rl-zoo has them
+# (linear schedules at their start values, exploration in steps turned into a fraction), and SB3's defaults.
+DREAM_TRAINING_ROWS: dict[str, tuple[str, str, int, int, dict[str, Any], float]] = {
+    "cartpole-ppo-zoo": ("Dream-CartPole-v0", "ppo", 60_000, 8, _ZOO_CARTPOLE_PPO, 475.0),
+    "cartpole-ppo-default": ("Dream-CartPole-v0", "ppo", 100_000, 1, {}, 475.0),
+    "cartpole-dqn-zoo": ("Dream-CartPole-v0", "dqn", 50_000, 1, {
+        "learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99,
+        "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128, "exploration_fraction": 0.16,
+        "exploration_final_eps": 0.04, "policy_kwargs": {"net_arch": [256, 256]}}, 475.0),
+    "acrobot-ppo-zoo": ("Dream-Acrobot-v0", "ppo", 100_000, 16, {
+        "n_steps": 256, "gae_lambda": 0.94, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.0}, -100.0),
+    "acrobot-ppo-default": ("Dream-Acrobot-v0", "ppo", 100_000, 1, {}, -100.0),
+    "acrobot-dqn-zoo": ("Dream-Acrobot-v0", "dqn", 100_000, 1, {
+        "learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0, "gamma": 0.99,
+        "target_update_interval": 250, "train_freq": 4, "gradient_steps": -1, "exploration_fraction": 0.12,
+        "exploration_final_eps": 0.1, "policy_kwargs": {"net_arch": [256, 256]}}, -100.0),
+    "pendulum-sac-zoo": ("Dream-Pendulum-v0", "sac", 20_000, 1, {"learning_rate": 1e-3}, -200.0),
+}  # fmt: skip
 
 
 @dataclass

@@ -21,7 +21,9 @@ def test_diagnose_a_shipped_model(tmp_path):
     assert completed.returncode == 0, completed.stderr
     summary = json.loads((tmp_path / "Pendulum-v1.json").read_text())
     assert set(summary["compounding"]) == {"1", "5"} and len(summary["compounding_curve"]["ts1"]) == 8
-    assert summary["calibration"]["horizon"] == 5 and summary["calibration"]["n_samples"] == 150
+    calibration = summary["calibration"]["random"]
+    assert calibration["horizon"] == 5 and calibration["n_samples"] == 150 and calibration["tolerance"] == 0.1
+    assert summary["uncertainty_mode"] == "truncate" and summary["auto_calibration"]["horizon"] == 10
     for name in ("Pendulum-v1_compounding.png", "Pendulum-v1_calibration.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "diagnostics.md").read_text()
@@ -37,8 +39,28 @@ def test_diagnose_a_shipped_model(tmp_path):
         (["--model", "Dream-CartPole-v0", "--horizons", "60"], "--max-horizon 50 is below the largest --horizons"),
         (["--model", "Dream-CartPole-v0", "--segments", "2", "--calibration-horizon", "3"], "at least 100"),
         (["--model", "Dream-CartPole-v0", "--policy", "nowhere.zip"], "no such SB3 agent file"),
+        (["--model", "Dream-CartPole-v0", "--policy", "a.zip", "b.zip"], "one file for all models or one per --model"),
+        (
+            ["--model", "Dream-CartPole-v0", "--policy", "random", "--policy-algo", "ppo", "sac"],
+            "one algorithm for all",
+        ),
+        (["--model", "Dream-CartPole-v0", "--tolerance", "0"], "--tolerance must be > 0"),
     ],
 )
 def test_diagnose_bad_input(tmp_path, args, message):
     completed = diagnose(*args, "--out", str(tmp_path / "out"))
     assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+
+
+def test_diagnose_measures_a_policy_beside_random_actions(tmp_path):
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu").learn(64).save(tmp_path / "p.zip")
+    options = ["--horizons", "1", "--max-horizon", "5", "--segments", "20", "--calibration-horizon", "5"]
+    completed = diagnose("--model", "Dream-CartPole-v0", "--policy", str(tmp_path / "p.zip"), "--out", str(tmp_path),
+                         *options, "--device", "cpu")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads((tmp_path / "CartPole-v1.json").read_text())
+    assert set(summary["calibration"]) == {"random", "policy"}
+    page = (tmp_path / "diagnostics.md").read_text()
+    assert "| random |" in page and "| policy |" in page and "Uncertainty mode at the cutoff: `truncate`" in page

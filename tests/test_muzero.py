@@ -346,3 +346,15 @@ def test_mcts_backs_a_deep_non_finite_value_up_no_further_than_its_edge():
     # Root action 1 still leads to the reward of 5 through its other finite paths: not written off by one NaN leaf.
     assert np.isfinite(result.root_values).all()
     assert (result.visit_counts.sum(-1) < 80).all()  # the simulation that hit NaN is not counted at the root
+
+
+def test_a_search_without_a_finite_root_value_stores_the_network_value_as_its_target():
+    agent = MuZero("CartPole-v1", seed=0, **TINY)
+    obs = np.zeros((2, 4), np.float32)
+    targets = agent._finite_root_values(obs, np.array([0.5, np.nan]))
+    assert targets[0] == 0.5 and targets[1] == pytest.approx(agent._values(obs)[1]) and np.isfinite(targets).all()
+    with torch.no_grad():
+        for parameter in agent.network.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="1 of 2 observations"):
+        agent._finite_root_values(obs, np.array([0.5, np.nan]))

@@ -196,6 +196,20 @@ class MuZero(ModelBasedAgent):
         temperature = 0.0 if deterministic else visit_temperature(self.temperature_schedule, self.num_timesteps)
         return BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
 
+    def _finite_root_values(self, observations: np.ndarray, root_values: np.ndarray) -> np.ndarray:
+        """The search's root values as value targets: where every root action's value was NaN/inf (the search
+        learned nothing there, and its root value is NaN), the network's own value of the observation stands in."""
+        unknown = ~np.isfinite(root_values)
+        if not unknown.any():
+            return root_values
+        root_values = np.where(unknown, self._values(observations), root_values)
+        if not np.isfinite(root_values).all():
+            raise FloatingPointError(
+                f"MuZero: the search and the value network both gave NaN/inf values for {int(unknown.sum())} of "
+                f"{len(root_values)} observations; the network has diverged (lower learning_rate, check rewards)"
+            )
+        return root_values
+
     # ------------------------------------------------------------------ learning
     def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
         while self.num_timesteps < total_timesteps:
@@ -205,14 +219,15 @@ class MuZero(ModelBasedAgent):
             actions = BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
             new_obs, rewards, dones, infos = self.env.step(actions)
             self.num_timesteps += self.n_envs
-            self.replay.add_step(obs, actions, rewards, result.root_values, result.policy)
+            root_values = self._finite_root_values(obs, result.root_values)
+            self.replay.add_step(obs, actions, rewards, root_values, result.policy)
             for i in np.flatnonzero(dones):
                 truncated = bool(infos[i].get("TimeLimit.truncated", False))
                 final = np.asarray(infos[i]["terminal_observation"], np.float32)
                 final_value = self._values(final[None])[0] if truncated else 0.0
                 self.replay.end_episode(int(i), final, terminated=not truncated, final_value=final_value)
             self._last_obs = new_obs
-            self.logger.record_mean("muzero/root_value", float(result.root_values.mean()))
+            self.logger.record_mean("muzero/root_value", float(root_values.mean()))
             callback.update_locals(locals())
             if not callback.on_step():
                 return
