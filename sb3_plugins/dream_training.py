@@ -28,7 +28,7 @@ _ZOO_CARTPOLE_PPO = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma
 # (dream id, algo, dream steps, n_envs, SB3 settings, real-env target). rl-zoo's settings where rl-zoo has them
 # (linear schedules at their start values, exploration in steps turned into a fraction), and SB3's defaults.
 DREAM_TRAINING_ROWS: dict[str, tuple[str, str, int, int, dict[str, Any], float]] = {
-    "cartpole-ppo-zoo": ("Dream-CartPole-v0", "ppo", 60_000, 8, _ZOO_CARTPOLE_PPO, 475.0),
+    "cartpole-ppo-zoo": ("Dream-CartPole-v0", "ppo", 100_000, 8, _ZOO_CARTPOLE_PPO, 475.0),
     "cartpole-ppo-default": ("Dream-CartPole-v0", "ppo", 100_000, 1, {}, 475.0),
     "cartpole-dqn-zoo": ("Dream-CartPole-v0", "dqn", 50_000, 1, {
         "learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99,

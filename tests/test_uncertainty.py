@@ -116,6 +116,19 @@ def test_disagreement_is_in_real_standard_deviations(cartpole_model, cartpole_bu
     assert torch.allclose(cartpole_model.obs_scale, torch.as_tensor(data.obs.std(0)), rtol=0.05)
 
 
+def test_calibration_rollouts_keep_the_bounds_the_dream_keeps(pendulum_model):
+    # Pendulum clips its angular velocity to the declared +-8, and so does the dream: a rollout that spins fast
+    # is scored as the dream would play it, not as the raw network would.
+    from dream_envs.models.calibration import open_loop
+
+    fast = torch.tensor([[1.0, 0.0, 7.9]] * 3)
+    imagined, _ = open_loop(pendulum_model, fast, torch.full((3, 5, 1), 2.0))
+    assert imagined[..., 2].abs().max() <= 8.0
+    dream = Imagination(pendulum_model)
+    step = dream.step(fast, torch.full((3, 1), 2.0), torch.Generator().manual_seed(0))
+    assert step.next_obs[:, 2].abs().max() <= 8.0
+
+
 def test_cutoff_scores_match_a_hand_rollout(pendulum_model):
     env = gym.make("Pendulum-v1")
     from dream_envs.diagnostics import real_segments
@@ -239,6 +252,8 @@ def test_real_data_outside_the_declared_box_warns_and_is_never_clamped():
                              hidden_sizes=(64, 64), device="cpu", seed=0)  # fmt: skip
     with pytest.warns(UserWarning, match="fit: real observations lie outside .* dim 0: 3900 above high=1"):
         model.fit(buffer, max_epochs=60, batch_size=64, seed=0)
+    low, high = model.observation_bounds()  # open only where real data crossed the declared bound
+    assert low.tolist() == [-1.0, -1.0] and high.tolist() == [math.inf, 1.0]
     for threshold in (None, "auto"):
         dream = DreamEnv(model, uncertainty_threshold=threshold, seed=0)
         obs, _ = dream.reset(seed=0)

@@ -188,7 +188,7 @@ class Imagination:
         self.propagation = propagation
         self.deterministic = bool(deterministic)
         self.start_states = self._check_start_states(start_states)  # (K, obs_dim) on the model's device
-        self._obs_low, self._obs_high = self._bounds()
+        self._obs_low, self._obs_high = model.observation_bounds()
 
     def _penalty(self, value: float | str) -> float:
         if value != "auto":
@@ -198,15 +198,6 @@ class Imagination:
             return self.gamma * max(0.0, -low) / (1.0 - self.gamma)
         return max(high - low, abs(high), abs(low))
 
-    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The declared observation bounds, except on the sides real data crossed (never clamp reality away)."""
-        space, device = self.model.observation_space, self.model.device
-        low, high = space.low.reshape(-1).astype(np.float32), space.high.reshape(-1).astype(np.float32)
-        if self.model.observed_obs_range is not None:
-            seen_low, seen_high = self.model.observed_obs_range
-            low = np.where(seen_low < low, -np.inf, low).astype(np.float32)
-            high = np.where(seen_high > high, np.inf, high).astype(np.float32)
-        return torch.as_tensor(low, device=device), torch.as_tensor(high, device=device)
 
     def _check_start_states(self, start_states: Any) -> torch.Tensor:
         obs_dim = self.model.obs_dim

@@ -103,15 +103,17 @@ def open_loop(
     :param actions: ``S x T`` discrete or ``S x T x act_dim`` continuous actions
     :param propagation: ``"mean"`` (elite mean, deterministic), ``"single"`` (best elite) or ``"ts1"`` (sampled)
     :param generator: for ``"ts1"``'s draws
-    :return: imagined observations ``T x S x obs_dim`` (steps 1..T) and the disagreement of each step ``T x S``
-        (step t's: the one the cutoff compares when taking that step)
+    :return: imagined observations ``T x S x obs_dim`` (steps 1..T), within the bounds the dream keeps
+        (:meth:`EnsembleDynamics.observation_bounds`), and the disagreement of each step ``T x S`` (step t's: the
+        one the cutoff compares when taking that step)
     """
     state = first_obs
+    low, high = model.observation_bounds()
     states, disagreement = [], []
     for t in range(actions.shape[1]):
         step = model.step(state, actions[:, t], generator=generator, propagation=propagation,
                           deterministic=propagation != "ts1")  # fmt: skip
-        state = step.next_obs
+        state = torch.minimum(torch.maximum(step.next_obs, low), high)
         states.append(state)
         disagreement.append(step.uncertainty)
     return torch.stack(states), torch.stack(disagreement)

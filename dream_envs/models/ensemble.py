@@ -359,6 +359,22 @@ class EnsembleDynamics(nn.Module):
             return None
         return (logit > self.termination_logit_offset) & self.termination_seen
 
+    def observation_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where imagined observations are clamped: the declared observation space's bounds, except on the sides
+        real data crossed (the fit data's :attr:`observed_obs_range`), which are left open. Many envs clip to their
+        declared bounds themselves (Pendulum's and Acrobot's velocities), and a dream that does too is right there;
+        one whose env declares bounds it does not keep is never clamped to them.
+
+        :return: lower and upper bounds ``(obs_dim,)`` each, on the model's device (``-inf``/``inf`` where open)
+        """
+        low = self.observation_space.low.reshape(-1).astype(np.float32)
+        high = self.observation_space.high.reshape(-1).astype(np.float32)
+        if self.observed_obs_range is not None:
+            seen_low, seen_high = self.observed_obs_range
+            low = np.where(seen_low < low, -np.inf, low).astype(np.float32)
+            high = np.where(seen_high > high, np.inf, high).astype(np.float32)
+        return torch.as_tensor(low, device=self.device), torch.as_tensor(high, device=self.device)
+
     @property
     def obs_scale(self) -> torch.Tensor:
         """The real spread of each observation dimension: its standard deviation in the fit data (``obs_dim``).
