@@ -198,7 +198,6 @@ class Imagination:
             return self.gamma * max(0.0, -low) / (1.0 - self.gamma)
         return max(high - low, abs(high), abs(low))
 
-
     def _check_start_states(self, start_states: Any) -> torch.Tensor:
         obs_dim = self.model.obs_dim
         if start_states is None:
