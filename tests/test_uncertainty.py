@@ -358,3 +358,34 @@ def test_calibration_survives_a_save_and_load(cartpole_model, tmp_path):
     assert float(loaded.auto_threshold) == float(cartpole_model.auto_threshold)
     assert all(np.array_equal(a, b) for a, b in zip(loaded.observed_obs_range, cartpole_model.observed_obs_range))
     assert float(loaded.termination_logit_offset) == float(cartpole_model.termination_logit_offset)
+
+
+class Goal(gym.Env):
+    """A point moving toward a goal that is drawn at reset and never moves within an episode (as in Reacher)."""
+
+    observation_space = spaces.Box(-10.0, 10.0, (2,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = np.array([0.0, self.np_random.uniform(-1, 1)], np.float32)
+        return self.state.copy(), {}
+
+    def step(self, action):
+        self.state[0] += 0.1 * float(np.clip(action[0], -1, 1))
+        return self.state.copy(), -abs(self.state[0] - self.state[1]), False, self.state[0] > 5, {}
+
+
+def test_an_output_that_never_changed_is_predicted_exactly(cartpole_model):
+    env = Goal()
+    buffer = TransitionBuffer.from_env(env).collect(env, 2000, seed=0)
+    model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=4, num_elites=3,
+                             hidden_sizes=(32,), device="cpu", seed=0)  # fmt: skip
+    model.fit(buffer, max_epochs=5, seed=0)
+    assert model.out_std[1] == 0.0 and model.out_std[0] > 0.0  # the goal's delta never changed; the point's did
+    data = buffer.transitions()
+    step = model.step(data.obs[:100], data.action[:100])  # sampled, TS-1
+    assert torch.equal(step.next_obs[:, 1], torch.as_tensor(data.obs[:100, 1]))
+    assert torch.all(model.predict(data.obs[:100], data.action[:100]).delta_var[..., 1] == 0)
+    # CartPole's reward is 1 on every step: the model says 1, exactly.
+    assert torch.all(cartpole_model.step(np.zeros((5, 4), np.float32), np.zeros(5, np.int64)).reward == 1.0)

@@ -207,6 +207,8 @@ class EnsembleDynamics(nn.Module):
         self.register_buffer("in_mean", torch.zeros(self.in_dim))
         self.register_buffer("in_std", torch.ones(self.in_dim))
         self.register_buffer("out_mean", torch.zeros(self.out_dim))
+        # The spread of each output (delta obs, reward) in the fit data; 0 where it never changed, which the model
+        # then predicts exactly (its mean).
         self.register_buffer("out_std", torch.ones(self.out_dim))
         self.register_buffer("elite_idx", torch.arange(num_elites))
         self.register_buffer("auto_threshold", torch.tensor(float("nan")))

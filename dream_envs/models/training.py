@@ -192,6 +192,11 @@ def fit_ensemble(
         model.termination_logit_offset.fill_(0.5 * math.log(class_weight[0] / class_weight[1]))
     if n_holdout and model.config.learn_termination:
         result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx])
+    with torch.no_grad():
+        # An output that never changed in the fit data (a goal that stays put within an episode, a reward that is
+        # always 1) is predicted exactly: out_std 0 there, so neither the network's noise on that column nor its
+        # sampled variance reaches the dream or the disagreement. Training normalised it with a unit scale.
+        model.out_std.copy_(torch.where(y_raw[train_idx].std(0) < _CONSTANT_STD, 0.0, model.out_std))
     model.fitted.fill_(True)
     model.reward_range = (float(data.reward.min()), float(data.reward.max()))
     model.observed_obs_range = (
@@ -349,7 +354,10 @@ def _normaliser_state(model: EnsembleDynamics) -> dict[str, torch.Tensor]:
     return {k: getattr(model, k) for k in ("in_mean", "in_std", "out_mean", "out_std")}
 
 
+_CONSTANT_STD = 1e-6  # a column whose standard deviation is below this never changed
+
+
 def _safe_std(values: torch.Tensor) -> torch.Tensor:
     std = values.std(0)
     # Constant columns (a never-taken one-hot, a reward that is always 1) get unit scale, not a division by 0.
-    return torch.where(std < 1e-6, torch.ones_like(std), std)
+    return torch.where(std < _CONSTANT_STD, torch.ones_like(std), std)
