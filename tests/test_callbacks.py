@@ -113,6 +113,11 @@ def test_unsupported_algorithm_and_vecnormalize_are_refused():
         ({"utd_ratio": 0}, "utd_ratio"),
         ({"dream_envs": 0}, "dream_envs"),
         ({"model": "model.pt"}, "EnsembleDynamics"),
+        ({"uncertainty_threshold": "bogus"}, "uncertainty_threshold must be None, 'auto' or a number"),
+        ({"uncertainty_threshold": -1.0}, "uncertainty_threshold must be >= 0"),
+        ({"uncertainty_mode": "halt"}, "uncertainty_mode must be one of"),
+        ({"uncertainty_penalty": -2}, "uncertainty_penalty must be 'auto' or a finite number >= 0"),
+        ({"uncertainty_mode": "penalty", "uncertainty_threshold": None}, "scales its penalty by the uncertainty"),
     ],
 )
 def test_bad_knobs_fail_at_construction(kwargs, match):
@@ -139,3 +144,42 @@ def test_repeated_learn_calls_keep_the_real_data(algo):
     assert len(dyna.real) == agent.num_timesteps > first
     if algo is SAC:
         assert agent.replay_buffer.real.size() == agent.num_timesteps
+
+
+@pytest.mark.parametrize("mode", ["truncate", "terminate", "penalty"])
+def test_mbpo_branches_follow_the_uncertainty_mode(mode):
+    # A threshold of 0 cuts every branch at its first step: what is stored says what the mode does there.
+    agent = agent_for(SAC)
+    threshold = 1e-6 if mode == "penalty" else 0.0  # the penalty's unit must be > 0
+    dyna = DynaCallback(**{**FAST, "uncertainty_threshold": threshold, "uncertainty_mode": mode})
+    agent.learn(150, callback=dyna)
+    imagined = agent.replay_buffer.imagined
+    assert len(imagined) == dyna.imagined_steps > 0
+    dones, rewards = imagined.dones[: len(imagined)], imagined.rewards[: len(imagined)]
+    low = dyna.ensemble.reward_range[0]
+    if mode == "terminate":
+        # MOReL's HALT: terminal, with the "auto" penalty (Pendulum's rewards are <= 0) in the reward.
+        penalty = agent.gamma * -low / (1 - agent.gamma)
+        assert bool((dones == 1).all()) and float(rewards.max()) <= dyna.ensemble.reward_range[1] - penalty + 1e-3
+    elif mode == "truncate":
+        assert bool((dones == 0).all()) and float(rewards.min()) >= low - 1e-5
+    else:  # MOPO: every reward lowered by penalty * disagreement / threshold, far below any real one here
+        assert bool((dones == 0).all()) and float(rewards.max()) < low
+    assert dyna.uncertainty_mode == mode
+
+
+def test_on_policy_dream_episodes_follow_the_uncertainty_mode(monkeypatch):
+    from sb3_plugins import DreamVecEnv
+
+    made = []
+    original = DreamVecEnv.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DreamVecEnv, "__init__", spy)
+    agent = agent_for(PPO)
+    agent.learn(128, callback=DynaCallback(**{**FAST, "uncertainty_mode": "terminate", "uncertainty_penalty": 3.0}))
+    assert made and all(k["uncertainty_mode"] == "terminate" and k["uncertainty_penalty"] == 3.0 for k in made)
+    assert all(k["gamma"] == agent.gamma for k in made)

@@ -198,7 +198,8 @@ def test_penalty_mode_lowers_rewards_in_proportion_to_disagreement(pendulum_mode
 
 @pytest.mark.parametrize("mode, terminal", [("truncate", False), ("terminate", True), ("penalty", False)])
 def test_vec_env_modes_follow_the_sb3_contract(cartpole_model, mode, terminal):
-    venv = DreamVecEnv(cartpole_model, n_envs=4, uncertainty_threshold=0.0, uncertainty_mode=mode, seed=0)
+    threshold = 1e-9 if mode == "penalty" else 0.0  # cut everything (the penalty's unit must be > 0)
+    venv = DreamVecEnv(cartpole_model, n_envs=4, uncertainty_threshold=threshold, uncertainty_mode=mode, seed=0)
     venv.reset()
     _, _, dones, infos = venv.step(np.zeros(4, np.int64))
     assert dones.all() and venv.uncertainty_mode == mode
@@ -213,7 +214,8 @@ def test_vec_env_modes_follow_the_sb3_contract(cartpole_model, mode, terminal):
         ({"uncertainty_mode": "halt"}, "uncertainty_mode must be one of"),
         ({"uncertainty_penalty": -1.0}, "uncertainty_penalty must be 'auto' or a finite number >= 0"),
         ({"uncertainty_penalty": "big"}, "uncertainty_penalty must be 'auto'"),
-        ({"uncertainty_mode": "penalty", "uncertainty_threshold": None}, "needs|scales its penalty"),
+        ({"uncertainty_mode": "penalty", "uncertainty_threshold": None}, "scales its penalty"),
+        ({"uncertainty_mode": "penalty", "uncertainty_threshold": 0.0}, "a number > 0, not 0.0"),
         ({"gamma": 1.0}, "gamma must be a number in \\[0, 1\\)"),
     ],
 )

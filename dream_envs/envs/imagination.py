@@ -110,10 +110,10 @@ def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float |
         raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0, got {penalty!r}")
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating)) or not 0 <= gamma < 1:
         raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
-    if mode == "penalty" and threshold is None:
+    if mode == "penalty" and (threshold is None or (not isinstance(threshold, str) and threshold <= 0)):
         raise ValueError(
             "uncertainty_mode='penalty' scales its penalty by the uncertainty threshold: give "
-            "uncertainty_threshold='auto' or a number, not None"
+            f"uncertainty_threshold='auto' or a number > 0, not {threshold!r}"
         )
 
 
