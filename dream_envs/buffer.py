@@ -265,7 +265,12 @@ class TransitionBuffer:
         return successor
 
     def segments(
-        self, length: int, max_segments: int | None = None, seed: int | None = None, exclude: np.ndarray | None = None
+        self,
+        length: int,
+        max_segments: int | None = None,
+        seed: int | None = None,
+        exclude: np.ndarray | None = None,
+        successors: np.ndarray | None = None,
     ) -> np.ndarray:
         """Disjoint runs of ``length`` consecutive real transitions of one trajectory (no episode end inside).
 
@@ -276,10 +281,11 @@ class TransitionBuffer:
         :param max_segments: stop after this many (``None``: as many as fit)
         :param seed: seeds which runs are taken, in random order
         :param exclude: ``N`` booleans: rows no segment may use
+        :param successors: :meth:`successors`, when the caller has it already
         :return: row indices ``S x length``; row ``t + 1`` of a segment continues row ``t``
         """
         check_int("length", length)
-        successor = self.successors()
+        successor = self.successors() if successors is None else successors
         n = len(successor)
         if exclude is not None and len(exclude) != n:
             raise ValueError(f"exclude must hold one flag per row ({n}), got {len(exclude)}")

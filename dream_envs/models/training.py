@@ -186,9 +186,9 @@ def fit_ensemble(
     with torch.no_grad():
         model.termination_seen.fill_(bool(p_terminal > 0))
         # Class balancing shifts the head's logit by log(w_terminal / w_other): read as it is, it flags every doubtful
-        # row (3 epochs on 3,000 random CartPole rows: 76% of non-terminal rows flagged); fully undone, it misses most
-        # terminations (recall 0.38 after 100 epochs). Half undone measured best (F1 0.81 vs 0.65 and 0.54 there;
-        # docs/uncertainty.md).
+        # row (3 epochs on 3,000 random CartPole steps: 79% of non-terminal rows); fully undone, it misses most
+        # terminations (recall 0.35 after 100 epochs). Half undone had the best F1 in 8 of 9 fits (0.76 vs 0.62 and
+        # 0.50 after 100 epochs; docs/termination.md).
         model.termination_logit_offset.fill_(0.5 * math.log(class_weight[0] / class_weight[1]))
     if n_holdout and model.config.learn_termination:
         result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx])
@@ -208,9 +208,8 @@ def fit_ensemble(
     if len(starts):
         model.start_states = torch.as_tensor(starts, device="cpu").clone()
     # The cutoff is calibrated last: it rolls the finished model (elites, normalisers, obs scale) along real segments.
-    rows = torch.as_tensor(segments, dtype=torch.long)
     real_obs = np.concatenate([data.obs[segments[:, :1]], data.next_obs[segments]], axis=1)  # (S, k + 1, obs_dim)
-    scores = cutoff_scores(model, real_obs, data.action[segments]) if len(rows) else ((), (), ())
+    scores = cutoff_scores(model, real_obs, data.action[segments]) if len(segments) else ((), (), ())
     result.cutoff = model.cutoff_calibration = choose_threshold(*scores, uncertainty_tolerance, uncertainty_horizon)
     model.auto_threshold.fill_(result.cutoff.threshold)
     result.auto_threshold = result.cutoff.threshold
@@ -233,11 +232,12 @@ def _holdout_split(
     """
     n = len(buffer)
     run = _RUN_HORIZONS * horizon
-    runs = buffer.segments(run, n_holdout // run, seed=int(rng.integers(2**31)))
+    successors = buffer.successors()
+    runs = buffer.segments(run, n_holdout // run, seed=int(rng.integers(2**31)), successors=successors)
     taken = np.zeros(n, bool)
     taken[runs.reshape(-1)] = True
     singles = buffer.segments(horizon, (n_holdout - runs.size) // horizon, seed=int(rng.integers(2**31)),
-                              exclude=taken)  # fmt: skip
+                              exclude=taken, successors=successors)  # fmt: skip
     taken[singles.reshape(-1)] = True
     rest = rng.permutation(np.flatnonzero(~taken))[: n_holdout - runs.size - singles.size]
     windows = [runs[:, start : start + horizon] for start in range(run - horizon + 1)]
