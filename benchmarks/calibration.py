@@ -94,7 +94,9 @@ def alternatives(model: EnsembleDynamics, real_obs: np.ndarray, actions: np.ndar
     first = torch.as_tensor(real_obs[:, 0])
     imagined, _ = open_loop(model, first, torch.as_tensor(actions))
     states = torch.cat([first[None], imagined[:-1]])  # (T, S, obs_dim): the input of each step
-    scale, delta_std = model.obs_scale, model.out_std[: model.obs_dim]
+    scale = model.obs_scale
+    # The earlier units: each dimension's one-step change; a dimension that never changed has none (and no spread).
+    delta_std = torch.where(model.out_std[: model.obs_dim] > 0, model.out_std[: model.obs_dim], torch.inf)
     measures: dict[str, list] = {"members, real std (chosen)": [], "members, delta std (before)": [],
                                  "elites only, real std": [], "elites, total predictive std": []}  # fmt: skip
     for t in range(actions.shape[1]):

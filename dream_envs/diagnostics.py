@@ -191,10 +191,11 @@ def compounding_error(
 class Calibration:
     """Does the ensemble's disagreement tell where the model is wrong? (from :func:`calibration`)
 
-    Disagreement is the one the uncertainty cutoff compares: the members' spread in real standard deviations of each
-    observation dimension (:attr:`EnsembleDynamics.obs_scale`), worst dimension. Errors are in the same units: the
-    worst dimension's error over its real standard deviation, after one step and after ``horizon`` steps of the
-    elite mean along the real actions (:mod:`dream_envs.models.calibration`).
+    Disagreement is the one the uncertainty cutoff compares (:meth:`EnsembleDynamics.disagreement`: in standard
+    deviations of each dimension's one-step change, worst dimension). One-step errors are in those same units;
+    k-step errors, after ``horizon`` steps of the elite mean along the real actions, are the worst dimension's error
+    over its real standard deviation (:attr:`EnsembleDynamics.obs_scale`), the tolerance's units
+    (:mod:`dream_envs.models.calibration`).
 
     :param one_step_spearman: rank correlation of one-step disagreement with one-step error, held-out real pairs
     :param k_step_spearman: rank correlation of the largest disagreement met along a k-step rollout (elite mean)
@@ -279,12 +280,13 @@ def calibration(
             raise ValueError("the model has no 'auto' uncertainty threshold (a file from an earlier version); pass "
                              "threshold=")  # fmt: skip
     real_obs, actions = real_segments(env, horizon, n_segments, policy=policy, seed=seed)
-    scale = model.obs_scale.cpu().numpy()
+    change = model.out_std[: model.obs_dim].cpu().numpy()  # each dimension's one-step change; 0 where it never moved
     # One step from every real (state, action) pair of the segments.
     states = real_obs[:, :-1].reshape(-1, real_obs.shape[-1])
     flat_actions = actions.reshape(len(states), *actions.shape[2:])
     step = model.step(states, flat_actions, propagation="mean", deterministic=True)
-    one_error = (np.abs(step.next_obs.cpu().numpy() - real_obs[:, 1:].reshape(len(states), -1)) / scale).max(-1)
+    one_error = np.abs(step.next_obs.cpu().numpy() - real_obs[:, 1:].reshape(len(states), -1))
+    one_error = np.where(change > 0, one_error / np.where(change > 0, change, 1.0), 0.0).max(-1)
     one_uncertainty = step.uncertainty.cpu().numpy()
     # k steps open loop (elite mean), with the largest disagreement the cutoff would have seen on the way.
     k_uncertainty, _, k_error = cutoff_scores(model, real_obs, actions)

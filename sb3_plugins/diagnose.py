@@ -130,7 +130,7 @@ def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
         axes[2].scatter(ku, ke, s=5, alpha=0.4, label=f"{trajectories}: P {report.cutoff_precision:.2f}, "
                         f"R {report.cutoff_recall:.2f}")  # fmt: skip
     report = reports["random"]
-    axes[0].set(xscale="log", yscale="log", xlabel="disagreement (real std)", ylabel="one-step error (real std)",
+    axes[0].set(xscale="log", yscale="log", xlabel="disagreement", ylabel="one-step error (std of the change)",
                 title="one step")  # fmt: skip
     axes[1].set(xlabel="mean disagreement (decile)", ylabel="mean one-step error", title="reliability")
     axes[2].axvline(report.threshold, color="red", linestyle=":", label="cutoff threshold")
@@ -141,8 +141,7 @@ def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
         ax.legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{env_id}: does disagreement track the true error? (disagreement and errors in real std)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(f"{env_id}: does disagreement track the true error? (k-step errors in real std)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
@@ -156,10 +155,11 @@ def write_diagnostics_page(summaries: list[dict[str, Any]], path: Path, command:
     lines = ["# Model diagnostics: compounding error and calibration", "", "Made by:", "", "```bash", command, "```",
              "", "Held-out real segments (a fresh seed). Compounding error (random actions): mean |imagined - real| "
              "after k model steps along the real actions, per observation dimension, in units of that dimension's "
-             "real standard deviation (its spread in the model's fit data, the unit of the disagreement and of the "
-             "tolerance). Calibration, on random-action and (where given) trained-policy segments: Spearman rank "
-             "correlation of the ensemble's disagreement (what the uncertainty cutoff compares) with the true "
-             "one-step error and with the error after k steps (elite mean); the cutoff's precision/recall at "
+             "real standard deviation (its spread in the model's fit data, the unit of the tolerance). "
+             "Calibration, on random-action and (where given) trained-policy segments: Spearman rank correlation "
+             "of the ensemble's disagreement (what the uncertainty cutoff compares, in standard deviations of each "
+             "dimension's one-step change) with the true one-step error (same units) and with the error after k "
+             "steps (elite mean, real standard deviations); the cutoff's precision/recall at "
              "catching k-step rollouts whose error exceeds the tolerance. `n/a`: nothing to measure (no rollout "
              "was bad, or none was cut).", ""]  # fmt: skip
     for summary in summaries:

@@ -106,11 +106,14 @@ def test_cutoff_catches_the_rollouts_that_go_wrong(cartpole_model):
     assert shifted.k_step_spearman >= 0.5
 
 
-def test_disagreement_is_in_real_standard_deviations(cartpole_model, cartpole_buffer):
+def test_disagreement_is_in_standard_deviations_of_each_one_step_change(cartpole_model, cartpole_buffer):
     data = cartpole_buffer.transitions()
     obs, action = data.obs[:50], data.action[:50]
     prediction = cartpole_model.predict(obs, action)
-    expected = (prediction.delta_mean.std(0, unbiased=False) / cartpole_model.obs_scale).amax(-1)
+    change = torch.as_tensor((data.next_obs - data.obs).std(0))
+    expected = (prediction.delta_mean.std(0, unbiased=False) / change).amax(-1)
+    assert torch.allclose(cartpole_model.disagreement(obs, action), expected, rtol=0.05, atol=1e-7)
+    expected = (prediction.delta_mean.std(0, unbiased=False) / cartpole_model.out_std[:4]).amax(-1)
     assert torch.allclose(cartpole_model.disagreement(obs, action), expected, rtol=1e-4, atol=1e-7)
     assert torch.allclose(cartpole_model.step(obs, action).uncertainty, expected, rtol=1e-4, atol=1e-7)
     assert torch.allclose(cartpole_model.obs_scale, torch.as_tensor(data.obs.std(0)), rtol=0.05)
@@ -389,5 +392,8 @@ def test_an_output_that_never_changed_is_predicted_exactly(cartpole_model):
     step = model.step(data.obs[:100], data.action[:100])  # sampled, TS-1
     assert torch.equal(step.next_obs[:, 1], torch.as_tensor(data.obs[:100, 1]))
     assert torch.all(model.predict(data.obs[:100], data.action[:100]).delta_var[..., 1] == 0)
+    # The goal adds nothing to the disagreement: the point's own spread is all there is.
+    point = model.predict(data.obs[:100], data.action[:100]).delta_mean[..., 0].std(0, unbiased=False)
+    assert torch.allclose(model.disagreement(data.obs[:100], data.action[:100]), point / model.out_std[0], rtol=1e-4)
     # CartPole's reward is 1 on every step: the model says 1, exactly.
     assert torch.all(cartpole_model.step(np.zeros((5, 4), np.float32), np.zeros(5, np.int64)).reward == 1.0)

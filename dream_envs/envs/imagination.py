@@ -84,7 +84,7 @@ def check_threshold(value: float | str | None) -> None:
 
 def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> float | None:
     """``None`` (no cutoff), ``"auto"`` (the model's calibrated value, see :attr:`EnsembleDynamics.cutoff_calibration`)
-    or a number >= 0 (a disagreement: real standard deviations, worst observation dimension)."""
+    or a number >= 0 (a disagreement, in :meth:`EnsembleDynamics.disagreement`'s units)."""
     check_threshold(value)
     if value is None:
         return None

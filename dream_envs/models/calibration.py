@@ -1,8 +1,8 @@
 """The uncertainty cutoff, calibrated against what it claims to catch: dream rollouts that drift from reality.
 
 The disagreement the cutoff compares is the spread (standard deviation over ALL ensemble members) of the members'
-predicted next observations, divided by each dimension's real spread (its standard deviation in the data the model
-was fitted on), worst dimension: "the members disagree by ``u`` real standard deviations".
+predicted next observations, in units of each dimension's one-step change (its standard deviation in the data the
+model was fitted on), worst dimension (:meth:`EnsembleDynamics.disagreement`).
 
 A rollout is *bad* when, after ``horizon`` model steps from a real state along the real actions, the model's
 prediction (elite mean) is more than ``tolerance`` real standard deviations off the real state in some dimension.
@@ -42,14 +42,14 @@ __all__ = [
 DEFAULT_TOLERANCE = 0.1  # real standard deviations, worst observation dimension
 DEFAULT_HORIZON = 10  # model steps from a real state
 MIN_BAD_SEGMENTS = 10  # bad held-out rollouts needed to place the threshold from data rather than extrapolate
-_FALLBACK_GROWTH = 0.5  # error / summed disagreement when no held-out rollout exists (measured 0.3-0.5 in-distribution)
+_FALLBACK_GROWTH = 0.5  # error / summed disagreement where no held-out rollout exists
 
 
 @dataclass
 class CutoffCalibration:
     """How ``uncertainty_threshold="auto"`` was derived at the last fit (stored in the model file).
 
-    :param threshold: the disagreement threshold (real standard deviations, worst dimension)
+    :param threshold: the disagreement threshold (:meth:`EnsembleDynamics.disagreement`'s units)
     :param tolerance: error after ``horizon`` steps (real standard deviations, worst dimension) that makes a rollout bad
     :param horizon: model steps per held-out rollout
     :param method: ``"held-out"`` (placed by the F2 score on held-out rollouts), ``"extrapolated"`` (too few bad
