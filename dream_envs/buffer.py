@@ -167,6 +167,7 @@ class TransitionBuffer:
                 f"rejected {n_bad} of {rows} transition(s) with NaN/inf values ({detail}); "
                 "nothing was added. Filter them out before adding, or fix the env/wrapper that produced them."
             )
+        # obs and next_obs of every row are counted as observations
         report = out_of_bounds_report(self.observation_space, np.concatenate([columns["obs"], columns["next_obs"]]))
         if report is not None and not report[0] <= self._warned_out_of_bounds:
             self._warned_out_of_bounds |= report[0]
@@ -285,15 +286,25 @@ class TransitionBuffer:
         :return: row indices ``S x length``; row ``t + 1`` of a segment continues row ``t``
         """
         check_int("length", length)
-        successor = self.successors() if successors is None else successors
-        n = len(successor)
-        if exclude is not None and len(exclude) != n:
-            raise ValueError(f"exclude must hold one flag per row ({n}), got {len(exclude)}")
+        if max_segments is not None:
+            max_segments = check_int("max_segments", max_segments, minimum=0)
+        n = len(self)
+        for name, value, kind in (("exclude", exclude, np.bool_), ("successors", successors, np.integer)):
+            array = None if value is None else np.asarray(value)
+            if array is not None and (array.shape != (n,) or not np.issubdtype(array.dtype, kind)):
+                expected = "booleans" if kind is np.bool_ else "row indices (TransitionBuffer.successors())"
+                raise ValueError(f"{name} must be {n} {expected}, one per row; got an array of shape {array.shape} "
+                                 f"and dtype {array.dtype}")  # fmt: skip
+        if length > n or max_segments == 0:
+            return np.zeros((0, length), np.int64)
+        successor = self.successors() if successors is None else np.asarray(successors)
         # rows[t] holds, for every start row, the row t steps on (-1 once the trajectory ends).
         chain = [np.arange(n)]
         for _ in range(length - 1):
             previous = chain[-1]
             chain.append(np.where(previous >= 0, successor[np.maximum(previous, 0)], -1))
+            if (chain[-1] < 0).all():  # no trajectory is this long
+                return np.zeros((0, length), np.int64)
         rows = np.stack(chain, axis=1) if n else np.zeros((0, length), np.int64)  # (N, length)
         complete = np.flatnonzero((rows >= 0).all(axis=1))
         taken = np.zeros(n, bool) if exclude is None else np.array(exclude, bool)

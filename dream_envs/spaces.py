@@ -154,4 +154,4 @@ def out_of_bounds_report(space: spaces.Box, values: np.ndarray) -> tuple[set[int
         if above[d]:
             counts.append(f"{int(above[d])} above high={high[d]:g} (max {values[:, d].max():g})")
         parts.append(f"dim {int(d)}: " + ", ".join(counts))
-    return {int(d) for d in dims}, f"of {len(values)} values, " + "; ".join(parts)
+    return {int(d) for d in dims}, f"of {len(values)} observations, " + "; ".join(parts)

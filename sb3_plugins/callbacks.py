@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from dream_envs import EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
+from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.task_functions import TaskFn
 from sb3_plugins.dream_vec_env import DreamVecEnv
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
@@ -174,6 +176,10 @@ class DynaCallback(BaseCallback):
                 "DynaCallback learns its model from the env's raw observations; remove VecNormalize from the "
                 "training env (normalisation happens inside the model)."
             )
+        # The agent's own discount enters the "terminate" mode's auto penalty: checked before any real step is taken.
+        resolve_uncertainty_mode(
+            self.uncertainty_mode, self.uncertainty_penalty, self.uncertainty_threshold, algo.gamma
+        )
         if self.env_id is None:
             spec = self.training_env.get_attr("spec")[0]
             self.env_id = spec.id if spec is not None else None
@@ -182,6 +188,9 @@ class DynaCallback(BaseCallback):
                 algo.observation_space, algo.action_space, env_id=self.env_id, device=algo.device, seed=self.seed,
                 **self.ensemble_kwargs,
             )  # fmt: skip
+        if self.ensemble.config.ensemble_size == 1 and self.uncertainty_threshold is not None:
+            warnings.warn("DynaCallback: an ensemble of one member has no disagreement, so the uncertainty cutoff "
+                          "never fires; use ensemble_size >= 2", CutoffCalibrationWarning, stacklevel=2)  # fmt: skip
         if self.real is None:  # kept across learn() calls, like the agent's own replay buffer
             self.real = TransitionBuffer(algo.observation_space, algo.action_space)
         self._torch_generator = torch.Generator(device=self.ensemble.device)
@@ -235,8 +244,12 @@ class DynaCallback(BaseCallback):
 
     def _fit_model(self) -> None:
         started = time.perf_counter()
-        result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
+        with warnings.catch_warnings():
+            # The first fits hold too little data to calibrate the cutoff on; the threshold used is logged instead.
+            warnings.simplefilter("ignore", CutoffCalibrationWarning)
+            result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
         self.model_fits += 1
+        self.logger.record("dyna/uncertainty_threshold", result.auto_threshold)
         self.logger.record("dyna/model_train_loss", result.train_loss[-1])
         if result.holdout_loss:
             self.logger.record("dyna/model_holdout_loss", result.holdout_loss[-1])

@@ -11,6 +11,7 @@ the calibration of its disagreement.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -199,7 +200,7 @@ def _report(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from rich.console import Console
 
-    from sb3_plugins.diagnose import diagnose_model, dream_mode, load_diagnosed_model, write_diagnostics_page
+    from sb3_plugins.diagnose import _number, diagnose_model, dream_mode, load_diagnosed_model, write_diagnostics_page
 
     if args.segments < 1:
         raise ValueError(f"--segments must be a positive integer, got {args.segments}")
@@ -208,10 +209,16 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
     if min(args.horizons) < 1:
         raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
-    if args.tolerance is not None and not args.tolerance > 0:
-        raise ValueError(f"--tolerance must be > 0 (real standard deviations), got {args.tolerance}")
+    if args.tolerance is not None and not 0 < args.tolerance < math.inf:
+        raise ValueError(f"--tolerance must be a finite number > 0 (real standard deviations), got {args.tolerance}")
+    if args.threshold is not None and not 0 <= args.threshold < math.inf:
+        raise ValueError(f"--threshold must be a finite number >= 0 (a disagreement), got {args.threshold}")
+    if args.segments * args.calibration_horizon < 100:
+        raise ValueError(f"--segments {args.segments} x --calibration-horizon {args.calibration_horizon} = "
+                         f"{args.segments * args.calibration_horizon} held-out pairs; at least 100 are needed for rank "
+                         "correlations (raise --segments)")  # fmt: skip
     models = [load_diagnosed_model(model, args.env, args.device) for model in args.model]  # all checked first
-    policies = _diagnose_policies(args.policy, args.policy_algo, len(models))
+    policies = _diagnose_policies(args.policy, args.policy_algo, models)
     console = Console()
     summaries = []
     for (model, env_id), name, policy in zip(models, args.model, policies):
@@ -220,9 +227,9 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
             args.tolerance, args.threshold, policy, args.seed, uncertainty_mode=dream_mode(name),
         )  # fmt: skip
         for trajectories, c in summary["calibration"].items():
-            console.print(f"{env_id} ({trajectories}): one-step Spearman {c['one_step_spearman']:.2f}, "
-                          f"{c['horizon']}-step Spearman {c['k_step_spearman']:.2f}, cutoff precision "
-                          f"{c['cutoff_precision']:.2f} / recall {c['cutoff_recall']:.2f}")  # fmt: skip
+            console.print(f"{env_id} ({trajectories}): one-step Spearman {_number(c['one_step_spearman'])}, "
+                          f"{c['horizon']}-step Spearman {_number(c['k_step_spearman'])}, cutoff precision "
+                          f"{_number(c['cutoff_precision'])} / recall {_number(c['cutoff_recall'])}")  # fmt: skip
         summaries.append(summary)
     page = Path(args.out) / "diagnostics.md"
     write_diagnostics_page(summaries, page, shlex.join(["dream-envs", *argv]))
@@ -230,13 +237,17 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _diagnose_policies(files: list[str], algos: list[str], n_models: int) -> list[Any]:
-    """One ``obs -> action`` (or ``None`` for 'random') per model, every file and algorithm checked first."""
-    if len(files) not in (1, n_models):
-        raise ValueError(f"--policy takes one file for all models or one per --model ({n_models}), got {len(files)}")
+def _diagnose_policies(files: list[str], algos: list[str], models: list[tuple[Any, str]]) -> list[Any]:
+    """One ``obs -> action`` (or ``None`` for 'random') per model; every file, algorithm and pair of spaces is
+    checked before any work."""
+    from dream_envs.spaces import spaces_equal
+
+    if len(files) not in (1, len(models)):
+        raise ValueError(f"--policy takes one file for all models or one per --model ({len(models)}), got {len(files)}")
     if len(algos) not in (1, len(files)):
         raise ValueError(f"--policy-algo takes one algorithm for all policies or one per --policy, got {len(algos)}")
-    files, algos = files * (n_models // len(files)), algos * (len(files) // len(algos))
+    algos = algos * (len(files) // len(algos))
+    files, algos = files * (len(models) // len(files)), algos * (len(models) // len(algos))
     for file, algo in zip(files, algos):
         if file == "random":
             continue
@@ -245,11 +256,22 @@ def _diagnose_policies(files: list[str], algos: list[str], n_models: int) -> lis
         if not Path(file).is_file():
             raise ValueError(f"--policy {file!r}: no such SB3 agent file (or use 'random')")
     policies = []
-    for file, algo in zip(files, algos):
+    for file, algo, (model, env_id) in zip(files, algos, models):
         if file == "random":
             policies.append(None)
             continue
-        agent = ALGOS[algo].load(file, device="cpu")
+        try:
+            agent = ALGOS[algo].load(file, device="cpu")
+        except Exception as error:  # SB3 fails in many ways on a file of another algorithm
+            raise ValueError(
+                f"--policy {file!r} could not be loaded as a {algo.upper()} agent ({type(error).__name__}: {error}); "
+                "was it saved by another algorithm? Give its --policy-algo"
+            ) from error
+        for what, mine, theirs in (("observation", model.observation_space, agent.observation_space),
+                                   ("action", model.action_space, agent.action_space)):  # fmt: skip
+            if not spaces_equal(mine, theirs):
+                raise ValueError(f"--policy {file!r} acts on {what} space {theirs}, but the model of {env_id} has "
+                                 f"{mine}")  # fmt: skip
         policies.append(lambda obs, agent=agent: agent.predict(obs, deterministic=True)[0])
     return policies
 

@@ -77,7 +77,7 @@ def diagnose_model(
         reports["policy"] = calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, policy,
                                         seed + 2)  # fmt: skip
     out = Path(out)
-    name = env_id.replace("/", "_")
+    name = file_name(env_id)
     _plot_compounding(curve, env_id, out / f"{name}_compounding.png")
     _plot_calibration(reports, env_id, out / f"{name}_calibration.png")
     summary = {
@@ -90,8 +90,24 @@ def diagnose_model(
                                        for k, v in vars(report).items() if k not in ("one_step", "k_step")}
                         for trajectories, report in reports.items()},
     }  # fmt: skip
-    atomic_write_text(out / f"{name}.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / f"{name}.json", json.dumps(_strict_json(summary), indent=1))
     return summary
+
+
+def file_name(env_id: str) -> str:
+    """An env id as a file name: ``"my_pkg:Env-v0"`` or ``"ALE/Pong-v5"`` -> ``"my_pkg_Env-v0"``, ``"ALE_Pong-v5"``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in env_id)
+
+
+def _strict_json(value: Any) -> Any:
+    """NaN/inf (nothing to measure) become null: the file stays strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
@@ -105,7 +121,7 @@ def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
     steps = np.arange(1, curve.max_horizon + 1)
     for d, ax in enumerate(axes[0]):
         for name, errors in curve.errors.items():
-            ax.plot(steps, errors[:, d] / curve.obs_std[d], label=name)
+            ax.plot(steps, errors[:, d] / max(curve.obs_std[d], 1e-12), label=name)  # a constant dim: its raw error
         ax.set(title=f"obs[{d}]", xlabel="model steps k", yscale="log")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean |error| / real std")
@@ -146,7 +162,7 @@ def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _number(value: float) -> str:
+def _number(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.3g}"
 
 
@@ -164,7 +180,7 @@ def write_diagnostics_page(summaries: list[dict[str, Any]], path: Path, command:
              "was bad, or none was cut).", ""]  # fmt: skip
     for summary in summaries:
         env, scale = summary["env"], np.array(summary["obs_scale"])
-        name = env.replace("/", "_")
+        name = file_name(env)
         auto = summary.get("auto_calibration") or {}
         lines += [f"## {env}", "",
                   f"Uncertainty mode at the cutoff: `{summary['uncertainty_mode']}`. Auto threshold "

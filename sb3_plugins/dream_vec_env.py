@@ -162,14 +162,16 @@ class DreamVecEnv(VecEnv):
         self._episode_steps = torch.where(dones, torch.zeros_like(self._episode_steps), self._episode_steps)
         self.last_uncertainty = imagined.uncertainty
 
-        # One transfer to the host for everything the SB3 side reads: (N, 2 * obs_dim + 5).
-        per_env = torch.stack([imagined.reward, dones, imagined.terminated, imagined.cut_off, lengths], dim=1)
+        # One transfer to the host for everything the SB3 side reads: (N, 2 * obs_dim + 6).
+        per_env = torch.stack(
+            [imagined.reward, dones, imagined.terminated, imagined.cut_off, lengths, imagined.nonfinite], dim=1
+        )
         host = torch.cat([self._state, imagined.next_obs, per_env.float()], dim=1).cpu().numpy()
         obs_dim = self.model.obs_dim
         obs = host[:, :obs_dim].reshape(self._obs_shape).astype(self._obs_dtype)
         terminal_obs = host[:, obs_dim : 2 * obs_dim]
         rewards = np.ascontiguousarray(host[:, 2 * obs_dim])
-        dones_np, terminated_np, cut_off_np = (host[:, 2 * obs_dim + k] > 0.5 for k in (1, 2, 3))
+        dones_np, terminated_np, cut_off_np, nonfinite_np = (host[:, 2 * obs_dim + k] > 0.5 for k in (1, 2, 3, 5))
         lengths_np = host[:, 2 * obs_dim + 4].astype(np.int64)
 
         self.imagined_steps += self.num_envs
@@ -179,6 +181,8 @@ class DreamVecEnv(VecEnv):
             infos[i]["terminal_observation"] = terminal_obs[i].reshape(self.observation_space.shape)
             infos[i]["TimeLimit.truncated"] = not terminated_np[i]
             infos[i]["uncertainty_cutoff"] = bool(cut_off_np[i])
+            if nonfinite_np[i]:  # as DreamEnv says it: the model's prediction was NaN/inf, and never reached the agent
+                infos[i]["model_nonfinite"] = True
         self.episodes += len(done_idx)
         self.episode_steps_total += int(lengths_np[done_idx].sum())
         self.cutoff_episodes += int(cut_off_np[done_idx].sum())

@@ -61,6 +61,7 @@ def test_each_stock_algorithm_learns_with_the_callback(algo):
         "dyna/mean_imagined_rollout_length",
         "dyna/uncertainty_cutoff_fraction",
         "dyna/real_steps",
+        "dyna/uncertainty_threshold",
     }
     assert expected <= capture.keys
 
@@ -183,3 +184,14 @@ def test_on_policy_dream_episodes_follow_the_uncertainty_mode(monkeypatch):
     agent.learn(128, callback=DynaCallback(**{**FAST, "uncertainty_mode": "terminate", "uncertainty_penalty": 3.0}))
     assert made and all(k["uncertainty_mode"] == "terminate" and k["uncertainty_penalty"] == 3.0 for k in made)
     assert all(k["gamma"] == agent.gamma for k in made)
+
+
+def test_an_undiscounted_agent_is_served_and_a_halt_penalty_it_makes_infinite_is_refused_before_training():
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), gamma=1.0, n_steps=64, batch_size=64, seed=0, device="cpu")
+    dyna = DynaCallback(**FAST)  # truncate: gamma plays no part
+    agent.learn(128, callback=dyna)
+    assert dyna.model_fits >= 1
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), gamma=1.0, n_steps=64, batch_size=64, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="infinite penalty"):
+        agent.learn(64, callback=DynaCallback(**{**FAST, "uncertainty_mode": "terminate"}))
+    assert agent.num_timesteps == 0

@@ -44,7 +44,10 @@ def test_diagnose_a_shipped_model(tmp_path):
             ["--model", "Dream-CartPole-v0", "--policy", "random", "--policy-algo", "ppo", "sac"],
             "one algorithm for all",
         ),
-        (["--model", "Dream-CartPole-v0", "--tolerance", "0"], "--tolerance must be > 0"),
+        (["--model", "Dream-CartPole-v0", "--tolerance", "0"], "--tolerance must be a finite number > 0"),
+        (["--model", "Dream-CartPole-v0", "--tolerance", "inf"], "--tolerance must be a finite number > 0"),
+        (["--model", "Dream-CartPole-v0", "--threshold", "nan"], "--threshold must be a finite number >= 0"),
+        (["--model", "Dream-CartPole-v0", "--threshold", "-1"], "--threshold must be a finite number >= 0"),
     ],
 )
 def test_diagnose_bad_input(tmp_path, args, message):
@@ -64,3 +67,33 @@ def test_diagnose_measures_a_policy_beside_random_actions(tmp_path):
     assert set(summary["calibration"]) == {"random", "policy"}
     page = (tmp_path / "diagnostics.md").read_text()
     assert "| random |" in page and "| policy |" in page and "Uncertainty mode at the cutoff: `truncate`" in page
+
+
+def test_diagnose_refuses_a_policy_of_another_algorithm_or_other_spaces(tmp_path):
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu").save(tmp_path / "cartpole.zip")
+    PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, seed=0, device="cpu").save(tmp_path / "pendulum.zip")
+    cases = [
+        (["--policy", str(tmp_path / "cartpole.zip"), "--policy-algo", "sac"], "could not be loaded as a SAC agent"),
+        (["--policy", str(tmp_path / "pendulum.zip")], "acts on observation space Box"),
+    ]
+    for args, message in cases:
+        completed = diagnose("--model", "Dream-CartPole-v0", *args, "--out", str(tmp_path / "out"))
+        assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+        assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_one_policy_file_serves_every_model_and_the_json_is_strict(tmp_path):
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0, device="cpu").save(tmp_path / "p.zip")
+    options = ["--horizons", "1", "--max-horizon", "5", "--segments", "20", "--calibration-horizon", "5"]
+    completed = diagnose("--model", "Dream-CartPole-v0", "Dream-CartPole-v0", "--policy", str(tmp_path / "p.zip"),
+                         "--out", str(tmp_path), *options, "--device", "cpu")  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.count("(policy)") == 2
+    text = (tmp_path / "CartPole-v1.json").read_text()
+    summary = json.loads(text, parse_constant=lambda constant: pytest.fail(f"{constant} in strict JSON"))
+    random = summary["calibration"]["random"]
+    assert random["bad_fraction"] == 0.0 and random["cutoff_recall"] is None  # nothing bad to recall: null, not NaN

@@ -388,3 +388,18 @@ def test_discrete_random_actions_stay_uniform_draws_whatever_the_beta():
     agent = MPCAgent("CartPole-v1", random_noise_beta=2.0, learning_starts=50, seed=0)
     actions = np.array([agent._random_action() for _ in range(400)])
     assert set(actions.tolist()) == {0, 1} and abs(np.corrcoef(actions[1:], actions[:-1])[0, 1]) < 0.2
+
+
+@pytest.mark.parametrize("bad", ["column", "short", "numpy", "scalar"])
+def test_an_objective_of_the_wrong_shape_is_named(bad):
+    box = CEM(spaces.Box(-1, 1, (1,)), horizon=3, population=20, iterations=2)
+    returns = {
+        "column": lambda a: torch.zeros(len(a), 1),
+        "short": lambda a: torch.zeros(len(a) - 1),
+        "numpy": lambda a: np.zeros(len(a)),
+        "scalar": lambda a: torch.tensor(0.0),
+    }[bad]
+    for optimizer in (box, MPPI(spaces.Box(-1, 1, (1,)), horizon=3, population=20),
+                      CategoricalCEM(spaces.Discrete(2), horizon=3, population=20, iterations=2)):  # fmt: skip
+        with pytest.raises(ValueError, match="must return a torch tensor of shape \\(20,\\)"):
+            optimizer.optimize(returns, torch.Generator().manual_seed(0))

@@ -218,8 +218,11 @@ def test_vec_env_modes_follow_the_sb3_contract(cartpole_model, mode, terminal):
         ({"uncertainty_penalty": -1.0}, "uncertainty_penalty must be 'auto' or a finite number >= 0"),
         ({"uncertainty_penalty": "big"}, "uncertainty_penalty must be 'auto'"),
         ({"uncertainty_mode": "penalty", "uncertainty_threshold": None}, "scales its penalty"),
-        ({"uncertainty_mode": "penalty", "uncertainty_threshold": 0.0}, "a number > 0, not 0.0"),
-        ({"gamma": 1.0}, "gamma must be a number in \\[0, 1\\)"),
+        ({"uncertainty_mode": "penalty", "uncertainty_threshold": 0.0}, "a finite number > 0, not 0.0"),
+        ({"gamma": 1.5}, "gamma must be a number in \\[0, 1\\]"),
+        ({"uncertainty_mode": "terminate", "gamma": 1.0}, "undiscounted, is an infinite penalty"),
+        ({"uncertainty_penalty": 2.0}, "has no effect with uncertainty_mode='truncate'"),
+        ({"uncertainty_mode": "penalty", "uncertainty_threshold": float("inf")}, "a finite number > 0, not inf"),
     ],
 )
 def test_mode_settings_are_checked_at_construction(cartpole_model, kwargs, message):
@@ -397,3 +400,78 @@ def test_an_output_that_never_changed_is_predicted_exactly(cartpole_model):
     assert torch.allclose(model.disagreement(data.obs[:100], data.action[:100]), point / model.out_std[0], rtol=1e-4)
     # CartPole's reward is 1 on every step: the model says 1, exactly.
     assert torch.all(cartpole_model.step(np.zeros((5, 4), np.float32), np.zeros(5, np.int64)).reward == 1.0)
+
+
+def test_numpy_settings_still_give_a_file_that_loads(cartpole_buffer, tmp_path):
+    model = small_model("CartPole-v1", hidden_sizes=(16,))
+    model.fit(cartpole_buffer, max_epochs=2, seed=0, uncertainty_tolerance=np.float32(0.1),
+              uncertainty_horizon=np.int64(5))  # fmt: skip
+    model.save(tmp_path / "m.pt")
+    loaded = EnsembleDynamics.load(tmp_path / "m.pt")
+    assert loaded.cutoff_calibration.horizon == 5 and type(loaded.cutoff_calibration.tolerance) is float
+
+
+def test_fit_says_when_it_cannot_calibrate_the_cutoff():
+    from dream_envs.models.calibration import CutoffCalibrationWarning
+
+    env = Drift()  # 30-step episodes: no held-out run of 40 steps, and fewer than 20 transitions hold none out
+    buffer = TransitionBuffer.from_env(env)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        buffer.collect(env, 15, seed=0)
+    model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=1,
+                             hidden_sizes=(8,), device="cpu", seed=0)  # fmt: skip
+    with pytest.warns(CutoffCalibrationWarning, match="could not be calibrated: uncertainty_threshold='auto' is"):
+        model.fit(buffer, max_epochs=1, seed=0)
+    assert model.cutoff_calibration.method == "default"
+    single = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=1, num_elites=1,
+                              hidden_sizes=(8,), device="cpu", seed=0)  # fmt: skip
+    with pytest.warns(CutoffCalibrationWarning, match="one member has no disagreement"):
+        single.fit(buffer, max_epochs=1, seed=0)
+
+
+def test_segments_longer_than_any_trajectory_cost_nothing_and_bad_arguments_are_named(cartpole_buffer):
+    assert cartpole_buffer.segments(10**7).shape == (0, 10**7)  # no N x length allocation
+    assert cartpole_buffer.segments(600).shape == (0, 600)  # CartPole's random episodes are far shorter
+    n = len(cartpole_buffer)
+    for kwargs, message in (
+        ({"exclude": list(range(n))}, f"exclude must be {n} booleans"),
+        ({"exclude": 5}, f"exclude must be {n} booleans"),
+        ({"max_segments": -1}, "max_segments must be an integer >= 0"),
+        ({"successors": np.zeros(3, np.int64)}, f"successors must be {n} row indices"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            cartpole_buffer.segments(5, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.update(reward_range=[float("nan"), 0.0]), "reward_range must be two finite numbers"),
+        (lambda p: p.update(reward_range=[1.0, -1.0]), "reward_range must be two finite numbers, low <= high"),
+        (lambda p: p["state_dict"]["elite_idx"].fill_(99), "elite indices must be distinct members"),
+        (lambda p: p["state_dict"]["auto_threshold"].fill_(-5.0), "auto threshold must be a number >= 0"),
+        (lambda p: p["cutoff_calibration"].update(threshold="abc"), "calibration record's threshold 'abc'"),
+    ],
+)
+def test_a_damaged_header_is_refused_at_load(cartpole_model, tmp_path, damage, message):
+    from dream_envs import ModelFileError
+
+    payload = cartpole_model.to_payload()
+    payload["state_dict"] = {k: v.clone() for k, v in payload["state_dict"].items()}
+    damage(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match=message):
+        EnsembleDynamics.load(tmp_path / "bad.pt")
+
+
+def test_vec_env_reports_a_nonfinite_model_like_the_env(cartpole_model, tmp_path):
+    cartpole_model.save(tmp_path / "m.pt")
+    broken = EnsembleDynamics.load(tmp_path / "m.pt", device="cpu")
+    with torch.no_grad():
+        broken.head.bias.fill_(float("nan"))
+    venv = DreamVecEnv(broken, n_envs=3, seed=0)
+    venv.reset()
+    _, rewards, dones, infos = venv.step(np.zeros(3, np.int64))
+    assert dones.all() and all(info["model_nonfinite"] and info["uncertainty_cutoff"] for info in infos)
+    assert np.all(rewards == broken.reward_range[0])

@@ -100,20 +100,35 @@ def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> flo
 
 
 def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float | str | None, gamma: float) -> None:
-    """Check ``uncertainty_mode``, ``uncertainty_penalty`` and ``gamma`` together (``ValueError`` naming the value)."""
-    if mode not in UNCERTAINTY_MODES:
+    """Check ``uncertainty_mode``, ``uncertainty_penalty``, ``gamma`` and the threshold together (``ValueError``
+    naming the value). ``gamma`` matters only to ``"terminate"``'s ``"auto"`` penalty; any discount in [0, 1] is
+    accepted, and 1 only where it is not used (an undiscounted HALT penalty would be infinite)."""
+    if not isinstance(mode, str) or mode not in UNCERTAINTY_MODES:
         raise ValueError(f"uncertainty_mode must be one of {UNCERTAINTY_MODES}, got {mode!r}")
-    if not (isinstance(penalty, str) and penalty == "auto") and (
-        isinstance(penalty, bool) or not isinstance(penalty, (int, float, np.integer, np.floating))
+    auto_penalty = isinstance(penalty, str) and penalty == "auto"
+    if not auto_penalty and (
+        isinstance(penalty, (bool, np.bool_)) or not isinstance(penalty, (int, float, np.integer, np.floating))
         or not 0 <= penalty < math.inf
     ):  # fmt: skip
         raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0, got {penalty!r}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating)) or not 0 <= gamma < 1:
-        raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
-    if mode == "penalty" and (threshold is None or (not isinstance(threshold, str) and threshold <= 0)):
+    if not auto_penalty and mode == "truncate":
+        raise ValueError(f"uncertainty_penalty={penalty!r} has no effect with uncertainty_mode='truncate'; it is the "
+                         "HALT penalty of 'terminate' or the per-step penalty of 'penalty'")  # fmt: skip
+    if (
+        isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating))
+        or not 0 <= gamma <= 1
+    ):  # fmt: skip
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if mode == "terminate" and auto_penalty and gamma == 1:
+        raise ValueError("uncertainty_mode='terminate' with uncertainty_penalty='auto' and gamma=1: the lowest real "
+                         "reward received forever, undiscounted, is an infinite penalty; give uncertainty_penalty as "
+                         "a number")  # fmt: skip
+    if mode == "penalty" and (
+        threshold is None or (not isinstance(threshold, str) and not 0 < threshold < math.inf)
+    ):
         raise ValueError(
             "uncertainty_mode='penalty' scales its penalty by the uncertainty threshold: give "
-            f"uncertainty_threshold='auto' or a number > 0, not {threshold!r}"
+            f"uncertainty_threshold='auto' or a finite number > 0, not {threshold!r}"
         )
 
 
@@ -178,6 +193,9 @@ class Imagination:
         self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id)
         self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id)
         self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
+        if uncertainty_mode == "penalty" and uncertainty_threshold == "auto" and self.uncertainty_threshold == 0:
+            raise ValueError("uncertainty_mode='penalty' needs a threshold > 0, and this model's 'auto' threshold is 0 "
+                             "(an ensemble of one member has no disagreement); pass a number")  # fmt: skip
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, self.uncertainty_threshold, gamma)
         self.uncertainty_mode, self.gamma = uncertainty_mode, float(gamma)
         # What a step is worth where nothing is known: the lowest real reward (0 for a model that recorded none).
@@ -195,7 +213,7 @@ class Imagination:
             return float(value)
         low, high = self.model.reward_range if self.model.reward_range is not None else (0.0, 0.0)
         if self.uncertainty_mode == "terminate":
-            return self.gamma * max(0.0, -low) / (1.0 - self.gamma)
+            return 0.0 if low >= 0 else self.gamma * -low / (1.0 - self.gamma)
         return max(high - low, abs(high), abs(low))
 
     def _check_start_states(self, start_states: Any) -> torch.Tensor:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dream_envs.models.ensemble import EnsembleDynamics
 
 __all__ = [
+    "CutoffCalibrationWarning",
     "DEFAULT_HORIZON",
     "DEFAULT_TOLERANCE",
     "MIN_BAD_SEGMENTS",
@@ -43,6 +44,11 @@ DEFAULT_TOLERANCE = 0.1  # real standard deviations, worst observation dimension
 DEFAULT_HORIZON = 10  # model steps from a real state
 MIN_BAD_SEGMENTS = 10  # bad held-out rollouts needed to place the threshold from data rather than extrapolate
 _FALLBACK_GROWTH = 0.5  # error / summed disagreement where no held-out rollout exists
+
+
+class CutoffCalibrationWarning(UserWarning):
+    """The fit could not calibrate the uncertainty cutoff on its data (too short episodes, too little data, a single
+    member): ``"auto"`` then means the documented default, or a cutoff that never fires."""
 
 
 @dataclass

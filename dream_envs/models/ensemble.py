@@ -606,12 +606,39 @@ class EnsembleDynamics(nn.Module):
             model.observed_obs_range = None if obs_range is None else _obs_range(obs_range, model.obs_dim)
             calibration = payload.get("cutoff_calibration")
             model.cutoff_calibration = None if calibration is None else CutoffCalibration(**calibration)
+            _check_header_values(model)
         except (TypeError, ValueError, IndexError) as error:
             raise ModelFileError(
-                f"{source} has a damaged reward range, observation range or calibration ({error!r})"
+                f"{source} has a damaged reward range, observation range, elites or calibration ({error})"
             ) from error
         model.device = resolve_device(device)
         return model.to(model.device).eval()
+
+
+def _check_header_values(model: EnsembleDynamics) -> None:
+    """The values a loaded file sets beside the weights must be what a fit writes: a NaN lowest reward would hand
+    NaN to the agent, an elite index out of range would fail at the first step, a negative threshold cut everything."""
+    if model.reward_range is not None:
+        low, high = model.reward_range
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"reward_range must be two finite numbers, low <= high; got {model.reward_range}")
+    if model.observed_obs_range is not None:
+        low, high = model.observed_obs_range
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
+            raise ValueError("observed_obs_range must hold finite bounds, low <= high")
+    elites = model.elite_idx
+    if len(elites.unique()) != len(elites) or not bool(((elites >= 0) & (elites < model.config.ensemble_size)).all()):
+        raise ValueError(f"elite indices must be distinct members of 0..{model.config.ensemble_size - 1}, got "
+                         f"{elites.tolist()}")  # fmt: skip
+    auto = float(model.auto_threshold)
+    if not (math.isnan(auto) or 0 <= auto < math.inf):
+        raise ValueError(f"the auto threshold must be a number >= 0 (or unset), got {auto}")
+    record = model.cutoff_calibration
+    if record is not None and not (
+        isinstance(record.threshold, (int, float)) and math.isclose(record.threshold, auto, rel_tol=1e-6, abs_tol=1e-12)
+    ):
+        raise ValueError(f"the calibration record's threshold {record.threshold!r} differs from the auto threshold "
+                         f"{auto}")  # fmt: skip
 
 
 def _obs_range(value: Any, obs_dim: int) -> tuple[np.ndarray, np.ndarray]:

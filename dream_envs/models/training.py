@@ -13,7 +13,7 @@ from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.checks import check_int
-from dream_envs.models.calibration import CutoffCalibration, choose_threshold, cutoff_scores
+from dream_envs.models.calibration import CutoffCalibration, CutoffCalibrationWarning, choose_threshold, cutoff_scores
 from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 
 if TYPE_CHECKING:
@@ -84,12 +84,15 @@ def fit_ensemble(
 ) -> FitResult:
     """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
     _check_fit_args(model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
-    check_int("uncertainty_horizon", uncertainty_horizon)
-    if isinstance(uncertainty_tolerance, bool) or not (
-        isinstance(uncertainty_tolerance, (int, float)) and 0 < uncertainty_tolerance < math.inf
+    # Plain Python numbers: the calibration record goes into the model file, which loads with weights_only=True.
+    uncertainty_horizon = check_int("uncertainty_horizon", uncertainty_horizon)
+    number = (int, float, np.integer, np.floating)
+    if isinstance(uncertainty_tolerance, (bool, np.bool_)) or not (
+        isinstance(uncertainty_tolerance, number) and 0 < uncertainty_tolerance < math.inf
     ):
-        raise ValueError(f"uncertainty_tolerance must be a number > 0 (real standard deviations), got "
+        raise ValueError(f"uncertainty_tolerance must be a finite number > 0 (real standard deviations), got "
                          f"{uncertainty_tolerance!r}")  # fmt: skip
+    uncertainty_tolerance = float(uncertainty_tolerance)
     from tqdm.auto import tqdm
 
     E = model.config.ensemble_size
@@ -212,7 +215,19 @@ def fit_ensemble(
     scores = cutoff_scores(model, real_obs, data.action[segments]) if len(segments) else ((), (), ())
     result.cutoff = model.cutoff_calibration = choose_threshold(*scores, uncertainty_tolerance, uncertainty_horizon)
     model.auto_threshold.fill_(result.cutoff.threshold)
-    result.auto_threshold = result.cutoff.threshold
+    result.auto_threshold = result.cutoff.threshold = float(model.auto_threshold)  # the float32 the model keeps
+    if result.cutoff.method == "default":
+        warnings.warn(
+            f"fit: no held-out run of {uncertainty_horizon} real transitions without an episode end (the episodes are "
+            f"shorter than uncertainty_horizon, or the {n} transitions too few to hold any out), so the uncertainty "
+            "cutoff could not be calibrated: uncertainty_threshold='auto' is the default "
+            f"{result.cutoff.threshold:.4g}. Lower uncertainty_horizon or fit on more data.",
+            CutoffCalibrationWarning,
+            stacklevel=3,
+        )
+    if model.config.ensemble_size == 1:
+        warnings.warn("fit: an ensemble of one member has no disagreement, so the uncertainty cutoff never fires; "
+                      "use ensemble_size >= 2", CutoffCalibrationWarning, stacklevel=3)  # fmt: skip
     return result
 
 

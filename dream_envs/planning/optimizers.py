@@ -59,9 +59,17 @@ class NonFiniteObjectiveError(RuntimeError):
     """
 
 
-def _rank_finite(returns: torch.Tensor, optimizer: TrajectoryOptimizer, iteration: int) -> tuple[torch.Tensor, int]:
+def _rank_finite(
+    returns: torch.Tensor, optimizer: TrajectoryOptimizer, iteration: int, n_candidates: int
+) -> tuple[torch.Tensor, int]:
     """``returns`` with every NaN and +-inf replaced by -inf (last in ``topk``, weight 0 in a softmax), and how many
-    are finite; raises :class:`NonFiniteObjectiveError` when none is."""
+    are finite; raises :class:`NonFiniteObjectiveError` when none is, and a ``ValueError`` when the objective did not
+    return one number per candidate."""
+    if not isinstance(returns, torch.Tensor) or returns.shape != (n_candidates,):
+        is_tensor = isinstance(returns, torch.Tensor)
+        got = f"a tensor of shape {tuple(returns.shape)}" if is_tensor else type(returns).__name__
+        raise ValueError(f"{type(optimizer).__name__}: the objective must return a torch tensor of shape "
+                         f"({n_candidates},), one return per candidate sequence; got {got}")  # fmt: skip
     finite = torch.isfinite(returns)
     n_finite = int(finite.sum())
     if n_finite == 0:
@@ -181,7 +189,7 @@ class CEM(_Gaussian):
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
         for iteration in range(self.iterations):
             actions = self._sample(generator)
-            returns, n_finite = _rank_finite(objective(actions), self, iteration)
+            returns, n_finite = _rank_finite(objective(actions), self, iteration, len(actions))
             self._refit(actions[returns.topk(min(self.n_elites, n_finite)).indices])  # best first, all finite
         return self.mean.clone()
 
@@ -301,7 +309,8 @@ class MPPI(_Gaussian):
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
         for iteration in range(self.iterations):
             actions = self._sample(generator)
-            returns, _ = _rank_finite(objective(actions), self, iteration)  # non-finite: -inf, weight exactly 0
+            # Non-finite returns become -inf: weight exactly 0.
+            returns, _ = _rank_finite(objective(actions), self, iteration, len(actions))
             weights = torch.softmax((returns - returns.max()) / self.temperature, dim=0)
             self.mean = torch.einsum("n,n...->...", weights, actions)
         return self.mean.clone()
@@ -356,7 +365,7 @@ class CategoricalCEM(TrajectoryOptimizer):
         for iteration in range(self.iterations):
             flat = torch.multinomial(self.probs, self.population, replacement=True, generator=generator)  # (H, N)
             actions = flat.T + self.start  # (N, H)
-            returns, n_finite = _rank_finite(objective(actions), self, iteration)
+            returns, n_finite = _rank_finite(objective(actions), self, iteration, len(actions))
             top = returns.topk(min(self.n_elites, n_finite))  # all finite
             if float(top.values[0]) > best_return:  # finite, so the first iteration always sets best
                 best, best_return = actions[top.indices[0]].clone(), float(top.values[0])
