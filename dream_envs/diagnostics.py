@@ -198,8 +198,8 @@ class Calibration:
     (:mod:`dream_envs.models.calibration`).
 
     :param one_step_spearman: rank correlation of one-step disagreement with one-step error, held-out real pairs
-    :param k_step_spearman: rank correlation of the largest disagreement met along a k-step rollout (elite mean)
-        with its error after k steps
+    :param k_step_spearman: rank correlation of the largest accumulated disagreement along a k-step rollout (elite
+        mean) with its error after k steps
     :param horizon: the k of the k-step figures
     :param reliability: ``bins x 2``: mean disagreement and mean one-step error per disagreement decile
     :param threshold: the cutoff's disagreement threshold (the model's ``"auto"`` one unless given)
@@ -210,7 +210,7 @@ class Calibration:
     :param cut_fraction: fraction of k-step rollouts the cutoff truncates
     :param n_samples: held-out real (state, action) pairs of the one-step figures
     :param one_step: ``2 x n_samples``: disagreement and error of every held-out pair (for plots)
-    :param k_step: ``2 x n_segments``: largest disagreement and k-step error of every rollout (for plots)
+    :param k_step: ``2 x n_segments``: largest accumulated disagreement and k-step error of every rollout (for plots)
 
     Example::
 
@@ -287,9 +287,9 @@ def calibration(
     step = model.step(states, flat_actions, propagation="mean", deterministic=True)
     one_error = np.abs(step.next_obs.cpu().numpy() - real_obs[:, 1:].reshape(len(states), -1))
     one_error = np.where(change > 0, one_error / np.where(change > 0, change, 1.0), 0.0).max(-1)
-    one_uncertainty = step.uncertainty.cpu().numpy()
-    # k steps open loop (elite mean), with the largest disagreement the cutoff would have seen on the way.
-    k_uncertainty, _, k_error = cutoff_scores(model, real_obs, actions)
+    one_uncertainty = step.disagreement.cpu().numpy()
+    # k steps open loop (elite mean), with the largest accumulated disagreement the cutoff would have seen on the way.
+    k_uncertainty, k_error = cutoff_scores(model, real_obs, actions)
     precision, recall = precision_recall(k_uncertainty, k_error, threshold, tolerance)
     deciles = np.quantile(one_uncertainty, np.linspace(0, 1, 11))
     bins = np.clip(np.searchsorted(deciles, one_uncertainty, side="right") - 1, 0, 9)

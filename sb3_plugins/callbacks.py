@@ -286,11 +286,13 @@ class DynaCallback(BaseCallback):
         alive = torch.ones(len(obs), dtype=torch.bool, device=obs.device)
         lengths = torch.zeros(len(obs), device=obs.device)
         cut = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
+        recent = None  # branches start at real states: nothing accumulated yet
         for _ in range(self.rollout_horizon()):
             obs_np = obs.cpu().numpy().reshape(-1, *algo.observation_space.shape)
             actions_np, _ = algo.predict(obs_np, deterministic=False)
             actions = torch.as_tensor(actions_np, device=obs.device)
-            step = imagination.step(obs, actions.reshape(len(obs), -1), self._torch_generator)
+            step = imagination.step(obs, actions.reshape(len(obs), -1), self._torch_generator, recent)
+            recent = step.recent
             # A non-finite prediction is a HALT transition in the "terminate" mode; otherwise it is not stored.
             keep = alive & (~step.nonfinite | (self.uncertainty_mode == "terminate"))
             # SB3 stores Box actions scaled to [-1, 1] in replay buffers; Discrete ones as they are.

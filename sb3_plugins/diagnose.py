@@ -151,7 +151,7 @@ def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
     axes[1].set(xlabel="mean disagreement (decile)", ylabel="mean one-step error", title="reliability")
     axes[2].axvline(report.threshold, color="red", linestyle=":", label="cutoff threshold")
     axes[2].axhline(report.tolerance, color="black", linestyle=":", label="tolerance")
-    axes[2].set(xscale="log", yscale="log", xlabel="largest disagreement on the way", ylabel="error (real std)",
+    axes[2].set(xscale="log", yscale="log", xlabel="accumulated disagreement", ylabel="error (real std)",
                 title=f"{report.horizon} steps")  # fmt: skip
     for ax in axes:
         ax.legend(fontsize=7)

@@ -28,7 +28,8 @@ class DreamVecEnv(VecEnv):
     the ``"truncate"`` and ``"penalty"`` modes), so agents bootstrap through them; in the ``"terminate"`` mode the
     cutoff ends an episode as terminated (MOReL's HALT, with the penalty in its reward).
     ``infos[i]["uncertainty_cutoff"]`` tells the cutoff apart. Non-finite predictions fire the cutoff and never
-    reach the agent. ``last_uncertainty`` holds the latest per-env disagreement (``N``, on the model's device);
+    reach the agent. ``last_uncertainty`` holds the latest per-env accumulated disagreement (what the cutoff compares:
+    the disagreement summed over the episode's last ``model.uncertainty_window`` steps; ``N``, on the model's device);
     ``imagined_steps``, ``episodes``, ``episode_steps_total`` and ``cutoff_episodes`` are running totals for
     loggers.
 
@@ -102,6 +103,7 @@ class DreamVecEnv(VecEnv):
         self._generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
         self._state = torch.zeros((self.num_envs, model.obs_dim), device=device)  # (N, obs_dim)
         self._episode_steps = torch.zeros(self.num_envs, dtype=torch.long, device=device)  # (N,)
+        self._recent = self.imagination.no_history(self.num_envs)  # (N, window) each episode's last disagreements
         self._actions: torch.Tensor | None = None
         self._obs_shape = (self.num_envs, *model.observation_space.shape)
         self._obs_dtype = model.observation_space.dtype
@@ -127,6 +129,7 @@ class DreamVecEnv(VecEnv):
         self._reset_options()
         self._state = self._draw_starts(self.num_envs)
         self._episode_steps.zero_()
+        self._recent.zero_()
         self.reset_infos = [{} for _ in range(self.num_envs)]
         return self._to_numpy_obs(self._state)
 
@@ -141,6 +144,7 @@ class DreamVecEnv(VecEnv):
         state = state.to(self.model.device, torch.float32).reshape(self.num_envs, -1)
         self._state = state.clone()
         self._episode_steps.zero_()
+        self._recent.zero_()
         return self._to_numpy_obs(self._state)
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -149,7 +153,7 @@ class DreamVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("DreamVecEnv.step_wait() called without step_async()")
-        imagined = self.imagination.step(self._state, self._actions, self._generator)
+        imagined = self.imagination.step(self._state, self._actions, self._generator, self._recent)
         self._actions = None
         self._episode_steps += 1
         truncated = imagined.truncated
@@ -160,6 +164,7 @@ class DreamVecEnv(VecEnv):
         self._state = torch.where(dones[:, None], self._draw_starts(self.num_envs), imagined.next_obs)
         lengths = self._episode_steps.clone()
         self._episode_steps = torch.where(dones, torch.zeros_like(self._episode_steps), self._episode_steps)
+        self._recent = torch.where(dones[:, None], torch.zeros_like(imagined.recent), imagined.recent)
         self.last_uncertainty = imagined.uncertainty
 
         # One transfer to the host for everything the SB3 side reads: (N, 2 * obs_dim + 6).

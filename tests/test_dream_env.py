@@ -58,7 +58,7 @@ def test_reset_starts_from_real_observed_states(cartpole_model):
     for seed in range(5):
         obs, info = env.reset(seed=seed)
         assert np.any(np.all(np.isclose(starts, obs), axis=1))
-        assert info == {"uncertainty": 0.0, "uncertainty_cutoff": False}
+        assert info == {"uncertainty": 0.0, "disagreement": 0.0, "uncertainty_cutoff": False}
 
 
 def test_reset_option_start_state(cartpole_model):

@@ -17,7 +17,7 @@ def test_batched_step_contains_nonfinite_rows_only(cartpole_model_file):
     assert step.nonfinite.tolist() == [False, True, False]
     assert step.cut_off.tolist() == [False, True, False]
     assert torch.isfinite(step.next_obs).all() and torch.isfinite(step.reward).all()
-    assert math.isinf(step.uncertainty[1]) and not step.terminated[1]
+    assert math.isinf(step.uncertainty[1]) and math.isinf(step.disagreement[1]) and not step.terminated[1]
 
 
 def test_next_obs_is_clipped_to_the_observation_space(cartpole_model):

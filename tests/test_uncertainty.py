@@ -24,25 +24,42 @@ def test_threshold_is_placed_by_f2_on_held_out_rollouts():
     bad = rng.uniform(0.02, 0.05, 20)
     scores = np.concatenate([good, bad])
     errors = np.concatenate([np.full(200, 0.01), np.full(20, 0.5)])
-    record = choose_threshold(scores, scores * 10, errors, tolerance=0.1, horizon=10)
+    record = choose_threshold(scores, errors, tolerance=0.1, horizon=10)
     assert record.method == "held-out" and record.n_bad == 20 and record.n_segments == 220
     assert good.max() < record.threshold < bad.min()  # separable: the threshold falls in the gap
     assert record.precision == 1.0 and record.recall == 1.0 and record.spearman > 0.4  # errors tie in two groups
 
 
 def test_threshold_is_extrapolated_when_few_rollouts_are_bad():
-    scores = np.full(100, 0.001)
-    errors = np.full(100, 0.02)  # error = 2x the summed disagreement on every rollout
+    scores = np.full(100, 0.01)
+    errors = np.full(100, 0.02)  # error = 2x the accumulated disagreement on every rollout
     errors[: MIN_BAD_SEGMENTS - 1] = 0.5  # too few bad rollouts to place the threshold among them
-    record = choose_threshold(scores, scores * 10, errors, tolerance=0.1, horizon=10)
+    record = choose_threshold(scores, errors, tolerance=0.1, horizon=10)
     assert record.method == "extrapolated" and record.growth == pytest.approx(2.0)
-    # The disagreement that, sustained over 10 steps, grows to the tolerance: 0.1 / (10 * 2).
-    assert record.threshold == pytest.approx(0.005)
+    # The accumulated disagreement at which the error grows to the tolerance: 0.1 / 2.
+    assert record.threshold == pytest.approx(0.05)
 
 
 def test_threshold_without_held_out_rollouts_is_the_documented_default():
-    record = choose_threshold([], [], [], tolerance=0.1, horizon=10)
-    assert record.method == "default" and record.threshold == pytest.approx(0.1 / (10 * 0.5))
+    record = choose_threshold([], [], tolerance=0.1, horizon=10)
+    assert record.method == "default" and record.threshold == pytest.approx(0.1 / 0.5)
+
+
+def test_the_cutoff_accumulates_the_disagreement_over_its_window(pendulum_model):
+    from dream_envs.models.calibration import accumulate
+
+    values = torch.arange(1.0, 7.0)[:, None]  # (T=6, S=1): 1..6
+    assert accumulate(values, 3)[:, 0].tolist() == [1, 3, 6, 9, 12, 15]
+    assert accumulate(values, 10)[:, 0].tolist() == [1, 3, 6, 10, 15, 21]
+    env = DreamEnv(pendulum_model, uncertainty_threshold=None, seed=0)
+    assert env.imagination.window == pendulum_model.uncertainty_window == 10
+    env.reset(seed=1)
+    steps = [env.step(np.array([0.3], np.float32))[4] for _ in range(14)]
+    per_step = np.array([info["disagreement"] for info in steps])
+    for t, info in enumerate(steps):
+        assert info["uncertainty"] == pytest.approx(per_step[max(0, t - 9) : t + 1].sum(), rel=1e-4)
+    env.reset(seed=1)  # a real state again: nothing accumulated
+    assert env.step(np.array([0.3], np.float32))[4]["uncertainty"] == pytest.approx(per_step[0], rel=1e-4)
 
 
 def test_precision_recall_are_nan_where_undefined():
@@ -115,7 +132,7 @@ def test_disagreement_is_in_standard_deviations_of_each_one_step_change(cartpole
     assert torch.allclose(cartpole_model.disagreement(obs, action), expected, rtol=0.05, atol=1e-7)
     expected = (prediction.delta_mean.std(0, unbiased=False) / cartpole_model.out_std[:4]).amax(-1)
     assert torch.allclose(cartpole_model.disagreement(obs, action), expected, rtol=1e-4, atol=1e-7)
-    assert torch.allclose(cartpole_model.step(obs, action).uncertainty, expected, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(cartpole_model.step(obs, action).disagreement, expected, rtol=1e-4, atol=1e-7)
     assert torch.allclose(cartpole_model.obs_scale, torch.as_tensor(data.obs.std(0)), rtol=0.05)
 
 
@@ -137,14 +154,14 @@ def test_cutoff_scores_match_a_hand_rollout(pendulum_model):
     from dream_envs.diagnostics import real_segments
 
     real_obs, actions = real_segments(env, 3, 4, seed=0)
-    scores, summed, errors = cutoff_scores(pendulum_model, real_obs, actions)
+    scores, errors = cutoff_scores(pendulum_model, real_obs, actions)
     state, disagreement = torch.as_tensor(real_obs[:, 0]), []
     for t in range(3):
         step = pendulum_model.step(state, torch.as_tensor(actions[:, t]), propagation="mean", deterministic=True)
         state = step.next_obs
-        disagreement.append(step.uncertainty)
+        disagreement.append(step.disagreement)
     disagreement = torch.stack(disagreement)
-    assert np.allclose(scores, disagreement.amax(0).numpy()) and np.allclose(summed, disagreement.sum(0).numpy())
+    assert np.allclose(scores, disagreement.sum(0).numpy())  # 3 steps, within the 10-step window
     expected = ((state - torch.as_tensor(real_obs[:, -1])).abs() / pendulum_model.obs_scale).amax(-1)
     assert np.allclose(errors, expected.numpy(), atol=1e-6)
 
@@ -192,7 +209,8 @@ def test_penalty_mode_lowers_rewards_in_proportion_to_disagreement(pendulum_mode
     for _ in range(5):
         a = plain.step(np.array([1.0], np.float32))
         b = penalised.step(np.array([1.0], np.float32))
-        assert b[1] == pytest.approx(a[1] - 2.0 * a[4]["uncertainty"] / threshold, rel=1e-4, abs=1e-5)
+        # 2.0 at the disagreement that, sustained over the 10-step window, reaches the threshold
+        assert b[1] == pytest.approx(a[1] - 2.0 * a[4]["disagreement"] * 10 / threshold, rel=1e-4, abs=1e-5)
         assert b[3] == a[3]  # the cutoff still truncates
     low, high = pendulum_model.reward_range
     auto = DreamEnv(pendulum_model, uncertainty_threshold=threshold, uncertainty_mode="penalty")

@@ -29,13 +29,16 @@ class DreamEnv(gym.Env):
     within the range of the real rewards the model was fitted on, and the observations are never clamped to a
     declared bound that real data crossed.
 
-    ``info["uncertainty"]`` is the ensemble disagreement of the step (the members' spread in real standard
-    deviations of each observation dimension, worst dimension). Above ``uncertainty_threshold`` the uncertainty
-    cutoff fires (``info["uncertainty_cutoff"] = True``) and ``uncertainty_mode`` says what happens:
+    ``info["disagreement"]`` is the ensemble disagreement of the step (the members' spread in standard deviations of
+    each observation dimension's one-step change, worst dimension); ``info["uncertainty"]`` is that disagreement
+    summed over the episode's last ``model.uncertainty_window`` steps (10 by default). Above
+    ``uncertainty_threshold`` the uncertainty cutoff fires (``info["uncertainty_cutoff"] = True``) and
+    ``uncertainty_mode`` says what happens:
     ``"truncate"`` ends the episode as truncated (the agent bootstraps from the uncertain state's value: optimistic),
     ``"terminate"`` ends it as terminated into MOReL's HALT state with ``uncertainty_penalty`` taken from the reward
-    (pessimistic), ``"penalty"`` takes ``uncertainty_penalty * disagreement / threshold`` from every step's reward
-    (MOPO) and truncates at the cutoff. A prediction that is NaN/inf fires the cutoff too and is never returned: the
+    (pessimistic), ``"penalty"`` takes from every step's reward a penalty in proportion to its disagreement,
+    ``uncertainty_penalty`` at the disagreement that, sustained over the window, reaches the threshold (MOPO), and
+    truncates at the cutoff. A prediction that is NaN/inf fires the cutoff too and is never returned: the
     agent gets the last finite observation and the lowest real reward.
 
     :param model: a fitted :class:`EnsembleDynamics`, or ``None`` with ``model_path``
@@ -49,8 +52,9 @@ class DreamEnv(gym.Env):
     :param termination_fn: like ``reward_fn``, for ``terminated``; ``None`` uses the learned head, or never
         terminates if the model learned none
     :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` (calibrated at fit time on held-out real
-        trajectories: the disagreement that best tells the 10-step rollouts whose error exceeds 0.1 real standard
-        deviations, see :attr:`EnsembleDynamics.cutoff_calibration`), or a number >= 0 (a disagreement)
+        trajectories: the accumulated disagreement that best tells the 10-step rollouts whose error exceeds 0.1
+        real standard deviations, see :attr:`EnsembleDynamics.cutoff_calibration`), or a number >= 0 (an
+        accumulated disagreement)
     :param uncertainty_mode: ``"truncate"``, ``"terminate"`` or ``"penalty"``: what the cutoff does (above)
     :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units (see
         :class:`~dream_envs.envs.imagination.Imagination` for the ``"auto"`` values)
@@ -131,6 +135,7 @@ class DreamEnv(gym.Env):
 
         self._generator = torch.Generator(device=model.device)
         self._state: torch.Tensor | None = None  # (1, obs_dim) on the model's device
+        self._recent: torch.Tensor | None = None  # (1, window): the episode's last disagreements
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
             self._generator.manual_seed(int(self._np_random.integers(2**62)))
@@ -152,16 +157,17 @@ class DreamEnv(gym.Env):
             starts = self.imagination.start_states
             index = int(self.np_random.integers(len(starts)))
             self._state = starts[index : index + 1].clone()
-        return self._obs(), {"uncertainty": 0.0, "uncertainty_cutoff": False}
+        self._recent = None  # a real state: nothing accumulated yet
+        return self._obs(), {"uncertainty": 0.0, "disagreement": 0.0, "uncertainty_cutoff": False}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._state is None:
             raise RuntimeError("DreamEnv.step() called before reset()")
         action_t = torch.as_tensor(np.asarray(action), device=self.model.device).reshape(1, -1)
-        imagined = self.imagination.step(self._state, action_t, self._generator)
-        self._state = imagined.next_obs
+        imagined = self.imagination.step(self._state, action_t, self._generator, self._recent)
+        self._state, self._recent = imagined.next_obs, imagined.recent
         # One host sync per step: every scalar the agent needs comes over together.
-        reward, terminated, truncated, cut_off, nonfinite, uncertainty = (
+        reward, terminated, truncated, cut_off, nonfinite, uncertainty, disagreement = (
             torch.stack(
                 [
                     imagined.reward.float(),
@@ -170,12 +176,13 @@ class DreamEnv(gym.Env):
                     imagined.cut_off.float(),
                     imagined.nonfinite.float(),
                     imagined.uncertainty.float(),
+                    imagined.disagreement.float(),
                 ]
             )[:, 0]
             .cpu()
             .tolist()
         )
-        info = {"uncertainty": uncertainty, "uncertainty_cutoff": bool(cut_off)}
+        info = {"uncertainty": uncertainty, "disagreement": disagreement, "uncertainty_cutoff": bool(cut_off)}
         if nonfinite:
             info["model_nonfinite"] = True
         return self._obs(), reward, bool(terminated), bool(truncated), info

@@ -31,8 +31,9 @@ __all__ = [
 # "terminate": MOReL's absorbing HALT state (Kidambi et al. 2020): the episode terminates, and the step's reward is
 #     lowered by ``uncertainty_penalty`` (pessimistic).
 # "penalty": MOPO's reward penalty (Yu et al. 2020): every step's reward is lowered by
-#     ``uncertainty_penalty * disagreement / threshold``, and the episode is truncated at the cutoff as with
-#     "truncate".
+#     ``uncertainty_penalty * disagreement * window / threshold`` (the penalty is ``uncertainty_penalty`` at the
+#     disagreement that, sustained over the window, reaches the threshold), and the episode is truncated at the
+#     cutoff as with "truncate".
 UNCERTAINTY_MODES = ("truncate", "terminate", "penalty")
 
 
@@ -44,9 +45,13 @@ class ImaginedStep(NamedTuple):
     :param reward: ``B`` rewards (with the uncertainty mode's penalty); the lowest real reward on non-finite rows
     :param terminated: ``B`` flags: the env's termination, or (``"terminate"`` mode) the cutoff
     :param truncated: ``B`` flags: the cutoff, in the ``"truncate"`` and ``"penalty"`` modes
-    :param cut_off: ``B`` flags: disagreement above the threshold, or a non-finite prediction
+    :param cut_off: ``B`` flags: accumulated disagreement above the threshold, or a non-finite prediction
     :param nonfinite: ``B`` flags: the model produced NaN/inf for the row
-    :param uncertainty: ``B`` ensemble disagreements, +inf on non-finite rows
+    :param uncertainty: ``B`` accumulated disagreements (this step's and the previous ones' within the window, what
+        the cutoff compares), +inf on non-finite rows
+    :param disagreement: ``B`` ensemble disagreements of this step (+inf on non-finite rows)
+    :param recent: ``B x window`` the disagreements of the last ``window`` steps, this one last: pass it to the next
+        :meth:`Imagination.step` of the same episodes (zero the rows of episodes that start anew)
 
     Example::
 
@@ -57,16 +62,18 @@ class ImaginedStep(NamedTuple):
 
         imagination = Imagination(gym.make("Dream-Pendulum-v0").unwrapped.model)
         step = imagination.step(imagination.start_states[:2], torch.zeros(2, 1), torch.Generator().manual_seed(0))
-        print(step.reward, step.uncertainty)
+        print(step.reward, step.uncertainty, step.disagreement)
     """
 
     next_obs: torch.Tensor  # (B, obs_dim); a row that went non-finite keeps its obs
     reward: torch.Tensor  # (B,) float
     terminated: torch.Tensor  # (B,) bool
     truncated: torch.Tensor  # (B,) bool
-    cut_off: torch.Tensor  # (B,) bool: disagreement above the threshold, or a non-finite prediction
+    cut_off: torch.Tensor  # (B,) bool: accumulated disagreement above the threshold, or a non-finite prediction
     nonfinite: torch.Tensor  # (B,) bool
-    uncertainty: torch.Tensor  # (B,) float, +inf on non-finite rows
+    uncertainty: torch.Tensor  # (B,) accumulated disagreement, +inf on non-finite rows
+    disagreement: torch.Tensor  # (B,) this step's disagreement, +inf on non-finite rows
+    recent: torch.Tensor  # (B, window) the last window steps' disagreements, this one last
 
 
 def check_threshold(value: float | str | None) -> None:
@@ -198,6 +205,7 @@ class Imagination:
                              "(an ensemble of one member has no disagreement); pass a number")  # fmt: skip
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, self.uncertainty_threshold, gamma)
         self.uncertainty_mode, self.gamma = uncertainty_mode, float(gamma)
+        self.window = model.uncertainty_window  # steps the cutoff sums the disagreement over
         # What a step is worth where nothing is known: the lowest real reward (0 for a model that recorded none).
         self.lowest_reward = model.reward_range[0] if model.reward_range is not None else 0.0
         self.uncertainty_penalty = self._penalty(uncertainty_penalty)
@@ -239,9 +247,17 @@ class Imagination:
             raise ValueError(f"start_states hold {int((~torch.isfinite(states)).any(1).sum())} non-finite row(s)")
         return states.to(self.model.device)
 
+    def no_history(self, batch: int) -> torch.Tensor:
+        """The ``recent`` disagreements of ``batch`` episodes that just started at real states: ``B x window`` zeros."""
+        return torch.zeros((batch, self.window), device=self.model.device)
+
     @torch.no_grad()
-    def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator) -> ImaginedStep:
-        """Imagine one env step for ``B`` rows: ``obs`` ``(B, obs_dim)``, raw ``action`` ``(B, ...)``."""
+    def step(
+        self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator, recent: torch.Tensor | None = None
+    ) -> ImaginedStep:
+        """Imagine one env step for ``B`` rows: ``obs`` ``(B, obs_dim)``, raw ``action`` ``(B, ...)``, and
+        ``recent`` ``(B, window)`` the disagreements of the episodes' previous steps (``ImaginedStep.recent`` of
+        the last call; ``None``: episodes that start here)."""
         model_step = self.model.step(
             obs, action, generator=generator, propagation=self.propagation, deterministic=self.deterministic
         )
@@ -253,22 +269,27 @@ class Imagination:
             terminated = model_step.terminated
         else:
             terminated = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
-        uncertainty = model_step.uncertainty
-        nonfinite = ~(torch.isfinite(next_obs).all(-1) & torch.isfinite(reward) & torch.isfinite(uncertainty))
+        disagreement = model_step.disagreement
+        nonfinite = ~(torch.isfinite(next_obs).all(-1) & torch.isfinite(reward) & torch.isfinite(disagreement))
         # A broken row is cut off, hands back its last finite observation, and is worth no more than the worst real
         # step.
         next_obs = torch.where(nonfinite[:, None], obs, torch.minimum(torch.maximum(next_obs, self._obs_low),
                                                                       self._obs_high))  # fmt: skip
         reward = torch.where(nonfinite, torch.full_like(reward, self.lowest_reward), reward)
         terminated = terminated & ~nonfinite
-        uncertainty = torch.where(nonfinite, torch.full_like(uncertainty, math.inf), uncertainty)
+        disagreement = torch.where(nonfinite, torch.full_like(disagreement, math.inf), disagreement)
+        recent = self.no_history(len(obs)) if recent is None else recent
+        recent = torch.cat([recent[:, 1:], disagreement[:, None]], dim=1)  # (B, window): the oldest step drops out
+        uncertainty = recent.sum(1)  # (B,) accumulated disagreement
         threshold = self.uncertainty_threshold
         cut_off = nonfinite if threshold is None else nonfinite | (uncertainty > threshold)
         if self.uncertainty_mode == "terminate":
             reward = reward - cut_off.to(reward.dtype) * self.uncertainty_penalty
             return ImaginedStep(next_obs, reward, terminated | cut_off, torch.zeros_like(cut_off), cut_off,
-                                nonfinite, uncertainty)  # fmt: skip
+                                nonfinite, uncertainty, disagreement, recent)  # fmt: skip
         if self.uncertainty_mode == "penalty":
-            scaled = torch.where(nonfinite, torch.zeros_like(uncertainty), uncertainty / max(threshold, 1e-12))
+            per_step = threshold / self.window  # the disagreement that, sustained over the window, reaches it
+            scaled = torch.where(nonfinite, torch.zeros_like(disagreement), disagreement / max(per_step, 1e-12))
             reward = reward - self.uncertainty_penalty * scaled
-        return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty)
+        return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty, disagreement,
+                            recent)  # fmt: skip

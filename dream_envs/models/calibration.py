@@ -1,19 +1,20 @@
 """The uncertainty cutoff, calibrated against what it claims to catch: dream rollouts that drift from reality.
 
-The disagreement the cutoff compares is the spread (standard deviation over ALL ensemble members) of the members'
-predicted next observations, in units of each dimension's one-step change (its standard deviation in the data the
-model was fitted on), worst dimension (:meth:`EnsembleDynamics.disagreement`).
+The disagreement of one model step (:meth:`EnsembleDynamics.disagreement`) is the spread (standard deviation over
+ALL members) of the members' predicted next observations, in units of each dimension's one-step change in the fit
+data, worst dimension. The cutoff compares the *accumulated* disagreement: the disagreement summed over the last
+``horizon`` steps of an imagined episode (fewer at its start), an estimate of how far the dream may have drifted
+over a stretch as long as the calibration's rollouts.
 
 A rollout is *bad* when, after ``horizon`` model steps from a real state along the real actions, the model's
 prediction (elite mean) is more than ``tolerance`` real standard deviations off the real state in some dimension.
-The cutoff *catches* a rollout when the disagreement exceeds the threshold at any of its steps. ``"auto"`` is the
+The cutoff *catches* it when the accumulated disagreement exceeds the threshold at one of its steps. ``"auto"`` is the
 threshold that best separates the bad from the good rollouts of real trajectories held out of the fit (F2 score:
-recall weighted twice precision, as a missed drift costs more than a truncated good rollout). With fewer than
+recall weighted over precision, as a missed drift costs more than a truncated good rollout). With fewer than
 ``MIN_BAD_SEGMENTS`` bad held-out rollouts the held-out data cannot place the threshold; it is then extrapolated from
-how the k-step error grew with the summed disagreement on those rollouts (error ~= c * sum of disagreement; ``c``
-the 75th percentile of error / summed disagreement, threshold = tolerance / (horizon * c), i.e. the disagreement
-that, sustained over ``horizon`` steps, would reach the tolerance). Measured against alternatives (one-step error
-quantiles, total predictive variance, elite-only spread, member-trajectory spread) in docs/uncertainty.md.
+how the error grew with the accumulated disagreement on those rollouts (error ~= c * accumulated disagreement, ``c``
+the 75th percentile of their ratio; threshold = tolerance / c). Measured against alternatives (the largest single
+step, the dimensions' real spread as unit, elites only, total predictive variance) in docs/uncertainty.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "MIN_BAD_SEGMENTS",
     "CutoffCalibration",
     "choose_threshold",
+    "accumulate",
     "cutoff_scores",
     "open_loop",
     "precision_recall",
@@ -43,7 +45,7 @@ __all__ = [
 DEFAULT_TOLERANCE = 0.1  # real standard deviations, worst observation dimension
 DEFAULT_HORIZON = 10  # model steps from a real state
 MIN_BAD_SEGMENTS = 10  # bad held-out rollouts needed to place the threshold from data rather than extrapolate
-_FALLBACK_GROWTH = 0.5  # error / summed disagreement where no held-out rollout exists
+_FALLBACK_GROWTH = 0.5  # error / accumulated disagreement where no held-out rollout exists
 
 
 class CutoffCalibrationWarning(UserWarning):
@@ -55,7 +57,7 @@ class CutoffCalibrationWarning(UserWarning):
 class CutoffCalibration:
     """How ``uncertainty_threshold="auto"`` was derived at the last fit (stored in the model file).
 
-    :param threshold: the disagreement threshold (:meth:`EnsembleDynamics.disagreement`'s units)
+    :param threshold: the threshold of the accumulated disagreement (disagreement summed over ``horizon`` steps)
     :param tolerance: error after ``horizon`` steps (real standard deviations, worst dimension) that makes a rollout bad
     :param horizon: model steps per held-out rollout
     :param method: ``"held-out"`` (placed by the F2 score on held-out rollouts), ``"extrapolated"`` (too few bad
@@ -64,8 +66,8 @@ class CutoffCalibration:
     :param n_bad: of those, rollouts whose error exceeded the tolerance
     :param precision: of the held-out rollouts the threshold cuts, the fraction that are bad (NaN if none is cut)
     :param recall: of the bad held-out rollouts, the fraction cut (NaN if none is bad)
-    :param spearman: rank correlation of the largest disagreement on the way with the error (NaN if undefined)
-    :param growth: the ``c`` of ``error ~= c * summed disagreement`` on the held-out rollouts (75th percentile)
+    :param spearman: rank correlation of the accumulated disagreement with the error (NaN if undefined)
+    :param growth: the ``c`` of ``error ~= c * accumulated disagreement`` on the held-out rollouts (75th percentile)
 
     The precision and recall are measured on the rollouts that placed the threshold: an optimistic estimate.
     ``dream-envs diagnose`` measures them on fresh real trajectories.
@@ -110,8 +112,7 @@ def open_loop(
     :param propagation: ``"mean"`` (elite mean, deterministic), ``"single"`` (best elite) or ``"ts1"`` (sampled)
     :param generator: for ``"ts1"``'s draws
     :return: imagined observations ``T x S x obs_dim`` (steps 1..T), within the bounds the dream keeps
-        (:meth:`EnsembleDynamics.observation_bounds`), and the disagreement of each step ``T x S`` (step t's: the
-        one the cutoff compares when taking that step)
+        (:meth:`EnsembleDynamics.observation_bounds`), and the disagreement of each step ``T x S``
     """
     state = first_obs
     low, high = model.observation_bounds()
@@ -121,26 +122,44 @@ def open_loop(
                           deterministic=propagation != "ts1")  # fmt: skip
         state = torch.minimum(torch.maximum(step.next_obs, low), high)
         states.append(state)
-        disagreement.append(step.uncertainty)
+        disagreement.append(step.disagreement)
     return torch.stack(states), torch.stack(disagreement)
 
 
+def accumulate(disagreement: torch.Tensor, window: int) -> torch.Tensor:
+    """The accumulated disagreement at every step: the disagreement summed over the last ``window`` steps.
+
+    :param disagreement: ``T x S`` disagreement of each step of ``S`` rollouts
+    :param window: steps summed (the model's calibration horizon)
+    :return: ``T x S``
+    """
+    running = disagreement.cumsum(0)
+    earlier = torch.cat([torch.zeros_like(running[:window]), running[:-window]])[: len(running)]
+    return running - earlier
+
+
 def cutoff_scores(
-    model: EnsembleDynamics, real_obs: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    model: EnsembleDynamics,
+    real_obs: np.ndarray | torch.Tensor,
+    actions: np.ndarray | torch.Tensor,
+    window: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Score real segments the way the cutoff sees them.
 
     :param model: a fitted ensemble
     :param real_obs: ``S x (T + 1) x obs_dim`` real observations of each segment
     :param actions: ``S x T [x act_dim]`` the real actions between them
-    :return: the largest disagreement along each elite-mean rollout ``S``, its sum ``S``, and the error after ``T``
-        steps ``S`` (worst dimension, in real standard deviations: ``model.obs_scale``)
+    :param window: steps the disagreement is accumulated over; default the model's (:attr:`uncertainty_window`)
+    :return: the largest accumulated disagreement along each elite-mean rollout ``S`` (the model's calibration
+        horizon as window; over a rollout no longer than it, the sum of its steps), and the error after ``T`` steps
+        ``S`` (worst dimension, in real standard deviations: ``model.obs_scale``)
     """
     real_obs = torch.as_tensor(real_obs, dtype=torch.float32, device=model.device)
     actions = torch.as_tensor(actions, device=model.device)
     imagined, disagreement = open_loop(model, real_obs[:, 0], actions)
     error = ((imagined[-1] - real_obs[:, -1]).abs() / model.obs_scale).amax(-1)
-    return tuple(value.cpu().numpy() for value in (disagreement.amax(0), disagreement.sum(0), error))
+    accumulated = accumulate(disagreement, window or model.uncertainty_window).amax(0)
+    return accumulated.cpu().numpy(), error.cpu().numpy()
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -167,26 +186,24 @@ def precision_recall(scores: np.ndarray, errors: np.ndarray, threshold: float, t
 
 def choose_threshold(
     scores: np.ndarray,
-    summed: np.ndarray,
     errors: np.ndarray,
     tolerance: float = DEFAULT_TOLERANCE,
     horizon: int = DEFAULT_HORIZON,
 ) -> CutoffCalibration:
     """Place the cutoff's threshold from held-out rollouts (see the module docstring for the rule).
 
-    :param scores: largest disagreement along each rollout ``S``
-    :param summed: summed disagreement along each rollout ``S``
+    :param scores: accumulated disagreement of each rollout ``S``
     :param errors: error after ``horizon`` steps ``S`` (real standard deviations, worst dimension)
     :param tolerance: the error that makes a rollout bad
     :param horizon: the rollouts' length
     """
-    scores, summed, errors = (np.asarray(v, np.float64).reshape(-1) for v in (scores, summed, errors))
-    finite = np.isfinite(scores) & np.isfinite(summed) & np.isfinite(errors)
-    scores, summed, errors = scores[finite], summed[finite], errors[finite]
+    scores, errors = (np.asarray(v, np.float64).reshape(-1) for v in (scores, errors))
+    finite = np.isfinite(scores) & np.isfinite(errors)
+    scores, errors = scores[finite], errors[finite]
     if len(scores) == 0:
-        return CutoffCalibration(tolerance / (horizon * _FALLBACK_GROWTH), tolerance, horizon)
+        return CutoffCalibration(tolerance / _FALLBACK_GROWTH, tolerance, horizon)
     bad = errors > tolerance
-    growth = float(np.quantile(errors / np.maximum(summed, 1e-12), 0.75))
+    growth = float(np.quantile(errors / np.maximum(scores, 1e-12), 0.75))
     growth = growth if growth > 0 else _FALLBACK_GROWTH
     if bad.sum() >= MIN_BAD_SEGMENTS:
         order = np.argsort(-scores, kind="stable")
@@ -200,9 +217,9 @@ def choose_threshold(
         lower = scores[order[best + 1]] if best + 1 < len(scores) else 0.0
         threshold, method = float((upper + lower) / 2 if lower < upper else np.nextafter(upper, 0.0)), "held-out"
     else:
-        threshold, method = tolerance / (horizon * growth), "extrapolated"
+        threshold, method = tolerance / growth, "extrapolated"
     precision, recall = precision_recall(scores, errors, threshold, tolerance)
     return CutoffCalibration(
-        threshold, tolerance, horizon, method, len(scores), int(bad.sum()), precision, recall,
+        threshold, float(tolerance), int(horizon), method, len(scores), int(bad.sum()), precision, recall,
         spearman(scores, errors), growth,
     )  # fmt: skip

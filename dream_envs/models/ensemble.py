@@ -110,13 +110,13 @@ class ModelStep(NamedTuple):
         env = gym.make("Pendulum-v1")
         model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=3, num_elites=2, seed=0)
         step = model.step([[1.0, 0.0, 0.0]], [[0.5]])
-        print(step.next_obs, step.reward, step.terminated, step.uncertainty)
+        print(step.next_obs, step.reward, step.terminated, step.disagreement)
     """
 
     next_obs: torch.Tensor  # (B, obs_dim)
     reward: torch.Tensor  # (B,)
     terminated: torch.Tensor | None  # (B,) bool from the learned head, None when not learned
-    uncertainty: torch.Tensor  # (B,) ensemble disagreement (EnsembleDynamics.disagreement's units)
+    disagreement: torch.Tensor  # (B,) ensemble disagreement of this step (EnsembleDynamics.disagreement)
 
 
 class _EnsembleLinear(nn.Module):
@@ -169,7 +169,7 @@ class EnsembleDynamics(nn.Module):
                                  hidden_sizes=(64, 64), env_id="CartPole-v1", seed=0)
         result = model.fit(buffer, max_epochs=5, seed=0)
         step = model.step(buffer.transitions().obs[:8], buffer.transitions().action[:8])
-        print(step.next_obs.shape, step.uncertainty.shape)  # torch.Size([8, 4]) torch.Size([8])
+        print(step.next_obs.shape, step.disagreement.shape)  # torch.Size([8, 4]) torch.Size([8])
     """
 
     def __init__(
@@ -327,7 +327,7 @@ class EnsembleDynamics(nn.Module):
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
         raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)
-        uncertainty = self._disagreement(raw[..., : self.obs_dim])  # (B,)
+        disagreement = self._disagreement(raw[..., : self.obs_dim])  # (B,)
 
         elites = self.elite_idx
         if propagation == "ts1":
@@ -347,12 +347,12 @@ class EnsembleDynamics(nn.Module):
         out = mean_b * self.out_std + self.out_mean  # (B, out)
         next_obs = obs_t + out[:, : self.obs_dim]
         reward = out[:, -1] if self.reward_range is None else out[:, -1].clamp(*self.reward_range)
-        return ModelStep(next_obs, reward, self._terminated(logit_b), uncertainty)
+        return ModelStep(next_obs, reward, self._terminated(logit_b), disagreement)
 
     def _disagreement(self, normalized_delta_means: torch.Tensor) -> torch.Tensor:
         """Members' normalised delta means ``(E, B, obs_dim)`` -> their spread in standard deviations of each
-        dimension's one-step change, worst dimension ``(B,)``: the quantity the uncertainty cutoff compares. A
-        dimension that never changed in the fit data is predicted exactly and adds nothing."""
+        dimension's one-step change, worst dimension ``(B,)`` (see :meth:`disagreement`). A dimension that never
+        changed in the fit data is predicted exactly and adds nothing."""
         changes = (self.out_std[: self.obs_dim] > 0).to(normalized_delta_means.dtype)  # (obs_dim,)
         return (normalized_delta_means.std(dim=0, unbiased=False) * changes).amax(dim=-1)
 
@@ -379,6 +379,12 @@ class EnsembleDynamics(nn.Module):
         return torch.as_tensor(low, device=self.device), torch.as_tensor(high, device=self.device)
 
     @property
+    def uncertainty_window(self) -> int:
+        """Steps over which the uncertainty cutoff accumulates the disagreement: the horizon its threshold was
+        calibrated for (:attr:`cutoff_calibration`), 10 when there is none."""
+        return DEFAULT_HORIZON if self.cutoff_calibration is None else int(self.cutoff_calibration.horizon)
+
+    @property
     def obs_scale(self) -> torch.Tensor:
         """The real spread of each observation dimension: its standard deviation in the fit data (``obs_dim``).
         The cutoff's tolerance and ``dream-envs diagnose``'s errors are in these units."""
@@ -386,11 +392,11 @@ class EnsembleDynamics(nn.Module):
 
     @torch.no_grad()
     def disagreement(self, obs: Any, action: Any) -> torch.Tensor:
-        """The ensemble disagreement of a batch (what the uncertainty cutoff compares): the standard deviation over
-        all members of their predicted next observations, in units of each dimension's one-step change (its
-        standard deviation in the fit data), worst dimension. Measured against the real 10-step error, these units
-        ranked it better than the dimensions' real spread on 5 of 14 env/trajectory sets and worse on 1
-        (docs/uncertainty.md).
+        """The ensemble disagreement of one step for a batch: the standard deviation over all members of their
+        predicted next observations, in units of each dimension's one-step change (its standard deviation in the fit
+        data), worst dimension. The uncertainty cutoff sums it over the last :attr:`uncertainty_window` steps of an
+        imagined episode. Against the real 10-step error, these units ranked rollouts better than the dimensions'
+        real spread on 3 of 16 env/trajectory sets, worse on 1, the same on the rest (docs/uncertainty.md).
 
         :param obs: ``B x obs_dim`` observations
         :param action: ``B`` discrete or ``B x act_dim`` continuous actions

@@ -212,7 +212,7 @@ def fit_ensemble(
         model.start_states = torch.as_tensor(starts, device="cpu").clone()
     # The cutoff is calibrated last: it rolls the finished model (elites, normalisers, obs scale) along real segments.
     real_obs = np.concatenate([data.obs[segments[:, :1]], data.next_obs[segments]], axis=1)  # (S, k + 1, obs_dim)
-    scores = cutoff_scores(model, real_obs, data.action[segments]) if len(segments) else ((), (), ())
+    scores = cutoff_scores(model, real_obs, data.action[segments], uncertainty_horizon) if len(segments) else ((), ())
     result.cutoff = model.cutoff_calibration = choose_threshold(*scores, uncertainty_tolerance, uncertainty_horizon)
     model.auto_threshold.fill_(result.cutoff.threshold)
     result.auto_threshold = result.cutoff.threshold = float(model.auto_threshold)  # the float32 the model keeps
