@@ -174,7 +174,8 @@ NOTES = """\
 - Chosen on the same rollouts as the alternatives in the table above (Spearman / best precision at recall 0.8):
   accumulating beat the largest single step on rank correlation by more than 0.02 in 8 of the 16 sets, lost in 4
   (Pendulum random, InvertedPendulum, InvertedDoublePendulum and HalfCheetah policy) and was within 0.01 on the
-  rest; on the best precision at recall 0.8 it won 5 of the 10 sets that have bad rollouts and lost 3. The dimensions' real spread as unit, elites only and the total predictive
+  rest; on the best precision at recall 0.8 it won 5 of the 10 sets that have bad rollouts and lost 3.
+  The dimensions' real spread as unit, elites only and the total predictive
   variance each won some sets and lost others; none dominated, and none met every target either. The total
   predictive variance alone catches Reacher's policy drift (precision 1.00 at recall 0.8) but is worse on
   InvertedDoublePendulum and MountainCarContinuous random-action rollouts.

@@ -52,7 +52,23 @@ _FALLBACK_GROWTH = 0.5
 
 class CutoffCalibrationWarning(UserWarning):
     """The fit could not calibrate the uncertainty cutoff on its data (too short episodes, too little data, a single
-    member): ``"auto"`` then means the documented default, or a cutoff that never fires."""
+    member): ``"auto"`` then means the documented default, or a cutoff that never fires.
+
+    Example::
+
+        import warnings
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics, TransitionBuffer
+        from dream_envs.models.calibration import CutoffCalibrationWarning
+
+        env = gym.make("CartPole-v1")
+        buffer = TransitionBuffer.from_env(env).collect(env, 15, seed=0)  # too few transitions to hold any out
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=1, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(buffer, max_epochs=1, seed=0)
+        print([w.category is CutoffCalibrationWarning for w in caught], model.cutoff_calibration.method)
+    """
 
 
 @dataclass
