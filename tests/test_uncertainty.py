@@ -363,8 +363,12 @@ def test_a_version_1_file_loads_without_its_auto_threshold(cartpole_model, tmp_p
     for key in ("observed_obs_range", "cutoff_calibration"):
         payload.pop(key)
     torch.save(payload, tmp_path / "old.pt")
+    payload.pop("reward_range")  # as the shipped files before this version
+    torch.save(payload, tmp_path / "old.pt")
     with pytest.warns(UserWarning, match="format version 1"):
         old = EnsembleDynamics.load(tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="records no range of real rewards"):
+        Imagination(old)
     assert math.isnan(float(old.auto_threshold)) and bool(old.termination_seen)
     with pytest.raises(ValueError, match="needs a model fitted by this dream-envs"):
         Imagination(old, uncertainty_threshold="auto")

@@ -8,6 +8,7 @@ non-finite predictions, and the observation bounds. The two env classes only add
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -208,6 +209,12 @@ class Imagination:
         self.window = model.uncertainty_window  # steps the cutoff sums the disagreement over
         # What a step is worth where nothing is known: the lowest real reward (0 for a model that recorded none).
         self.lowest_reward = model.reward_range[0] if model.reward_range is not None else 0.0
+        if model.reward_range is None and self.reward_fn is None:
+            warnings.warn(
+                "the model records no range of real rewards (a file from an earlier version): its learned rewards are "
+                "not kept within the real ones, and a non-finite prediction is rewarded 0. Refit the model.",
+                stacklevel=3,
+            )
         self.uncertainty_penalty = self._penalty(uncertainty_penalty)
         if propagation not in ("ts1", "mean"):
             raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
