@@ -92,7 +92,7 @@ def check_threshold(value: float | str | None) -> None:
 
 def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> float | None:
     """``None`` (no cutoff), ``"auto"`` (the model's calibrated value, see :attr:`EnsembleDynamics.cutoff_calibration`)
-    or a number >= 0 (a disagreement, in :meth:`EnsembleDynamics.disagreement`'s units)."""
+    or a number >= 0 (an accumulated disagreement: :meth:`EnsembleDynamics.disagreement` summed over the window)."""
     check_threshold(value)
     if value is None:
         return None
@@ -149,14 +149,16 @@ class Imagination:
         default: the model's stored start states
     :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> B``
     :param termination_fn: like ``reward_fn``; ``None`` uses the learned head, or never terminates without one
-    :param uncertainty_threshold: ``None``, ``"auto"`` or a number >= 0
+    :param uncertainty_threshold: ``None``, ``"auto"`` or a number >= 0, compared with the disagreement summed over
+        each episode's last ``model.uncertainty_window`` steps
     :param uncertainty_mode: what the cutoff does: ``"truncate"``, ``"terminate"`` or ``"penalty"`` (see
         :data:`UNCERTAINTY_MODES`)
     :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units. ``"terminate"``: subtracted from the
         reward of the step that halts; ``"auto"`` is the discounted worth of the lowest real reward received forever,
         never below 0: ``gamma * max(0, -r_min) / (1 - gamma)`` (0 where every real reward is >= 0: halting then
-        forgoes them, as a real termination does). ``"penalty"``: the per-step penalty at the threshold (it grows in
-        proportion to the disagreement); ``"auto"`` is the real reward scale ``max(r_max - r_min, |r_max|, |r_min|)``
+        forgoes them, as a real termination does). ``"penalty"``: the per-step penalty at the disagreement that,
+        sustained over the window, reaches the threshold (it grows in proportion to the disagreement); ``"auto"`` is
+        the real reward scale ``max(r_max - r_min, |r_max|, |r_min|)``
     :param gamma: the agent's discount, for ``"terminate"``'s ``"auto"`` penalty
     :param propagation: ``"ts1"`` or ``"mean"``
     :param deterministic: use the predicted means instead of sampling
