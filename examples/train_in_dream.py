@@ -2,6 +2,7 @@
 
     python examples/train_in_dream.py                       # PPO in Dream-CartPole-v0, scored on CartPole-v1
     python examples/train_in_dream.py --env Dream-Pendulum-v0 --algo sac --steps 20000
+    python examples/train_in_dream.py --mode terminate          # MOReL's HALT at the uncertainty cutoff
 
 The agent never touches the real env while it learns: every transition comes from the shipped ensemble model.
 """
@@ -11,6 +12,7 @@ import argparse
 import torch
 
 from dream_envs import DREAM_IDS
+from dream_envs.envs.imagination import UNCERTAINTY_MODES
 from sb3_plugins import ALGOS, train_in_dream
 
 
@@ -21,6 +23,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000, help="imagined steps to train for")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", default="auto", help="uncertainty cutoff: 'auto', a number, or 'none'")
+    parser.add_argument("--mode", choices=UNCERTAINTY_MODES, help="what the cutoff does (default: the dream's own)")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--progress-bar", action="store_true")
     args = parser.parse_args()
@@ -40,6 +43,7 @@ def main() -> None:
         args.steps,
         seed=args.seed,
         uncertainty_threshold=threshold,
+        uncertainty_mode=args.mode,
         eval_episodes=args.eval_episodes,
         progress_bar=args.progress_bar,
         device="cpu",
@@ -49,7 +53,8 @@ def main() -> None:
         f"({result.train_seconds:.0f} s), 0 real steps"
     )
     print(
-        f"dream return {result.dream_mean:.1f} | real {result.real_id} return "
+        f"dream return {result.dream_mean:.1f} ({result.dream_cutoff_fraction:.0%} of the dream episodes ended by the "
+        f"'{result.uncertainty_mode}' cutoff) | real {result.real_id} return "
         f"{result.real_mean:.1f} +/- {result.real_std:.1f} over {result.eval_episodes} deterministic episodes"
     )
 
