@@ -3,7 +3,8 @@
 # build of torch onto a CPU machine.
 #
 #   bash scripts/install.sh          # the library and its runtime dependencies
-#   bash scripts/install.sh test     # ... plus the test tools (pytest, ruff)
+#   bash scripts/install.sh test     # ... plus the test tools (pytest, ruff) and what the tests exercise (Ray, MuJoCo)
+#   bash scripts/install.sh mujoco   # ... plus gymnasium's MuJoCo envs
 #
 # GPU machines: install the torch build you want first (it is reused), or set TORCH_INDEX_URL to a PyTorch
 # wheel index, e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash scripts/install.sh

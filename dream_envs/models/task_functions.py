@@ -1,9 +1,18 @@
-"""Known reward and termination functions of classic-control envs, as batched torch functions.
+"""Known reward and termination functions of gymnasium's classic-control and MuJoCo v5 envs, as batched torch functions.
 
 Each takes ``(obs, action, next_obs)`` (``B x obs_dim``, raw actions ``B`` or ``B x act_dim``, ``B x obs_dim``)
 and returns ``B`` rewards (float) or ``B`` termination flags (bool). They mirror gymnasium's own
-definitions, so a dream env given them has the real env's exact reward/termination; the tests check each
-one against real transitions. A user's callable with the same signature is accepted wherever these are.
+definitions (``gymnasium/envs/classic_control``, ``gymnasium/envs/mujoco/*_v5.py``), so a dream env given them has
+the real env's reward/termination; the tests check each one against real transitions. A user's callable with the
+same signature is accepted wherever these are.
+
+The MuJoCo ones hold for the envs' DEFAULT constructor arguments only (``gym.make("Hopper-v5")``): another
+``healthy_z_range``, ``terminate_when_unhealthy=False``, ``exclude_current_positions_from_observation=False`` or
+reward weight changes the rule or the observation layout, and the function is then wrong; pass your own callable.
+Locomotion rewards (Hopper, Walker2d, Ant, HalfCheetah, Swimmer, Humanoid) need the x position, which the
+default observation leaves out, so only their terminations are here. Where a rule reads something the observation
+does not hold (InvertedDoublePendulum's tip, Hopper's unclipped joint speeds, Ant's x and y), the function's
+docstring says how far it can differ. Written from gymnasium 1.4's source.
 """
 
 from __future__ import annotations
@@ -68,12 +77,117 @@ def mountain_car_continuous_reward(obs: torch.Tensor, action: torch.Tensor, next
     return bonus - 0.1 * force**2
 
 
+# MuJoCo v5, default constructor arguments (gymnasium/envs/mujoco/*_v5.py). Observation indices below assume the
+# default layout, which leaves out the x (and for Ant/Humanoid y) position of the root.
+
+
+def inverted_pendulum_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # next_obs = (cart x, pole angle, cart velocity, pole angular velocity): qpos and qvel, unclipped.
+    return ~torch.isfinite(next_obs).all(dim=1) | (next_obs[:, 1].abs() > 0.2)
+
+
+def inverted_pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # v5 gives int(not terminated): +1 while the pole is up, 0 on the terminating step (v4 gave 1 there too).
+    return (~inverted_pendulum_termination(obs, action, next_obs)).to(obs.dtype)
+
+
+def inverted_double_pendulum_termination(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """The tip of the second pole at or below 1 m (both poles are 0.6 m long; the hinge is at height 0).
+
+    Not exact: gymnasium reads the tip from MuJoCo's ``site_xpos``, which the RK4 integrator leaves at the last
+    stage of the last physics step rather than at the returned ``qpos``. The height computed here from the observed
+    angles differs from it by a few 1e-6 m (at most 6e-5 m in 5,000 random steps), so a flag can differ only when
+    the tip ends that close to the 1 m line. For the same reason, and because the observation clips the joint
+    speeds to [-10, 10], the reward is not given here: its distance penalty was off by up to 7e-5, and its
+    velocity penalty by 2e-2 on a step whose speed had been clipped.
+    """
+    # next_obs = (cart x, sin th1, sin th2, cos th1, cos th2, clipped qvel (3), clipped constraint force)
+    sin1, sin2, cos1, cos2 = next_obs[:, 1], next_obs[:, 2], next_obs[:, 3], next_obs[:, 4]
+    cos12 = cos1 * cos2 - sin1 * sin2  # cos(th1 + th2): the second pole's angle from the vertical
+    tip_z = 0.6 * cos1 + 0.6 * cos12
+    return tip_z <= 1.0
+
+
+def hopper_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Hopper-v5's ``not is_healthy``: z in (0.7, inf), torso angle in (-0.2, 0.2), every state value in (-100, 100).
+
+    The state check covers ``qpos[2:]`` and the UNclipped ``qvel``; the observation clips ``qvel`` to [-10, 10], so a
+    joint speed beyond 100 (which ends the real episode) is not visible here. NaN fails every check, as in gymnasium.
+    """
+    # next_obs = (z, torso angle, thigh, leg, foot, clipped qvel (6)): qpos[1:], so state_vector()[2:] = next_obs[1:]
+    z, angle, state = next_obs[:, 0], next_obs[:, 1], next_obs[:, 1:]
+    healthy_state = ((state > -100.0) & (state < 100.0)).all(dim=1)
+    healthy = healthy_state & (z > 0.7) & (z < math.inf) & (angle > -0.2) & (angle < 0.2)
+    return ~healthy
+
+
+def walker2d_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # next_obs[:, 0] = z (qpos[1]), next_obs[:, 1] = torso angle (qpos[2])
+    z, angle = next_obs[:, 0], next_obs[:, 1]
+    return ~((z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0))
+
+
+def ant_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Ant-v5's ``not is_healthy``: ``qpos``/``qvel`` finite and the torso z in [0.2, 1.0] (inclusive).
+
+    The finiteness check reads ``qpos[2:]`` and ``qvel`` (the first 27 observed values); the unobserved x, y are
+    taken as finite with them.
+    """
+    # next_obs = (torso z, qpos[3:15], qvel (14), clipped contact forces (78, by default)): qpos[2:] first
+    z = next_obs[:, 0]
+    finite = torch.isfinite(next_obs[:, :27]).all(dim=1)
+    return ~(finite & (z >= 0.2) & (z <= 1.0))
+
+
+def humanoid_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    z = next_obs[:, 0]  # torso z (qpos[2]), the first observed value
+    return ~((z > 1.0) & (z < 2.0))
+
+
+def reacher_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # next_obs[:, 8:10] is (fingertip - target)[:2]; both sit at the same height, so it is the whole distance.
+    # The action is not clipped: gymnasium charges the raw one (MuJoCo clamps only what it applies).
+    action = action.reshape(obs.shape[0], -1)
+    return -torch.linalg.vector_norm(next_obs[:, 8:10], dim=1) - (action**2).sum(dim=1)
+
+
+def pusher_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # next_obs = (qpos[:7], qvel[:7], centres of mass of tips_arm, object, goal (3 each)), as the reward reads them
+    tips_arm, object_com, goal = next_obs[:, 14:17], next_obs[:, 17:20], next_obs[:, 20:23]
+    action = action.reshape(obs.shape[0], -1)
+    near = torch.linalg.vector_norm(object_com - tips_arm, dim=1)
+    dist = torch.linalg.vector_norm(object_com - goal, dim=1)
+    return -0.5 * near - dist - 0.1 * (action**2).sum(dim=1)
+
+
+def humanoid_standup_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    # next_obs = (qpos[2:] (22), qvel (23), cinert (130), cvel (78), qfrc_actuator (17), cfrc_ext[1:] (78)); the
+    # world body's cfrc_ext[0], also in gymnasium's sum, is always zero. 0.003 is the physics timestep.
+    torso_z, contact_forces = next_obs[:, 0], next_obs[:, 270:348]
+    action = action.reshape(obs.shape[0], -1)  # raw, as gymnasium charges data.ctrl, which MuJoCo does not clip
+    impact_cost = (0.5e-6 * (contact_forces**2).sum(dim=1)).clamp(max=10.0)
+    return torso_z / 0.003 - 0.1 * (action**2).sum(dim=1) - impact_cost + 1.0
+
+
 KNOWN_TERMINATIONS: dict[str, TaskFn] = {
     "CartPole-v1": cartpole_termination,
     "Acrobot-v1": acrobot_termination,
     "Pendulum-v1": never_terminates,
     "MountainCar-v0": mountain_car_termination,
     "MountainCarContinuous-v0": mountain_car_continuous_termination,
+    "InvertedPendulum-v5": inverted_pendulum_termination,
+    "InvertedDoublePendulum-v5": inverted_double_pendulum_termination,
+    "Hopper-v5": hopper_termination,
+    "Walker2d-v5": walker2d_termination,
+    "Ant-v5": ant_termination,
+    "Humanoid-v5": humanoid_termination,
+    "HalfCheetah-v5": never_terminates,
+    "Swimmer-v5": never_terminates,
+    "Reacher-v5": never_terminates,
+    "Pusher-v5": never_terminates,
+    "HumanoidStandup-v5": never_terminates,
 }
 KNOWN_REWARDS: dict[str, TaskFn] = {
     "CartPole-v1": cartpole_reward,
@@ -81,6 +195,10 @@ KNOWN_REWARDS: dict[str, TaskFn] = {
     "Pendulum-v1": pendulum_reward,
     "MountainCar-v0": mountain_car_reward,
     "MountainCarContinuous-v0": mountain_car_continuous_reward,
+    "InvertedPendulum-v5": inverted_pendulum_reward,
+    "Reacher-v5": reacher_reward,
+    "Pusher-v5": pusher_reward,
+    "HumanoidStandup-v5": humanoid_standup_reward,
 }
 
 
