@@ -4,7 +4,7 @@ the calibration of its disagreement.
 
     dream-envs bench                                     # the default CartPole-v1 comparison, into results/
     dream-envs bench --env Pendulum-v1 --algos sac sac+dyna --seeds 5 --n-jobs 2 --out results/
-    dream-envs report results/ --log-x
+    dream-envs report results/ --no-log-x
     dream-envs diagnose --model Dream-CartPole-v0 --out diagnostics/
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from sb3_plugins.benchmark.backends import BACKENDS, RunFailed, execute
 from sb3_plugins.benchmark.hyperparams import load_overrides
 from sb3_plugins.benchmark.plan import QUICK, plan_runs
-from sb3_plugins.benchmark.report import format_return, format_speedup, format_steps, summarize, write_report
+from sb3_plugins.benchmark.report import format_speedup, format_steps, summarize, write_report
 from sb3_plugins.benchmark.results import ResultsDir
 from sb3_plugins.dream_training import ALGOS
 
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,report,diagnose}")
     bench = commands.add_parser("bench", help="model-free vs model-based runs side by side: real steps to threshold",
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
-                                "report real steps to threshold, tables and plots.")  # fmt: skip
+                                "report real steps to threshold (first pass) and to 'solved and stays solved' (3 "
+                                "passing checks in a row), tables and plots.")  # fmt: skip
     bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1)")
     bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna, and dream-envs' own muzero "
                        "and world-models (default: ppo ppo+dyna for Discrete actions, sac sac+dyna for "
@@ -61,12 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a preview that finishes in a few minutes on 2 cores")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
     bench.add_argument("--keep-training", action="store_true", help="train through the whole budget instead of "
-                       "stopping at the first passing check (full curves)")  # fmt: skip
-    bench.add_argument("--log-x", action="store_true", help="log-scaled real-step axis in curves.png")
+                       "stopping once a run is solved and stays solved (full curves)")  # fmt: skip
+    bench.add_argument("--log-x", action=argparse.BooleanOptionalAction, default=True, help="log-scaled real-step "
+                       "axis in curves.png (default; --no-log-x for a linear one)")  # fmt: skip
     bench.add_argument("--no-progress", action="store_true", help="no live progress display")
     report = commands.add_parser("report", help="re-draw summary.csv, summary.md and curves.png from saved results")
     report.add_argument("results_dir")
-    report.add_argument("--log-x", action="store_true", help="log-scaled real-step axis in curves.png")
+    report.add_argument("--log-x", action=argparse.BooleanOptionalAction, default=True, help="log-scaled "
+                        "real-step axis in curves.png (default; --no-log-x for a linear one)")  # fmt: skip
     diagnose = commands.add_parser("diagnose", help="compounding error and calibration of dream models",
                                    description="Roll each model along held-out real segments: error after k steps "
                                    "(single elite, elite mean, TS-1) and how well its disagreement ranks the true "
@@ -126,8 +129,9 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except RunFailed as error:
         status, message = 1, str(error)
     if results.records():
-        paths = write_report(results.path, results.records(), log_x=args.log_x)
-        _print_summary(console, results.records(), args.env)
+        rows = summarize(results.records())
+        paths = write_report(results.path, results.records(), log_x=args.log_x, rows=rows)
+        _print_summary(console, rows, args.env)
         console.print("wrote " + ", ".join(str(p) for p in [results.file, *paths.values()]))
     if message:
         print(f"dream-envs bench: {message}", file=sys.stderr)
@@ -163,24 +167,40 @@ class _Display:
         key = (record["env"], record["algo"], record["seed"])
         self.advance(key, self.budgets[key])  # a run that solved early gives back the rest of its budget
         self.progress.advance(self.runs)
-        hit = record["real_steps_to_threshold"]
-        outcome = f"solved at {hit:,} real steps" if hit is not None else f"not solved in {record['budget']:,}"
+        hit, stayed = record["real_steps_to_threshold"], record["real_steps_to_stay_solved"]
+        if hit is None:
+            outcome = f"not solved in {record['budget']:,}"
+        elif stayed is not None:
+            outcome = f"solved at {hit:,} real steps, stays solved from {stayed:,}"
+        else:
+            outcome = f"solved at {hit:,} real steps, did not stay solved within {record['budget']:,}"
         self.progress.console.print(f"{record['algo']:>10} seed {record['seed']}: {outcome} "
                                     f"({record['wall_seconds']:.0f} s)")  # fmt: skip
 
 
-def _print_summary(console: Any, records: list[dict[str, Any]], env_id: str | None = None) -> None:
+def _print_summary(console: Any, rows: list[dict[str, Any]], env_id: str | None = None) -> None:
+    """Per env, one line per algo for the first pass and one for "stays solved" (summary.md adds the median's
+    interval, the best run, final return, wall time and imagined steps)."""
+    from rich import box
     from rich.table import Table
 
-    for env in sorted({r["env"] for r in records if env_id is None or r["env"] == env_id}):
-        table = Table(title=f"{env}: real steps to threshold")
-        for column in ("algo", "solved", "median", "range", "speed-up", "final return", "wall (s)"):
-            table.add_column(column, justify="left" if column == "algo" else "right")
-        for row in summarize([r for r in records if r["env"] == env]):
-            steps = partial(format_steps, budget=row["budget"])
-            span = f"{steps(row['min_real_steps'])} – {steps(row['max_real_steps'])}"
-            table.add_row(row["algo"], f"{row['solved']}/{row['runs']}", steps(row["median_real_steps"]), span,
-                          format_speedup(row), format_return(row), f"{row['median_wall_seconds']:.0f}")  # fmt: skip
+    for env in sorted({r["env"] for r in rows if env_id is None or r["env"] == env_id}):
+        table = Table(title=f"{env}: real steps to threshold", box=box.SIMPLE_HEAD, pad_edge=False,
+                      caption="per algo: the first pass, then └ stays: the first of 3 passing checks in a row; > N: "
+                      "a lower bound (an unsolved run counts as its budget); n/a: runs recorded before the "
+                      "stays-solved metric")  # fmt: skip
+        for column in ("algo", "solved", "median", "IQM [95% CI]", "worst", "speed-up"):
+            table.add_column(column, justify="left" if column == "algo" else "right", overflow="fold")
+        for row in (r for r in rows if r["env"] == env):
+            for prefix in ("", "stay_"):
+                steps = partial(format_steps, row)
+                solved = row[f"{prefix}solved"]
+                iqm = f"{prefix}iqm_real_steps"
+                interval = f"{steps(iqm)} [{steps(iqm + '_ci_low')}–{steps(iqm + '_ci_high')}]"
+                table.add_row("└ stays" if prefix else row["algo"],
+                              "n/a" if solved is None else f"{solved}/{row['runs']}",
+                              steps(f"{prefix}median_real_steps"), "n/a" if solved is None else interval,
+                              steps(f"{prefix}max_real_steps"), format_speedup(row, prefix))  # fmt: skip
         console.print(table)
 
 
@@ -190,9 +210,10 @@ def _report(args: argparse.Namespace) -> int:
     results = ResultsDir(args.results_dir, must_exist=True)
     if not results.records():
         raise ValueError(f"{results.file} holds no finished run yet")
-    paths = write_report(results.path, results.records(), log_x=args.log_x)
+    rows = summarize(results.records())
+    paths = write_report(results.path, results.records(), log_x=args.log_x, rows=rows)
     console = Console()
-    _print_summary(console, results.records())
+    _print_summary(console, rows)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

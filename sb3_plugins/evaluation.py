@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -14,22 +14,48 @@ from stable_baselines3.common.monitor import Monitor
 
 from dream_envs.checks import check_int
 
-__all__ = ["EpisodesToThreshold", "RealStepsToThreshold"]
+__all__ = ["EpisodesToThreshold", "RealStepsToThreshold", "first_streak"]
+
+
+def first_streak(curve: Sequence[Sequence[float]], threshold: float, length: int) -> int | None:
+    """The count (real steps or episodes) of the first check that starts ``length`` consecutive passing checks
+    (mean return >= ``threshold``), or ``None`` if ``curve`` holds no such streak.
+
+    :param curve: ``(count, mean_return)`` per check, in order
+    :param threshold: mean return that counts as a pass
+    :param length: passing checks in a row; ``stay + 1`` for "solved and stays solved", 1 for the first pass
+
+    Example::
+
+        from sb3_plugins.evaluation import first_streak
+
+        curve = [(250, 480.0), (500, 90.0), (750, 476.0), (1000, 500.0), (1250, 490.0)]
+        assert first_streak(curve, 475, 1) == 250 and first_streak(curve, 475, 3) == 750
+    """
+    run = 0
+    for i, (_, mean) in enumerate(curve):
+        run = run + 1 if mean >= threshold else 0
+        if run == length:
+            return int(curve[i - length + 1][0])
+    return None
 
 
 class _ThresholdCheck(BaseCallback):
-    """Shared by the two yardsticks: evaluate deterministically, record the curve, stop at the first pass."""
+    """Shared by the two yardsticks: evaluate deterministically, record the curve, stop once solved (and stayed
+    solved for ``stay`` more checks)."""
 
     def __init__(self, env_id: str, threshold: float, every: int, n_episodes: int, stop: bool, seed: int | None,
                  env_kwargs: dict[str, Any] | None, verbose: int, n_envs: int = 1,
-                 wrapper: Callable[[gym.Env], gym.Env] | None = None):  # fmt: skip
+                 wrapper: Callable[[gym.Env], gym.Env] | None = None, stay: int = 0):  # fmt: skip
         super().__init__(verbose)
         check_int("every", every)
         check_int("n_episodes", n_episodes)
+        if not isinstance(stay, int) or isinstance(stay, bool) or stay < 0:
+            raise ValueError(f"stay must be an integer >= 0 (passing checks after the first), got {stay!r}")
         if not isinstance(n_envs, int) or not 1 <= n_envs <= n_episodes:
             raise ValueError(f"n_envs must be an integer from 1 to n_episodes={n_episodes}, got {n_envs!r}")
         self.env_id, self.threshold, self.every, self.n_episodes = env_id, float(threshold), every, n_episodes
-        self.stop = stop
+        self.stop, self.stay = stop, stay
         if n_envs == 1:
             env = gym.make(env_id, **(env_kwargs or {}))
             self.eval_env = Monitor(wrapper(env) if wrapper else env)
@@ -37,11 +63,13 @@ class _ThresholdCheck(BaseCallback):
         else:  # SB3's VecEnv spreads the episodes over the envs, and the agent acts on them as one batch
             self.eval_env = make_vec_env(env_id, n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper)
         self.hit: int | None = None
+        self.stayed: int | None = None
         self.curve: list[tuple[int, float]] = []
         self._next = every
 
     def _check(self, count: int, unit: str) -> bool:
-        """Evaluate now; False (stop training) at the first passing check when ``stop``."""
+        """Evaluate now; False (stop training) when ``stop`` and this check completes the first streak of
+        ``stay + 1`` passing checks. A streak broken by a failing check starts over at the next pass."""
         self._next += self.every
         mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
         self.curve.append((count, round(float(mean), 4)))
@@ -50,23 +78,29 @@ class _ThresholdCheck(BaseCallback):
             print(f"{count} {unit}: mean return {mean:.3f}")
         if mean >= self.threshold and self.hit is None:
             self.hit = count
-            return not self.stop
+        if self.stayed is None and mean >= self.threshold:
+            self.stayed = first_streak(self.curve[-(self.stay + 1) :], self.threshold, self.stay + 1)
+            if self.stayed is not None:
+                return not self.stop
         return True
 
 
 class RealStepsToThreshold(_ThresholdCheck):
     """Every ``every`` REAL steps, play ``n_episodes`` deterministic episodes of a fresh real env; stop training at
-    the first check whose mean return reaches ``threshold``.
+    the first check whose mean return reaches ``threshold`` or, with ``stay``, once ``stay`` checks in a row
+    after it pass too.
 
-    ``hit`` is the real-step count of that check (``None`` if never reached) and ``curve`` holds every check as
+    ``hit`` is the real-step count of the first passing check (``None`` if never reached); ``stayed`` that of the
+    first check that starts ``stay + 1`` passing checks in a row ("solved and stays solved"; ``None`` if no such
+    streak ends within the budget; equal to ``hit`` when ``stay`` is 0). ``curve`` holds every check as
     ``(real_steps, mean_return)``: the protocol of docs/ (10 episodes, checks every 250 real steps on CartPole,
-    200 on Pendulum, the first passing check counts).
+    200 on Pendulum; the first passing check counts, and the benchmark also reports ``stay=2``).
 
     :param env_id: the real env to evaluate on
     :param threshold: mean return that counts as solved
     :param every: real steps between checks
     :param n_episodes: deterministic episodes per check
-    :param stop: end training at the first passing check
+    :param stop: end training once solved (and stayed solved, with ``stay``)
     :param seed: seeds the evaluation env once, so checks are reproducible
     :param env_kwargs: keyword arguments of ``gym.make(env_id)``
     :param verbose: 1 prints each check
@@ -74,6 +108,8 @@ class RealStepsToThreshold(_ThresholdCheck):
         MuZero's batched search, check faster); 1 plays them one after another
     :param wrapper: wraps each evaluation env (e.g. :class:`~dream_envs.envs.PixelObservation` for agents that see
         pixels)
+    :param stay: passing checks that must follow the first of a streak; a streak broken by a failing check starts
+        over at the next pass
 
     Example::
 
@@ -81,15 +117,16 @@ class RealStepsToThreshold(_ThresholdCheck):
         from stable_baselines3 import PPO
         from sb3_plugins import RealStepsToThreshold
 
-        check = RealStepsToThreshold("CartPole-v1", threshold=475, every=128, n_episodes=2, seed=0)
+        check = RealStepsToThreshold("CartPole-v1", threshold=475, every=128, n_episodes=2, seed=0, stay=2)
         PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=128, seed=0).learn(256, callback=check)
-        print(check.hit, check.curve)
+        print(check.hit, check.stayed, check.curve)
     """
 
     def __init__(self, env_id: str, threshold: float, every: int, n_episodes: int = 10, stop: bool = True,
                  seed: int | None = None, env_kwargs: dict[str, Any] | None = None, verbose: int = 0,
-                 n_envs: int = 1, wrapper: Callable[[gym.Env], gym.Env] | None = None):  # fmt: skip
-        super().__init__(env_id, threshold, every, n_episodes, stop, seed, env_kwargs, verbose, n_envs, wrapper)
+                 n_envs: int = 1, wrapper: Callable[[gym.Env], gym.Env] | None = None, stay: int = 0):  # fmt: skip
+        super().__init__(env_id, threshold, every, n_episodes, stop, seed, env_kwargs, verbose, n_envs, wrapper,
+                         stay)  # fmt: skip
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self._next:

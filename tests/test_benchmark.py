@@ -22,10 +22,13 @@ from sb3_plugins.benchmark import (
     parse_algo,
     plan_runs,
     run_one,
+    step_statistics,
+    steps_to_stay_solved,
     summarize,
     write_report,
 )
 from sb3_plugins.benchmark.report import _median_curve
+from sb3_plugins.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough that a +dyna run takes seconds: one tiny dream round per real rollout.
@@ -39,12 +42,19 @@ def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT)  # fmt: skip
 
 
-def record(algo: str, seed: int, hit: int | None, budget: int = 1000, curve=None, env: str = "CartPole-v1") -> dict:
+OLD = object()  # a record from before the stays-solved metric: no real_steps_to_stay_solved field
+
+
+def record(algo: str, seed: int, hit: int | None, budget: int = 1000, curve=None, env: str = "CartPole-v1",
+           stay: int | None | object = OLD, **fields) -> dict:  # fmt: skip
     curve = curve if curve is not None else ([[hit, 480.0]] if hit else [[budget, 100.0]])
-    return {"format": RECORD_FORMAT, "env": env, "algo": algo, "seed": seed, "real_steps_to_threshold": hit,
+    made = {"format": RECORD_FORMAT, "env": env, "algo": algo, "seed": seed, "real_steps_to_threshold": hit,
             "budget": budget, "threshold": 475.0, "curve": curve, "final_return": curve[-1][1] if curve else None,
             "wall_seconds": 1.0, "imagined_steps": 10 if "+dyna" in algo else 0,
-            "reward_termination": "learned" if "+dyna" in algo else "real env"}  # fmt: skip
+            "reward_termination": "learned" if "+dyna" in algo else "real env", **fields}  # fmt: skip
+    if stay is not OLD:
+        made["real_steps_to_stay_solved"] = stay
+    return made
 
 
 # ---------------------------------------------------------------- hyperparameters
@@ -206,6 +216,17 @@ def test_results_dir_adds_atomically_resumes_and_refuses_other_settings(tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl"]
 
 
+def test_a_record_from_before_stays_solved_resumes_as_done_but_another_stay_does_not(tmp_path):
+    results = ResultsDir(tmp_path)
+    spec = plan_runs("CartPole-v1", ["ppo"], seeds=1, budget=500, device="cpu")
+    old = {k: v for k, v in spec[0].settings().items() if k != "stay"}
+    results.add({**record("ppo", 0, 250, budget=500), **old})
+    assert results.pending(spec) == []
+    results.add({**record("ppo", 0, 250, budget=500, stay=250), **old, "stay": 0})
+    with pytest.raises(ValueError, match="other settings \\(stay: recorded 0, asked 2\\)"):
+        results.pending(spec)
+
+
 def test_foreign_or_missing_results_are_named(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"algo": "ppo"}\n')
     with pytest.raises(ValueError, match="results.jsonl:1 is not a dream-envs benchmark record"):
@@ -223,10 +244,140 @@ def test_summary_medians_ranges_and_speedups():
     records += [record("ppo+dyna", s, h) for s, h in enumerate([500, 1000, 750])]
     records += [record("dqn", 0, None, budget=8000), record("dqn+dyna", 0, 2000)]
     rows = {r["algo"]: r for r in summarize(records)}
-    assert rows["ppo"]["median_real_steps"] == 6000 and rows["ppo"]["max_real_steps"] == np.inf
+    # the unsolved run counts as its budget: the worst is a lower bound, the median (a solved run) is exact
+    assert rows["ppo"]["median_real_steps"] == 6000 and rows["ppo"]["max_real_steps"] == 10_000
+    assert "max_real_steps" in rows["ppo"]["lower_bounds"] and "median_real_steps" not in rows["ppo"]["lower_bounds"]
     assert rows["ppo"]["solved"] == 2 and rows["ppo"]["speedup_vs_stock"] is None
     assert rows["ppo+dyna"]["median_real_steps"] == 750 and rows["ppo+dyna"]["speedup_vs_stock"] == 8.0
-    assert rows["dqn+dyna"]["speedup_vs_stock"] == 4.0 and rows["dqn+dyna"]["speedup_is_lower_bound"]
+    assert rows["dqn+dyna"]["speedup_vs_stock"] == 4.0 and "speedup_vs_stock" in rows["dqn+dyna"]["lower_bounds"]
+
+
+# ---------------------------------------------------------------- solved and stays solved, figures over seeds
+def test_stays_solved_from_new_and_old_records():
+    assert steps_to_stay_solved(record("ppo", 0, 250, stay=750)) == 750
+    assert steps_to_stay_solved(record("ppo", 0, 250, stay=None)) == np.inf  # the budget ended first
+    collapses = [[250, 480.0], [500, 90.0], [750, 476.0], [1000, 500.0], [1250, 490.0]]
+    # records from before the metric: a streak in the curve counts, even after a first pass that collapsed
+    assert steps_to_stay_solved(record("ppo", 0, 250, curve=collapses, stop_at_threshold=False)) == 750
+    assert steps_to_stay_solved(record("ppo", 0, 250, curve=collapses[:4], stop_at_threshold=False)) == np.inf
+    assert steps_to_stay_solved(record("ppo", 0, None)) == np.inf  # never solved
+    # stopped at its first pass: it was never checked again, so it can neither claim nor be denied staying solved
+    assert np.isnan(steps_to_stay_solved(record("ppo", 0, 250, curve=[[250, 480.0]])))
+    assert np.isnan(steps_to_stay_solved(record("ppo", 0, 250, curve=[[250, 480.0]], stop_at_threshold=True)))
+
+
+class ScriptedAgent:
+    """Stands in for an SB3 agent: every step is 50 real steps, and each check returns the next scripted mean."""
+
+    device, num_timesteps = "cpu", 0
+
+    def __init__(self):
+        from stable_baselines3.common.logger import Logger
+
+        self.logger = Logger(folder=None, output_formats=[])
+
+    def learn(self, total_timesteps, callback):
+        for cb in callback:
+            cb.init_callback(self)
+            cb.on_training_start({}, {})
+        while self.num_timesteps < total_timesteps:
+            self.num_timesteps += 50
+            if not all([cb.on_step() for cb in callback]):
+                break
+
+
+@pytest.mark.parametrize(
+    "returns, keep_training, hit, stayed, real_steps",
+    [
+        ([480, 490, 500, 10], False, 100, 100, 300),  # stays solved: stops at the check that confirms it
+        ([480, 90, 476, 500, 490, 10], False, 100, 300, 500),  # the first pass collapses; a later streak counts
+        ([480, 90, 476, 500, 490, 10], True, 100, 300, 600),  # --keep-training: the whole budget
+        ([10, 480, 490, 10, 480, 490], False, 200, None, 600),  # the budget ends before a streak of 3
+        ([10] * 6, False, None, None, 600),
+    ],
+)
+def test_a_run_goes_on_after_its_first_pass_until_it_stays_solved(monkeypatch, returns, keep_training, hit,
+                                                                  stayed, real_steps):  # fmt: skip
+    script = iter(returns)
+    monkeypatch.setattr("sb3_plugins.evaluation.evaluate_policy", lambda *args, **kwargs: (next(script), 0.0))
+    monkeypatch.setattr("sb3_plugins.benchmark.runner.build_agent", lambda spec: (ScriptedAgent(), None))
+    spec = RunSpec("CartPole-v1", "ppo", 0, budget=600, threshold=475.0, eval_every=100, eval_episodes=1,
+                   stop_at_threshold=not keep_training)  # fmt: skip
+    made = run_one(spec)
+    assert (made["real_steps_to_threshold"], made["real_steps_to_stay_solved"]) == (hit, stayed)
+    assert made["real_steps"] == real_steps and made["curve"][-1][0] == real_steps and made["stay"] == 2
+
+
+def test_figures_over_seeds_by_hand():
+    first, stay = [100, 200, 400, 800, 1600], [400, 800, 800, 1600, None]
+    records = [record("ppo+dyna", s, h, budget=2000, stay=t) for s, (h, t) in enumerate(zip(first, stay))]
+    records += [record("ppo", s, h, budget=4000, stay=h) for s, h in enumerate([3000, None, None])]
+    rows = {r["algo"]: r for r in summarize(records)}
+    dyna, ppo = rows["ppo+dyna"], rows["ppo"]
+    # first pass: median 400; IQM the mean of the middle 3 of 5 (scipy's trim_mean cuts int(5 / 4) = 1 per end)
+    assert dyna["median_real_steps"] == 400 and dyna["iqm_real_steps"] == pytest.approx((200 + 400 + 800) / 3)
+    assert (dyna["min_real_steps"], dyna["max_real_steps"], dyna["solved"]) == (100, 1600, 5)
+    # stays solved: the unsolved run counts as its budget (2,000); the IQM trims it away, so only the worst and the
+    # intervals' upper ends that reach it are lower bounds
+    assert dyna["stay_solved"] == 4 and dyna["stay_median_real_steps"] == 800
+    assert dyna["stay_iqm_real_steps"] == pytest.approx((800 + 800 + 1600) / 3)
+    assert dyna["stay_max_real_steps"] == 2000 and "stay_max_real_steps" in dyna["lower_bounds"]
+    assert not {"stay_median_real_steps", "stay_iqm_real_steps", "median_real_steps"} & set(dyna["lower_bounds"])
+    # 3 runs: the IQM trims none; the stock median is an unsolved run's budget, so the speed-ups are lower bounds
+    assert ppo["median_real_steps"] == 4000 and ppo["iqm_real_steps"] == pytest.approx((3000 + 4000 + 4000) / 3)
+    assert {"median_real_steps", "iqm_real_steps"} <= set(ppo["lower_bounds"])
+    assert dyna["speedup_vs_stock"] == 10.0 and dyna["stay_speedup_vs_stock"] == 5.0
+    assert {"speedup_vs_stock", "stay_speedup_vs_stock"} <= set(dyna["lower_bounds"])
+    for row in (dyna, ppo):
+        for prefix in ("", "stay_"):
+            for statistic in ("median", "iqm"):
+                column = f"{prefix}{statistic}_real_steps"
+                point, low, high = row[column], row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+                assert row[f"{prefix}min_real_steps"] <= low <= point <= high <= row[f"{prefix}max_real_steps"]
+    assert summarize(records) == list(rows.values())  # the same records give the same intervals
+
+
+def test_step_statistics_intervals_and_lower_bounds():
+    values, lower = step_statistics(np.array([500.0, 750, 1000, np.inf]), np.full(4, 5000.0))
+    assert values["iqm"] == 875.0 and values["median"] == 875.0 and values["max"] == 5000.0
+    assert lower == {"max", "median_ci_high", "iqm_ci_high"}
+    assert values["iqm_ci_low"] < 875.0 < values["iqm_ci_high"] and values["median_ci_low"] >= 500.0
+    values, lower = step_statistics(np.array([300.0]), np.array([1000.0]))  # one seed: a point interval
+    assert {values[k] for k in ("median", "median_ci_low", "iqm_ci_high", "min", "max")} == {300.0} and not lower
+    state = np.random.get_state()[1].copy()
+    step_statistics(np.array([1.0, 2.0, 3.0]), np.full(3, 10.0))
+    assert (np.random.get_state()[1] == state).all()  # numpy's global random stream is left as it was
+
+
+def test_old_records_summarize_with_n_a_and_new_ones_with_figures(tmp_path):
+    records = [record("ppo", s, h) for s, h in enumerate([250, 500, None])]  # stopped at the first pass
+    records += [record("ppo+dyna", s, 250, stay=250) for s in range(3)]
+    paths = write_report(tmp_path, records)
+    rows = {r["algo"]: r for r in summarize(records)}
+    assert rows["ppo"]["stay_judged"] == 1 and rows["ppo"]["stay_median_real_steps"] is None
+    assert rows["ppo"]["median_real_steps"] == 500 and rows["ppo+dyna"]["stay_speedup_vs_stock"] is None
+    text = paths["md"].read_text()
+    assert "| ppo | stays solved | n/a (1/3 runs can tell) | n/a | n/a | n/a |  |" in text
+    assert "| ppo+dyna | stays solved | 3/3 | 250 (250 – 250) | 250 (250 – 250) | 250 – 250 |  |" in text
+    assert "| ppo | first pass | 2/3 | 500 (250 – > 1,000) |" in text
+    header, ppo_line = paths["csv"].read_text().splitlines()[:2]
+    assert "stay_iqm_real_steps_ci_low" in header.split(",") and ",,," in ppo_line
+
+
+def test_curves_have_a_log_real_step_axis_by_default(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr("sb3_plugins.benchmark.report.save_figure", lambda fig, path: figures.append(fig))
+    records = [record("ppo", 0, 5000, budget=10_000, curve=[[250, 20.0], [5000, 480.0]]),
+               record("ppo+dyna", 0, 500, curve=[[250, 100.0], [500, 480.0]]),
+               record("sac", 0, None, env="Pendulum-v1", curve=[[200, -900.0]])]  # fmt: skip
+    write_report(tmp_path, records)
+    write_report(tmp_path, records, log_x=False)
+    assert [ax.get_xscale() for ax in figures[0].axes] == ["log", "log"]
+    assert [ax.get_xscale() for ax in figures[1].axes] == ["linear", "linear"]
+    for command in (["report", "out"], ["bench"]):
+        assert _parser().parse_args(command).log_x is True
+        assert _parser().parse_args([*command, "--no-log-x"]).log_x is False
+        assert _parser().parse_args([*command, "--log-x"]).log_x is True
 
 
 def test_median_curve_carries_a_solved_run_forward():
@@ -243,9 +394,8 @@ def test_report_files(tmp_path):
     paths = write_report(tmp_path, records, log_x=True)
     assert matplotlib.image.imread(paths["png"]).ndim == 3
     text = paths["md"].read_text()
-    assert (
-        "## CartPole-v1 (threshold 475.0)" in text and "| ppo+dyna | 1 | 1/1 | 500 |" in text and "## Pendulum" in text
-    )
+    assert "## CartPole-v1 (threshold 475.0)" in text and "## Pendulum" in text
+    assert "| ppo+dyna | first pass | 1/1 | 500 (500 – 500) |" in text and "| ppo+dyna | 1 | " in text
     assert paths["csv"].read_text().splitlines()[0].startswith("env,algo,runs,solved,threshold,budget")
 
 

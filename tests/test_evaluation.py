@@ -3,6 +3,7 @@ import pytest
 from stable_baselines3 import PPO
 
 from sb3_plugins import RealStepsToThreshold
+from sb3_plugins.evaluation import first_streak
 
 
 def test_stops_at_the_first_passing_check_and_records_the_curve():
@@ -24,3 +25,28 @@ def test_unreachable_threshold_runs_the_budget():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         RealStepsToThreshold("CartPole-v1", threshold=1, **{"every": 10, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "returns, length, start",
+    [
+        ([480, 490, 500], 3, 100),  # solved and stays solved from the first pass
+        ([480, 90, 476, 500, 490], 3, 300),  # the first pass collapses; a later streak counts
+        ([480, 90, 476, 500, 490], 1, 100),  # length 1: the first pass
+        ([480, 490, 90, 480, 490], 3, None),  # no 3 in a row
+        ([100, 200], 3, None),  # never solved
+        ([], 1, None),
+    ],
+)
+def test_first_streak(returns, length, start):
+    curve = [(100 * (i + 1), float(r)) for i, r in enumerate(returns)]
+    assert first_streak(curve, 475, length) == start
+
+
+def test_a_threshold_equal_to_the_return_passes():
+    assert first_streak([(1, 475.0)], 475, 1) == 1
+
+
+def test_bad_stay():
+    with pytest.raises(ValueError, match="stay must be an integer >= 0.*got -1"):
+        RealStepsToThreshold("CartPole-v1", threshold=1, every=10, stay=-1)

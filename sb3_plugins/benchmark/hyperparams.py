@@ -31,7 +31,7 @@ _DISCRETE_ONLY = {"dqn", "muzero"}
 _BOX_ONLY = {"sac", "td3"}
 
 # Thresholds where the env spec has none, and budgets / check intervals (real steps) per env. "dyna_budget" is
-# the default budget of the +dyna variants: they stop at their first passing check, but one that never passes
+# the default budget of the +dyna variants: they stop once solved and stayed solved, but one that never passes
 # would otherwise dream through the stock agent's whole budget.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250, "own_budget": 20_000},

@@ -55,7 +55,7 @@ def plan_runs(
     :param device: the agents' device
     :param overrides: parsed YAML hyperparameter overrides
     :param quick: the preview profile :data:`QUICK`
-    :param stop_at_threshold: end each run at its first passing check
+    :param stop_at_threshold: end each run once it is solved and stays solved (see :class:`RunSpec`)
     """
     defaults = env_defaults(env_id)
     resolve_device(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 import warnings
 from collections import defaultdict
 from functools import partial
@@ -14,57 +15,113 @@ import numpy as np
 
 from dream_envs.io import atomic_write_text, save_figure
 from sb3_plugins.benchmark.hyperparams import DYNA_SUFFIX
+from sb3_plugins.benchmark.metrics import BOOTSTRAP_REPS, step_statistics, steps_to_stay_solved
+from sb3_plugins.benchmark.runner import STAY
 
 __all__ = ["summarize", "write_report"]
 
-_COLUMNS = ("env", "algo", "runs", "solved", "threshold", "budget", "median_real_steps", "min_real_steps",
-            "max_real_steps", "speedup_vs_stock", "speedup_is_lower_bound", "median_final_return",
-            "median_wall_seconds", "median_imagined_steps", "reward_termination")  # fmt: skip
+# Per metric ("" for real steps to threshold, "stay_" for real steps to stay solved): runs that got there, figures
+# over seeds with unsolved runs at their budget, and the speed-up of a +dyna algo over its stock one.
+_FIGURES = ("median", "median_ci_low", "median_ci_high", "iqm", "iqm_ci_low", "iqm_ci_high", "min", "max")
+_METRICS = {"": "first pass", "stay_": "stays solved"}
+
+
+def _column(prefix: str, figure: str) -> str:
+    """``("stay_", "iqm_ci_low")`` -> ``"stay_iqm_real_steps_ci_low"``."""
+    statistic, _, bound = figure.partition("_ci_")
+    return f"{prefix}{statistic}_real_steps" + (f"_ci_{bound}" if bound else "")
+
+
+_COLUMNS = ("env", "algo", "runs", "solved", "threshold", "budget", *(_column("", f) for f in _FIGURES),
+            "speedup_vs_stock", "stay_judged", "stay_solved", *(_column("stay_", f) for f in _FIGURES),
+            "stay_speedup_vs_stock", "lower_bounds", "median_final_return", "median_wall_seconds",
+            "median_imagined_steps", "reward_termination")  # fmt: skip
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (env, algo): runs, solved, median/min/max real steps to threshold (``inf`` for unsolved runs),
-    median final return, wall time and imagined steps, and each ``+dyna`` algo's speed-up over its stock algo
-    (median real steps of stock / of +dyna; a lower bound where the stock median did not solve in its budget)."""
+    """One row per (env, algo) with two metrics: real steps to threshold (the first passing check) and real steps
+    to "solved and stays solved" (``stay_`` columns; the first of 3 passing checks in a row). Per metric: runs that
+    got there (``solved``), the median and the IQM with their 95% bootstrap confidence intervals, best and worst
+    (``median_real_steps``, ``median_real_steps_ci_low``, ``..._ci_high``, ``iqm_real_steps`` and its interval,
+    ``min_real_steps``, ``max_real_steps``; see :func:`~sb3_plugins.benchmark.metrics.step_statistics`), and each
+    ``+dyna`` algo's speed-up over its stock algo (median real steps of stock / of +dyna).
+
+    An unsolved run counts as its budget; ``lower_bounds`` names the columns that this makes lower bounds (and a
+    speed-up over a stock median that is one). Records from before the stays-solved metric that stopped at their
+    first pass cannot say whether they stayed solved: ``stay_judged`` counts the runs that can, and where any
+    cannot, the row's ``stay_`` figures are ``None``. Median final return, wall time and imagined steps complete
+    the row."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[(record["env"], record["algo"])].append(record)
     rows = {}
     for (env, algo), runs in sorted(groups.items()):
-        steps = np.array([r["real_steps_to_threshold"] if r["real_steps_to_threshold"] is not None else np.inf
-                          for r in runs], dtype=float)  # fmt: skip
         finals = [r["final_return"] for r in runs if r["final_return"] is not None]
-        rows[(env, algo)] = {
-            "env": env, "algo": algo, "runs": len(runs), "solved": int(np.isfinite(steps).sum()),
-            "threshold": runs[0]["threshold"], "budget": max(r["budget"] for r in runs),
-            "median_real_steps": float(np.median(steps)), "min_real_steps": float(steps.min()),
-            "max_real_steps": float(steps.max()), "speedup_vs_stock": None, "speedup_is_lower_bound": False,
+        budgets = np.array([r["budget"] for r in runs], dtype=float)
+        first = np.array([np.inf if r["real_steps_to_threshold"] is None else r["real_steps_to_threshold"]
+                          for r in runs], dtype=float)  # fmt: skip
+        stay = np.array([steps_to_stay_solved(r) for r in runs])
+        row: dict[str, Any] = {
+            "env": env, "algo": algo, "runs": len(runs), "threshold": runs[0]["threshold"],
+            "budget": max(r["budget"] for r in runs), "stay_judged": int((~np.isnan(stay)).sum()), "lower_bounds": [],
             "median_final_return": float(np.median(finals)) if finals else None,
             "median_wall_seconds": float(np.median([r["wall_seconds"] for r in runs])),
             "median_imagined_steps": float(np.median([r["imagined_steps"] for r in runs])),
             "reward_termination": "/".join(sorted({r["reward_termination"] for r in runs})),
         }  # fmt: skip
+        for prefix, steps in (("", first), ("stay_", stay)):
+            row[f"{prefix}speedup_vs_stock"] = None
+            if np.isnan(steps).any():
+                row[f"{prefix}solved"] = None
+                row.update({_column(prefix, figure): None for figure in _FIGURES})
+                continue
+            values, lower = step_statistics(steps, budgets)
+            row[f"{prefix}solved"] = int(np.isfinite(steps).sum())
+            row.update({_column(prefix, figure): value for figure, value in values.items()})
+            row["lower_bounds"] += [_column(prefix, figure) for figure in _FIGURES if figure in lower]
+        rows[(env, algo)] = row
     for (env, algo), row in rows.items():
         stock = rows.get((env, algo[: -len(DYNA_SUFFIX)])) if algo.endswith(DYNA_SUFFIX) else None
-        if stock is None or not np.isfinite(row["median_real_steps"]):
-            continue
-        stock_steps = stock["median_real_steps"]
-        if not np.isfinite(stock_steps):  # stock did not solve: it needs more than its whole budget
-            row["speedup_vs_stock"], row["speedup_is_lower_bound"] = stock["budget"] / row["median_real_steps"], True
-        else:
-            row["speedup_vs_stock"] = stock_steps / row["median_real_steps"]
+        for prefix in _METRICS if stock is not None else ():
+            median = f"{prefix}median_real_steps"
+            # a +dyna median that is a lower bound makes any speed-up an upper bound of unknown use: none
+            if row[median] is None or stock[median] is None or median in row["lower_bounds"]:
+                continue
+            row[f"{prefix}speedup_vs_stock"] = stock[median] / row[median]
+            if median in stock["lower_bounds"]:  # stock did not solve in its budget: it needs more
+                row["lower_bounds"].append(f"{prefix}speedup_vs_stock")
     return list(rows.values())
 
 
-def format_steps(value: float, budget: int) -> str:
-    """Real steps as a table shows them: ``> budget`` where no run (or not the median one) solved."""
-    return f"> {budget:,}" if not np.isfinite(value) else f"{int(value):,}"
+def format_steps(row: dict[str, Any], column: str) -> str:
+    """Real steps as a table shows them: ``> N`` where unsolved runs (counted as their budget) make N a lower bound,
+    ``n/a`` where the records cannot tell."""
+    value = row[column]
+    if value is None:
+        return "n/a"
+    return f"{'> ' if column in row['lower_bounds'] else ''}{value:,.0f}"
 
 
-def format_speedup(row: dict[str, Any]) -> str:
-    if row["speedup_vs_stock"] is None:
+def format_figures(row: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """One metric's cells: solved, median and IQM each with its 95% CI, and the range (best – worst)."""
+    steps = partial(format_steps, row)
+    if row[f"{prefix}solved"] is None:
+        judged = f" ({row['stay_judged']}/{row['runs']} runs can tell)" if prefix else ""
+        return {"solved": "n/a" + judged, "median": "n/a", "iqm": "n/a", "range": "n/a"}
+    figure = partial(_column, prefix)
+    return {
+        "solved": f"{row[f'{prefix}solved']}/{row['runs']}",
+        "median": f"{steps(figure('median'))} ({steps(figure('median_ci_low'))} – {steps(figure('median_ci_high'))})",
+        "iqm": f"{steps(figure('iqm'))} ({steps(figure('iqm_ci_low'))} – {steps(figure('iqm_ci_high'))})",
+        "range": f"{steps(figure('min'))} – {steps(figure('max'))}",
+    }
+
+
+def format_speedup(row: dict[str, Any], prefix: str = "") -> str:
+    column = f"{prefix}speedup_vs_stock"
+    if row[column] is None:
         return ""
-    return f"{'>= ' if row['speedup_is_lower_bound'] else ''}{row['speedup_vs_stock']:.1f}x"
+    return f"{'>= ' if column in row['lower_bounds'] else ''}{row[column]:.1f}x"
 
 
 def format_return(row: dict[str, Any]) -> str:
@@ -75,27 +132,34 @@ def _markdown(rows: list[dict[str, Any]], commands: list[str]) -> str:
     lines = ["# Benchmark: real steps to threshold, model-free vs model-based", ""]
     if commands:
         lines += ["Made by:", "", "```bash", *commands, "```", ""]
-    lines += [
-        "Real steps are interactions with the REAL env (SB3's `num_timesteps`); imagined steps are counted apart.",
-        "A run is solved at its first check (deterministic episodes of a fresh real env) whose mean return reaches",
-        "the threshold; `> budget` means never within its budget. Speed-up: stock median / +dyna median.",
-        "",
-    ]
+    lines += [*textwrap.wrap(
+        "Real steps are interactions with the REAL env (SB3's `num_timesteps`); imagined steps are counted apart. "
+        "A check plays deterministic episodes of a fresh real env. **First pass**: the real steps of a run's first "
+        "check whose mean return reaches the threshold. **Stays solved**: the real steps of the first passing check "
+        f"that the next {STAY} checks confirm (all pass; a policy trained on a model often collapses right after its "
+        "first pass). A run whose first pass collapses goes on looking for such a streak; one that ends after the "
+        "budget does not count. Over seeds: the median and the interquartile mean (IQM: the mean of the middle 50% "
+        f"of runs), each with its 95% bootstrap confidence interval (rliable, {BOOTSTRAP_REPS:,} resamples of the "
+        "seeds), and the range (best – worst). A run that never got there counts as its budget, so `> N` marks a "
+        "figure that this makes a lower bound. `n/a`: records made before the stays-solved metric stopped at their "
+        "first pass; they cannot claim to have stayed solved, nor be said not to have. Speed-up: stock median / "
+        "+dyna median.", 112, break_on_hyphens=False), ""]  # fmt: skip
     for env in sorted({r["env"] for r in rows}):
         env_rows = [r for r in rows if r["env"] == env]
         threshold = env_rows[0]["threshold"]
         lines += [f"## {env} (threshold {threshold if threshold is not None else 'none: curves only'})", "",
-                  "| algo | runs | solved | median real steps | range | speed-up vs stock | median final return "
-                  "| median wall (s) | imagined steps (median) | reward/termination |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| algo | real steps to | solved | median (95% CI) | IQM (95% CI) | range | speed-up vs stock |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in env_rows:
-            steps = partial(format_steps, budget=r["budget"])
-            lines.append(
-                f"| {r['algo']} | {r['runs']} | {r['solved']}/{r['runs']} | "
-                f"{steps(r['median_real_steps'])} | {steps(r['min_real_steps'])} – {steps(r['max_real_steps'])} | "
-                f"{format_speedup(r)} | {format_return(r)} | {r['median_wall_seconds']:.0f} | "
-                f"{r['median_imagined_steps']:,.0f} | {r['reward_termination']} |"
-            )
+            for prefix, name in _METRICS.items():
+                cells = format_figures(r, prefix)
+                lines.append(f"| {r['algo']} | {name} | {cells['solved']} | {cells['median']} | {cells['iqm']} | "
+                             f"{cells['range']} | {format_speedup(r, prefix)} |")  # fmt: skip
+        lines += ["", "| algo | runs | median final return | median wall (s) | imagined steps (median) | "
+                  "reward/termination |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in env_rows:
+            lines.append(f"| {r['algo']} | {r['runs']} | {format_return(r)} | {r['median_wall_seconds']:.0f} | "
+                         f"{r['median_imagined_steps']:,.0f} | {r['reward_termination']} |")  # fmt: skip
         lines.append("")
     lines.append("![eval return vs real steps](curves.png)")
     return "\n".join(lines) + "\n"
@@ -106,13 +170,14 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in _COLUMNS})
+        cells = {k: ("" if row[k] is None else row[k]) for k in _COLUMNS}
+        writer.writerow({**cells, "lower_bounds": " ".join(row["lower_bounds"])})
     return out.getvalue()
 
 
 def _median_curve(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Median, min and max over seeds on the union of check points. A run that stopped at its first passing check
-    keeps its last value from there on (it counts as solved); before its first check it has no value."""
+    """Median, min and max over seeds on the union of check points. A run that stopped once solved (and stayed
+    solved) keeps its last value from there on; before its first check it has no value."""
     grid = np.array(sorted({s for r in runs for s, _ in r["curve"]}), dtype=float)
     values = np.full((len(runs), len(grid)), np.nan)
     for i, run in enumerate(runs):
@@ -126,11 +191,13 @@ def _median_curve(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, n
         return grid, np.nanmedian(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
 
 
-def _plot(records: list[dict[str, Any]], path: Path, log_x: bool) -> None:
+def _figure(records: list[dict[str, Any]], log_x: bool) -> Any:
+    """One panel per env, side by side: eval return vs REAL steps, median line and min-max band per algo."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     envs = sorted({r["env"] for r in records})
     fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(6 * max(len(envs), 1), 4.2), squeeze=False)
@@ -156,21 +223,33 @@ def _plot(records: list[dict[str, Any]], path: Path, log_x: bool) -> None:
             ax.axhline(threshold, color="black", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
         if log_x and plotted:
             ax.set_xscale("log")
+            # 200, 500, 1,000, 2,000, ...: a panel spanning less than a decade still gets readable labels
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set(title=env, xlabel="real environment steps", ylabel="mean eval return (deterministic)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
-def write_report(directory: str | Path, records: list[dict[str, Any]], log_x: bool = False) -> dict[str, Path]:
+def write_report(directory: str | Path, records: list[dict[str, Any]], log_x: bool = True,
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, Path]:  # fmt: skip
     """Write ``summary.csv``, ``summary.md`` and ``curves.png`` (eval return vs REAL steps, median line and
-    min-max band over seeds, threshold line) into ``directory``; each file atomically. Returns their paths."""
+    min-max band over seeds, threshold line) into ``directory``; each file atomically. Returns their paths.
+
+    :param directory: the results folder
+    :param records: the runs
+    :param log_x: a log-scaled real-step axis, so that a +dyna run that solves in hundreds of steps and a stock
+        one that needs tens of thousands read side by side
+    :param rows: ``summarize(records)``, where the caller has it already (its bootstrap takes seconds)
+    """
     directory = Path(directory)
-    rows = summarize(records)
+    rows = summarize(records) if rows is None else rows
     commands = sorted({r["command"] for r in records if r.get("command")})
     paths = {"csv": directory / "summary.csv", "md": directory / "summary.md", "png": directory / "curves.png"}
     atomic_write_text(paths["csv"], _csv(rows))
     atomic_write_text(paths["md"], _markdown(rows, commands))
-    _plot(records, paths["png"], log_x)
+    save_figure(_figure(records, log_x), paths["png"])
     return paths

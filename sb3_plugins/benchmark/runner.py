@@ -36,11 +36,13 @@ from sb3_plugins.callbacks import DynaCallback
 from sb3_plugins.dream_training import ALGOS
 from sb3_plugins.evaluation import RealStepsToThreshold
 
-__all__ = ["RECORD_FORMAT", "RunSpec", "run_one"]
+__all__ = ["RECORD_FORMAT", "STAY", "RunSpec", "run_one"]
 
 RECORD_FORMAT = "dream-envs-bench/1"
+# "Solved and stays solved" (the yardstick's stay=2): the first pass counts only if the 2 checks after it pass too.
+STAY = 2
 # The fields of a record that a resumed benchmark must agree on before it may skip the run.
-SETTINGS = ("budget", "threshold", "eval_every", "eval_episodes", "stop_at_threshold", "hyperparameters")
+SETTINGS = ("budget", "threshold", "eval_every", "eval_episodes", "stop_at_threshold", "stay", "hyperparameters")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ class RunSpec:
     :param eval_episodes: episodes per check
     :param hyperparams: ``{"n_envs", "agent", "dyna"}`` from :func:`~sb3_plugins.benchmark.hyperparams_for`
     :param device: the agent's (and model's) device
-    :param stop_at_threshold: end the run at its first passing check (the yardstick's protocol)
+    :param stop_at_threshold: end the run once it is solved and stays solved: at the check that completes its
+        first streak of ``stay + 1`` passing checks (a first pass that collapses does not end it: the run goes on,
+        looking for a later streak, until its budget). ``False`` trains the whole budget (full curves).
+    :param stay: passing checks that must follow a first pass for the run to count as solved and staying solved;
+        the record's ``real_steps_to_stay_solved`` is the real steps of the streak's first check, ``None`` if no
+        streak ends within the budget (the budget is never extended to finish one)
 
     Example::
 
@@ -65,7 +72,7 @@ class RunSpec:
         spec = RunSpec("CartPole-v1", "ppo", seed=0, budget=512, threshold=475, eval_every=256, eval_episodes=2,
                        hyperparams=hyperparams_for("CartPole-v1", "ppo"), device="cpu")
         record = run_one(spec)
-        print(record["curve"], record["real_steps_to_threshold"])
+        print(record["curve"], record["real_steps_to_threshold"], record["real_steps_to_stay_solved"])
     """
 
     env_id: str
@@ -78,6 +85,7 @@ class RunSpec:
     hyperparams: Hyperparams = field(default_factory=dict)
     device: str = "auto"
     stop_at_threshold: bool = True
+    stay: int = STAY
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -136,7 +144,8 @@ def _check(spec: RunSpec, threshold: float) -> RealStepsToThreshold:
     if spec.algo == "world-models":
         settings.update(env_kwargs={"render_mode": "rgb_array"}, wrapper=PixelObservation)
     return RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
-                                stop=spec.stop_at_threshold, seed=10_000 + spec.seed, **settings)  # fmt: skip
+                                stop=spec.stop_at_threshold, seed=10_000 + spec.seed, stay=spec.stay,
+                                **settings)  # fmt: skip
 
 
 def _sb3_kwargs(spec: RunSpec, action_space: gym.spaces.Space) -> dict[str, Any]:
@@ -184,7 +193,8 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         torch.set_num_threads(threads)
     record = {
         "format": RECORD_FORMAT, "env": spec.env_id, "algo": spec.algo, "seed": spec.seed,
-        "real_steps_to_threshold": check.hit, "real_steps": int(agent.num_timesteps),
+        "real_steps_to_threshold": check.hit, "real_steps_to_stay_solved": check.stayed,
+        "real_steps": int(agent.num_timesteps),
         "curve": [[int(s), float(r)] for s, r in check.curve],
         "final_return": float(check.curve[-1][1]) if check.curve else None,
         "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
