@@ -95,9 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _require_bench_extra(command: str) -> None:
+    """The summary needs rliable (the ``bench`` extra): say so before any run starts, not after hours of training."""
+    try:
+        import rliable  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            f"{command} summarises runs with rliable, which is not installed ({error}); install the bench extra: "
+            'pip install "dream-envs[bench]" (or bash scripts/install.sh bench)'
+        ) from None
+
+
 def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from rich.console import Console
 
+    _require_bench_extra("dream-envs bench")
     console = Console(stderr=False)
     if args.n_jobs < 1:
         raise ValueError(f"--n-jobs must be a positive integer, got {args.n_jobs}")
@@ -207,6 +219,7 @@ def _print_summary(console: Any, rows: list[dict[str, Any]], env_id: str | None 
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    _require_bench_extra("dream-envs report")
     results = ResultsDir(args.results_dir, must_exist=True)
     if not results.records():
         raise ValueError(f"{results.file} holds no finished run yet")

@@ -3,6 +3,7 @@
 # build of torch onto a CPU machine.
 #
 #   bash scripts/install.sh          # the library and its runtime dependencies
+#   bash scripts/install.sh bench    # ... plus what `dream-envs bench` summarises with (rliable)
 #   bash scripts/install.sh test     # ... plus the test tools (pytest, ruff) and what the tests exercise (Ray, MuJoCo)
 #   bash scripts/install.sh mujoco   # ... plus gymnasium's MuJoCo envs
 #

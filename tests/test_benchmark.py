@@ -506,3 +506,12 @@ def test_cli_refuses_a_foreign_results_dir(tmp_path):
     (tmp_path / "results.jsonl").write_text("timestamp,score\n")
     completed = bench("bench", "--out", str(tmp_path), timeout=120)
     assert completed.returncode == 2 and "is not a dream-envs benchmark record" in completed.stderr
+
+
+def test_cli_without_the_bench_extra_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from sb3_plugins.cli import main
+
+    monkeypatch.setitem(sys.modules, "rliable", None)  # as if not installed: import raises ImportError
+    assert main(["bench", "--out", str(tmp_path / "out")]) == 2
+    assert 'pip install "dream-envs[bench]"' in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
