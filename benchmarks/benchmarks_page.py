@@ -56,6 +56,14 @@ NOTES = """\
   (half of every batch real): on Pendulum it took SAC+dyna from a median of 1,200 real steps (real_ratio 0.1) to
   1,000; a real_ratio of 0.05 was worse.
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.
+- The `+dyna` rows were rerun with the calibrated uncertainty cutoff (docs/uncertainty.md; DynaCallback's default
+  `uncertainty_mode="truncate"`), the stock rows were not. Against the previous cutoff's records (first pass, per
+  seed 0-4): CartPole ppo+dyna 752, 1,000, 504, 752, 1,000 -> 1,000, 752, 752, 1,000, 752 (median 752 both);
+  dqn+dyna 1,250, 1,500, 750, 2,250, > 5,000 -> 1,250, 1,500, 2,750, 1,500, 1,250 (median 1,500 both; 5/5 solved,
+  was 4/5); Acrobot ppo+dyna 1,000, 504, 504, 504, 504 -> 504 on every seed; Pendulum sac+dyna 1,000, 800, 1,000,
+  1,400, 2,400 -> 800, 800, 1,200, 1,400, 2,000 (median 1,000 -> 1,200, one check; IQM 1,133 both; worst 2,400 ->
+  2,000). The rerun runs go 2 checks past their first pass (stays solved), so their wall times and imagined steps
+  are not comparable with the earlier records'.
 - Acrobot: the first model fits see no terminal transition (the reward is always -1), so the dream's only signal is
   where its uncertainty cutoff truncates an episode; bootstrapping from the value of never-seen, high-energy states
   works as an exploration bonus.
