@@ -131,9 +131,7 @@ def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float |
         raise ValueError("uncertainty_mode='terminate' with uncertainty_penalty='auto' and gamma=1: the lowest real "
                          "reward received forever, undiscounted, is an infinite penalty; give uncertainty_penalty as "
                          "a number")  # fmt: skip
-    if mode == "penalty" and (
-        threshold is None or (not isinstance(threshold, str) and not 0 < threshold < math.inf)
-    ):
+    if mode == "penalty" and (threshold is None or (not isinstance(threshold, str) and not 0 < threshold < math.inf)):
         raise ValueError(
             "uncertainty_mode='penalty' scales its penalty by the uncertainty threshold: give "
             f"uncertainty_threshold='auto' or a finite number > 0, not {threshold!r}"
