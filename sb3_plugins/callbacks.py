@@ -27,6 +27,8 @@ __all__ = ["DynaCallback"]
 
 _DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 4, "hidden_sizes": (200, 200, 200)}
 _DEFAULT_FIT = {"max_epochs": 50, "patience": 5}
+# An on-policy agent's real rollout longer than this many model_train_freq warns at the start of learn().
+_ON_POLICY_ROLLOUT_FACTOR = 4
 
 
 class _Silent(BaseCallback):
@@ -69,7 +71,8 @@ class DynaCallback(BaseCallback):
         imagined reward is lowered in proportion to the disagreement; truncated at the cutoff)
     :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units, as in :class:`~dream_envs.DreamEnv`
         (``"terminate"``'s ``"auto"`` uses the agent's own ``gamma``)
-    :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout)
+    :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout, and
+        ``learn`` warns, naming ``n_steps`` and ``n_envs``, when a rollout is longer than 4 x this)
     :param min_real_steps: real transitions needed before the first fit
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
         linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
@@ -201,6 +204,18 @@ class DynaCallback(BaseCallback):
             # episodes for on-policy updates.
             self._horizon_schedule = _check_horizon(10 if self._off_policy else 100)
         self._box_actions = isinstance(algo.action_space, spaces.Box)
+        if not self._off_policy and algo.n_steps * algo.n_envs > _ON_POLICY_ROLLOUT_FACTOR * self.model_train_freq:
+            # The model is refitted, and the dream used, once per real rollout: a long one spends its real steps
+            # before any of them is dreamt from (SB3's default PPO: 2,048; rl-zoo's Acrobot PPO: 16 x 256).
+            warnings.warn(
+                f"DynaCallback: {type(algo).__name__} collects n_steps={algo.n_steps} x n_envs={algo.n_envs} = "
+                f"{algo.n_steps * algo.n_envs} real steps per rollout, and the model is refitted and dreamt from "
+                f"only between rollouts, so the first {algo.n_steps * algo.n_envs} real steps are taken without it. "
+                f"For Dyna to save real steps, use n_steps <= "
+                f"{max(1, _ON_POLICY_ROLLOUT_FACTOR * self.model_train_freq // algo.n_envs)} "
+                f"({_ON_POLICY_ROLLOUT_FACTOR} x model_train_freq={self.model_train_freq} real steps per rollout)",
+                UserWarning, stacklevel=2,
+            )  # fmt: skip
         if self._off_policy:
             if isinstance(algo.replay_buffer, MixedReplayBuffer):  # a second learn() call: keep what was imagined
                 self._imagined = algo.replay_buffer.imagined

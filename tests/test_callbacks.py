@@ -195,3 +195,20 @@ def test_an_undiscounted_agent_is_served_and_a_halt_penalty_it_makes_infinite_is
     with pytest.raises(ValueError, match="infinite penalty"):
         agent.learn(64, callback=DynaCallback(**{**FAST, "uncertainty_mode": "terminate"}))
     assert agent.num_timesteps == 0
+
+
+def test_an_on_policy_rollout_too_long_for_dyna_warns_naming_the_setting():
+    import warnings
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    long = PPO("MlpPolicy", gym.make("CartPole-v1"), seed=0, device="cpu")  # SB3's default n_steps=2048
+    with pytest.warns(UserWarning, match=r"n_steps=2048 x n_envs=1 = 2048 real steps per rollout.*n_steps <= 1000"):
+        DynaCallback(seed=0).init_callback(long)
+    zoo = A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=16), n_steps=256, seed=0, device="cpu")
+    with pytest.warns(UserWarning, match=r"n_steps=256 x n_envs=16 = 4096 .*n_steps <= 62"):
+        DynaCallback(seed=0).init_callback(zoo)
+    short = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8), n_steps=32, seed=0, device="cpu")  # rl-zoo's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DynaCallback(seed=0).init_callback(short)
