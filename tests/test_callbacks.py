@@ -192,7 +192,7 @@ def test_an_undiscounted_agent_is_served_and_a_halt_penalty_it_makes_infinite_is
     agent.learn(128, callback=dyna)
     assert dyna.model_fits >= 1
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), gamma=1.0, n_steps=64, batch_size=64, seed=0, device="cpu")
-    with pytest.raises(ValueError, match="infinite penalty"):
+    with pytest.raises(ValueError, match="infinite as soon as a real reward is negative"):
         agent.learn(64, callback=DynaCallback(**{**FAST, "uncertainty_mode": "terminate"}))
     assert agent.num_timesteps == 0
 

@@ -238,7 +238,8 @@ def test_vec_env_modes_follow_the_sb3_contract(cartpole_model, mode, terminal):
         ({"uncertainty_mode": "penalty", "uncertainty_threshold": None}, "scales its penalty"),
         ({"uncertainty_mode": "penalty", "uncertainty_threshold": 0.0}, "a finite number > 0, not 0.0"),
         ({"gamma": 1.5}, "gamma must be a number in \\[0, 1\\]"),
-        ({"uncertainty_mode": "terminate", "gamma": 1.0}, "undiscounted, is an infinite penalty"),
+        ({"uncertainty_mode": "terminate", "uncertainty_threshold": None}, "uncertainty_threshold=None turns the"),
+        ({"uncertainty_mode": "terminate", "uncertainty_penalty": 1e39}, "at most 3.4e\\+38, float32's largest"),
         ({"uncertainty_penalty": 2.0}, "has no effect with uncertainty_mode='truncate'"),
         ({"uncertainty_mode": "penalty", "uncertainty_threshold": float("inf")}, "a finite number > 0, not inf"),
     ],
@@ -251,6 +252,26 @@ def test_mode_settings_are_checked_at_construction(cartpole_model, kwargs, messa
     ):
         with pytest.raises(ValueError, match=message):
             make()
+
+
+def test_an_undiscounted_halt_penalty_is_refused_only_where_a_real_reward_is_negative(cartpole_model, pendulum_model):
+    # CartPole's rewards are all >= 0: halting forgoes them, the auto penalty is 0 whatever gamma is.
+    env = DreamEnv(cartpole_model, uncertainty_threshold="auto", uncertainty_mode="terminate", gamma=1.0)
+    assert env.imagination.uncertainty_penalty == 0.0
+    low = pendulum_model.reward_range[0]
+    with pytest.raises(ValueError, match=f"lowest real reward \\({low:g}\\) received forever, undiscounted"):
+        DreamEnv(pendulum_model, uncertainty_threshold="auto", uncertainty_mode="terminate", gamma=1.0)
+
+
+def test_the_largest_penalties_never_make_a_reward_nonfinite(pendulum_model):
+    huge = float(np.finfo(np.float32).max)
+    for mode in ("terminate", "penalty"):
+        venv = DreamVecEnv(pendulum_model, n_envs=64, uncertainty_threshold=1e-6, uncertainty_mode=mode,
+                           uncertainty_penalty=huge, seed=0)  # fmt: skip
+        venv.reset()
+        for _ in range(3):
+            _, rewards, _, _ = venv.step(np.ones((64, 1), np.float32))
+            assert np.isfinite(rewards).all(), (mode, rewards)
 
 
 # ---------------------------------------------------------------- no silent distortion
@@ -310,7 +331,7 @@ def test_a_nonfinite_row_gets_the_lowest_real_reward(pendulum_model, tmp_path):
     with torch.no_grad():
         broken.head.bias.fill_(float("nan"))
     for mode, expected_extra in (("truncate", 0.0), ("terminate", None)):
-        env = DreamEnv(broken, uncertainty_mode=mode, seed=0)
+        env = DreamEnv(broken, uncertainty_mode=mode, uncertainty_threshold="auto", seed=0)
         env.reset()
         _, reward, terminated, truncated, info = env.step(np.array([0.0], np.float32))
         extra = env.imagination.uncertainty_penalty if expected_extra is None else expected_extra

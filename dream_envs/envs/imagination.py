@@ -36,6 +36,8 @@ __all__ = [
 #     disagreement that, sustained over the window, reaches the threshold), and the episode is truncated at the
 #     cutoff as with "truncate".
 UNCERTAINTY_MODES = ("truncate", "terminate", "penalty")
+# The largest reward a dream can hold (its rewards are float32): penalties above it would become inf, then NaN.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ImaginedStep(NamedTuple):
@@ -107,18 +109,26 @@ def resolve_threshold(value: float | str | None, model: EnsembleDynamics) -> flo
     return float(value)
 
 
-def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float | str | None, gamma: float) -> None:
+def resolve_uncertainty_mode(
+    mode: str,
+    penalty: float | str,
+    threshold: float | str | None,
+    gamma: float,
+    reward_range: tuple[float, float] | None = None,
+) -> None:
     """Check ``uncertainty_mode``, ``uncertainty_penalty``, ``gamma`` and the threshold together (``ValueError``
     naming the value). ``gamma`` matters only to ``"terminate"``'s ``"auto"`` penalty; any discount in [0, 1] is
-    accepted, and 1 only where it is not used (an undiscounted HALT penalty would be infinite)."""
+    accepted, and 1 only where that penalty stays finite: where ``reward_range`` (the real rewards' ``(low, high)``,
+    ``None`` if not known yet) shows no negative reward. A penalty must fit in float32 (the dream's rewards)."""
     if not isinstance(mode, str) or mode not in UNCERTAINTY_MODES:
         raise ValueError(f"uncertainty_mode must be one of {UNCERTAINTY_MODES}, got {mode!r}")
     auto_penalty = isinstance(penalty, str) and penalty == "auto"
     if not auto_penalty and (
         isinstance(penalty, (bool, np.bool_)) or not isinstance(penalty, (int, float, np.integer, np.floating))
-        or not 0 <= penalty < math.inf
+        or not 0 <= penalty <= _FLOAT32_MAX
     ):  # fmt: skip
-        raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0, got {penalty!r}")
+        raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0 (at most {_FLOAT32_MAX:.3g}, "
+                         f"float32's largest: the dream's rewards are float32), got {penalty!r}")  # fmt: skip
     if not auto_penalty and mode == "truncate":
         raise ValueError(f"uncertainty_penalty={penalty!r} has no effect with uncertainty_mode='truncate'; it is the "
                          "HALT penalty of 'terminate' or the per-step penalty of 'penalty'")  # fmt: skip
@@ -127,10 +137,20 @@ def resolve_uncertainty_mode(mode: str, penalty: float | str, threshold: float |
         or not 0 <= gamma <= 1
     ):  # fmt: skip
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if mode == "terminate" and threshold is None:
+        raise ValueError("uncertainty_mode='terminate' halts imagined episodes at the cutoff, and "
+                         "uncertainty_threshold=None turns the cutoff off: give uncertainty_threshold='auto' or a "
+                         "number")  # fmt: skip
     if mode == "terminate" and auto_penalty and gamma == 1:
-        raise ValueError("uncertainty_mode='terminate' with uncertainty_penalty='auto' and gamma=1: the lowest real "
-                         "reward received forever, undiscounted, is an infinite penalty; give uncertainty_penalty as "
-                         "a number")  # fmt: skip
+        if reward_range is None:
+            raise ValueError("uncertainty_mode='terminate' with uncertainty_penalty='auto' and gamma=1: the HALT "
+                             "penalty is the lowest real reward received forever, infinite as soon as a real reward "
+                             "is negative, which is not known before training; give uncertainty_penalty as a "
+                             "number")  # fmt: skip
+        if reward_range[0] < 0:
+            raise ValueError(f"uncertainty_mode='terminate' with uncertainty_penalty='auto' and gamma=1: the lowest "
+                             f"real reward ({reward_range[0]:g}) received forever, undiscounted, is an infinite "
+                             "penalty; give uncertainty_penalty as a number")  # fmt: skip
     if mode == "penalty" and (threshold is None or (not isinstance(threshold, str) and not 0 < threshold < math.inf)):
         raise ValueError(
             "uncertainty_mode='penalty' scales its penalty by the uncertainty threshold: give "
@@ -204,7 +224,8 @@ class Imagination:
         if uncertainty_mode == "penalty" and uncertainty_threshold == "auto" and self.uncertainty_threshold == 0:
             raise ValueError("uncertainty_mode='penalty' needs a threshold > 0, and this model's 'auto' threshold is 0 "
                              "(an ensemble of one member has no disagreement); pass a number")  # fmt: skip
-        resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, self.uncertainty_threshold, gamma)
+        resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, self.uncertainty_threshold, gamma,
+                                 model.reward_range)  # fmt: skip
         self.uncertainty_mode, self.gamma = uncertainty_mode, float(gamma)
         self.window = model.uncertainty_window  # steps the cutoff sums the disagreement over
         # What a step is worth where nothing is known: the lowest real reward (0 for a model that recorded none).
@@ -228,7 +249,7 @@ class Imagination:
             return float(value)
         low, high = self.model.reward_range if self.model.reward_range is not None else (0.0, 0.0)
         if self.uncertainty_mode == "terminate":
-            return 0.0 if low >= 0 else self.gamma * -low / (1.0 - self.gamma)
+            return 0.0 if low >= 0 else min(self.gamma * -low / (1.0 - self.gamma), _FLOAT32_MAX)
         return max(high - low, abs(high), abs(low))
 
     def _check_start_states(self, start_states: Any) -> torch.Tensor:
@@ -291,12 +312,13 @@ class Imagination:
         threshold = self.uncertainty_threshold
         cut_off = nonfinite if threshold is None else nonfinite | (uncertainty > threshold)
         if self.uncertainty_mode == "terminate":
-            reward = reward - cut_off.to(reward.dtype) * self.uncertainty_penalty
+            reward = torch.where(cut_off, reward - self.uncertainty_penalty, reward)
             return ImaginedStep(next_obs, reward, terminated | cut_off, torch.zeros_like(cut_off), cut_off,
                                 nonfinite, uncertainty, disagreement, recent)  # fmt: skip
         if self.uncertainty_mode == "penalty":
             per_step = threshold / self.window  # the disagreement that, sustained over the window, reaches it
             scaled = torch.where(nonfinite, torch.zeros_like(disagreement), disagreement / max(per_step, 1e-12))
-            reward = reward - self.uncertainty_penalty * scaled
+            # Unbounded in the disagreement, as MOPO's, but kept finite: a reward of -inf would reach the agent.
+            reward = reward - (self.uncertainty_penalty * scaled).clamp(max=_FLOAT32_MAX)
         return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty, disagreement,
                             recent)  # fmt: skip
