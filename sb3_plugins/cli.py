@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--horizons", nargs="+", type=int, default=[1, 5, 10, 20], help="k values of the table")
     diagnose.add_argument("--max-horizon", type=int, default=50, help="longest rollout of the curve (default 50)")
     diagnose.add_argument("--segments", type=int, default=200, help="held-out real segments (default 200)")
-    diagnose.add_argument("--calibration-horizon", type=int, default=10, help="k of the k-step calibration")
+    diagnose.add_argument("--calibration-horizon", type=int, default=None,
+                          help="k of the k-step calibration (default: each model's own calibration horizon, "
+                               "model.uncertainty_window, 10 unless fitted otherwise)")  # fmt: skip
     diagnose.add_argument("--tolerance", type=float, help="k-step error (real stds) that counts as bad (default: "
                           "the one the model's cutoff was calibrated for, 0.1)")  # fmt: skip
     diagnose.add_argument("--threshold", type=float, help="cutoff threshold (default: the model's 'auto' one)")
@@ -238,8 +240,12 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.segments < 1:
         raise ValueError(f"--segments must be a positive integer, got {args.segments}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0 (gymnasium seeds), got {args.seed}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; expected a folder for the diagnostics")
     for name in ("max_horizon", "calibration_horizon"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
     if min(args.horizons) < 1:
         raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
@@ -247,21 +253,27 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f"--tolerance must be a finite number > 0 (real standard deviations), got {args.tolerance}")
     if args.threshold is not None and not 0 <= args.threshold < math.inf:
         raise ValueError(f"--threshold must be a finite number >= 0 (a disagreement), got {args.threshold}")
-    if args.segments * args.calibration_horizon < 100:
-        raise ValueError(f"--segments {args.segments} x --calibration-horizon {args.calibration_horizon} = "
-                         f"{args.segments * args.calibration_horizon} held-out pairs; at least 100 are needed for rank "
-                         "correlations (raise --segments)")  # fmt: skip
     models = [load_diagnosed_model(model, args.env, args.device) for model in args.model]  # all checked first
+    env_ids = [env_id for _, env_id in models]
+    # Several models of one env get their own files and sections: <env>_<n>, numbered in --model order.
+    labels = [f"{env_id}_{env_ids[: i + 1].count(env_id)}" if env_ids.count(env_id) > 1 else env_id
+              for i, env_id in enumerate(env_ids)]  # fmt: skip
+    horizons = [args.calibration_horizon or model.uncertainty_window for model, _ in models]
+    for (_, env_id), horizon in zip(models, horizons):
+        if args.segments * horizon < 100:
+            raise ValueError(f"--segments {args.segments} x calibration horizon {horizon} ({env_id}) = "
+                             f"{args.segments * horizon} held-out pairs; at least 100 are needed for rank "
+                             "correlations (raise --segments)")  # fmt: skip
     policies = _diagnose_policies(args.policy, args.policy_algo, models)
     console = Console()
     summaries = []
-    for (model, env_id), name, policy in zip(models, args.model, policies):
+    for (model, env_id), name, policy, horizon, label in zip(models, args.model, policies, horizons, labels):
         summary = diagnose_model(
-            model, env_id, args.out, args.horizons, args.max_horizon, args.segments, args.calibration_horizon,
-            args.tolerance, args.threshold, policy, args.seed, uncertainty_mode=dream_mode(name),
+            model, env_id, args.out, args.horizons, args.max_horizon, args.segments, horizon,
+            args.tolerance, args.threshold, policy, args.seed, uncertainty_mode=dream_mode(name), label=label,
         )  # fmt: skip
         for trajectories, c in summary["calibration"].items():
-            console.print(f"{env_id} ({trajectories}): one-step Spearman {_number(c['one_step_spearman'])}, "
+            console.print(f"{label} ({name}, {trajectories}): one-step Spearman {_number(c['one_step_spearman'])}, "
                           f"{c['horizon']}-step Spearman {_number(c['k_step_spearman'])}, cutoff precision "
                           f"{_number(c['cutoff_precision'])} / recall {_number(c['cutoff_recall'])}")  # fmt: skip
         summaries.append(summary)

@@ -29,6 +29,11 @@ def dream_mode(model: str) -> str:
 
 def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -> tuple[EnsembleDynamics, str]:
     """A registered dream id (its shipped model and real env) or a model file (env from ``env_id`` or the file)."""
+    if env_id is not None:
+        try:
+            gym.spec(env_id)
+        except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
+            raise ValueError(f"--env {env_id!r} is not a registered gymnasium env ({error})") from None
     if model in DREAM_IDS:
         real_id = DREAM_IDS[model][0]
         if env_id is not None and env_id != real_id:
@@ -57,12 +62,14 @@ def diagnose_model(
     policy: Callable[[np.ndarray], Any] | None = None,
     seed: int = 0,
     uncertainty_mode: str = "truncate",
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Compounding error (single elite, elite mean, TS-1; k = 1..max_horizon) and calibration of one model on
     held-out real segments from random actions and, when ``policy`` is given, from that policy; writes
     ``<env>_compounding.png``, ``<env>_calibration.png`` and ``<env>.json``.
 
     :param uncertainty_mode: what the dream does at the cutoff, reported beside the calibration
+    :param label: names the files and the page section instead of the env id (several models of one env)
     :return: the summary written to the JSON file
     """
     horizons = sorted({int(k) for k in horizons})
@@ -77,12 +84,13 @@ def diagnose_model(
         reports["policy"] = calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, policy,
                                         seed + 2)  # fmt: skip
     out = Path(out)
-    name = file_name(env_id)
+    name = file_name(label or env_id)
     _plot_compounding(curve, env_id, out / f"{name}_compounding.png")
     _plot_calibration(reports, env_id, out / f"{name}_calibration.png")
     summary = {
-        "env": env_id, "n_segments": n_segments, "seed": seed, "obs_std": curve.obs_std.tolist(),
-        "obs_scale": model.obs_scale.cpu().tolist(), "uncertainty_mode": uncertainty_mode,
+        "env": env_id, "label": label or env_id, "n_segments": n_segments, "seed": seed,
+        "obs_std": curve.obs_std.tolist(), "obs_scale": model.obs_scale.cpu().tolist(),
+        "uncertainty_mode": uncertainty_mode,
         "auto_calibration": None if model.cutoff_calibration is None else model.cutoff_calibration.as_dict(),
         "compounding": {str(k): {p: v.tolist() for p, v in curve.at(k).items()} for k in horizons},
         "compounding_curve": {p: v.tolist() for p, v in curve.errors.items()},
@@ -180,9 +188,9 @@ def write_diagnostics_page(summaries: list[dict[str, Any]], path: Path, command:
              "was bad, or none was cut).", ""]  # fmt: skip
     for summary in summaries:
         env, scale = summary["env"], np.array(summary["obs_scale"])
-        name = file_name(env)
+        name = file_name(summary.get("label", env))
         auto = summary.get("auto_calibration") or {}
-        lines += [f"## {env}", "",
+        lines += [f"## {summary.get('label', env)}", "",
                   f"Uncertainty mode at the cutoff: `{summary['uncertainty_mode']}`. Auto threshold "
                   f"{_number(auto.get('threshold'))} ({auto.get('method', 'n/a')}, on {auto.get('n_segments', 0)} "
                   f"held-out rollouts of the fit, {auto.get('n_bad', 0)} bad).", "",

@@ -48,6 +48,8 @@ def test_diagnose_a_shipped_model(tmp_path):
         (["--model", "Dream-CartPole-v0", "--tolerance", "inf"], "--tolerance must be a finite number > 0"),
         (["--model", "Dream-CartPole-v0", "--threshold", "nan"], "--threshold must be a finite number >= 0"),
         (["--model", "Dream-CartPole-v0", "--threshold", "-1"], "--threshold must be a finite number >= 0"),
+        (["--model", "Dream-CartPole-v0", "--seed", "-1"], "--seed must be >= 0"),
+        (["--model", "Dream-CartPole-v0", "--env", "NoSuchEnv-v9"], "--env 'NoSuchEnv-v9' is not a registered"),
     ],
 )
 def test_diagnose_bad_input(tmp_path, args, message):
@@ -92,8 +94,21 @@ def test_one_policy_file_serves_every_model_and_the_json_is_strict(tmp_path):
     completed = diagnose("--model", "Dream-CartPole-v0", "Dream-CartPole-v0", "--policy", str(tmp_path / "p.zip"),
                          "--out", str(tmp_path), *options, "--device", "cpu")  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.count("(policy)") == 2
-    text = (tmp_path / "CartPole-v1.json").read_text()
+    assert completed.stdout.count(", policy)") == 2
+    # Two models of one env: their own files and page sections, never one overwriting the other.
+    assert not (tmp_path / "CartPole-v1.json").exists()
+    for n in (1, 2):
+        assert (tmp_path / f"CartPole-v1_{n}.json").exists() and (
+            tmp_path / f"CartPole-v1_{n}_calibration.png"
+        ).exists()
+        assert f"## CartPole-v1_{n}" in (tmp_path / "diagnostics.md").read_text()
+    text = (tmp_path / "CartPole-v1_1.json").read_text()
     summary = json.loads(text, parse_constant=lambda constant: pytest.fail(f"{constant} in strict JSON"))
     random = summary["calibration"]["random"]
     assert random["bad_fraction"] == 0.0 and random["cutoff_recall"] is None  # nothing bad to recall: null, not NaN
+
+
+def test_diagnose_refuses_a_file_as_out_before_any_work(tmp_path):
+    (tmp_path / "taken").write_text("")
+    completed = diagnose("--model", "Dream-CartPole-v0", "--out", str(tmp_path / "taken"))
+    assert completed.returncode == 2 and "is a file; expected a folder" in completed.stderr, completed.stderr
