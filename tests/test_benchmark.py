@@ -114,6 +114,13 @@ def test_thresholds_come_from_the_spec_then_the_table():
     assert env_defaults("CartPole-v1")["threshold"] == 475.0
     assert env_defaults("Pendulum-v1")["threshold"] == -200.0
     assert env_defaults("MountainCar-v0")["threshold"] == -110.0
+    pytest.importorskip("mujoco")
+    suite = {"InvertedPendulum-v5": 950.0, "InvertedDoublePendulum-v5": 9100.0, "Reacher-v5": -3.75,
+             "HalfCheetah-v5": 4800.0}  # fmt: skip
+    for env_id, threshold in suite.items():
+        defaults = env_defaults(env_id)
+        assert defaults["threshold"] == threshold and defaults["budget"] % defaults["eval_every"] == 0
+        assert defaults["dyna_budget"] <= defaults["budget"]
 
 
 def test_plan_resolves_every_run_with_budgets_per_variant():

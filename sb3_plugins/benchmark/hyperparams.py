@@ -38,6 +38,13 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "Acrobot-v1": {"budget": 150_000, "dyna_budget": 5_000, "eval_every": 250},
     "Pendulum-v1": {"threshold": -200.0, "budget": 10_000, "dyna_budget": 3_000, "eval_every": 200},
     "MountainCarContinuous-v0": {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000},
+    # gymnasium's MuJoCo suite (pip install ".[mujoco]"): thresholds are the specs' (InvertedPendulum 950,
+    # InvertedDoublePendulum 9,100, Reacher -3.75, HalfCheetah 4,800). Reacher's and HalfCheetah's comparisons are
+    # returns at a fixed number of real steps (--keep-training), so their +dyna budget is the stock one.
+    "InvertedPendulum-v5": {"budget": 20_000, "dyna_budget": 5_000, "eval_every": 500},
+    "InvertedDoublePendulum-v5": {"budget": 50_000, "dyna_budget": 15_000, "eval_every": 1_000},
+    "Reacher-v5": {"budget": 20_000, "dyna_budget": 20_000, "eval_every": 1_000},
+    "HalfCheetah-v5": {"budget": 30_000, "dyna_budget": 30_000, "eval_every": 5_000},
 }
 _GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000}
 # "own_budget" is the default budget of dream-envs' own agents (MuZero, World Models): their targets are stated
