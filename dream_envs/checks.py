@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int"]
+__all__ = ["check_int", "is_number"]
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -19,3 +19,9 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return int(value)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number: a Python or numpy int or float, never a boolean (``True`` is an ``int``
+    to Python, never a setting's value to a user). NaN and infinities count: each caller states its range."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -13,6 +13,7 @@ import numpy as np
 from dream_envs import DREAM_IDS, EnsembleDynamics, pretrained_model_path
 from dream_envs.diagnostics import PROPAGATIONS, calibration, compounding_error
 from dream_envs.io import atomic_write_text, save_figure
+from sb3_plugins.benchmark.hyperparams import check_env_id
 
 __all__ = ["diagnose_model", "load_diagnosed_model", "write_diagnostics_page"]
 
@@ -30,10 +31,7 @@ def dream_mode(model: str) -> str:
 def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -> tuple[EnsembleDynamics, str]:
     """A registered dream id (its shipped model and real env) or a model file (env from ``env_id`` or the file)."""
     if env_id is not None:
-        try:
-            gym.spec(env_id)
-        except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
-            raise ValueError(f"--env {env_id!r} is not a registered gymnasium env ({error})") from None
+        check_env_id(env_id)
     if model in DREAM_IDS:
         real_id = DREAM_IDS[model][0]
         if env_id is not None and env_id != real_id:

@@ -49,7 +49,10 @@ def test_diagnose_a_shipped_model(tmp_path):
         (["--model", "Dream-CartPole-v0", "--threshold", "nan"], "--threshold must be a finite number >= 0"),
         (["--model", "Dream-CartPole-v0", "--threshold", "-1"], "--threshold must be a finite number >= 0"),
         (["--model", "Dream-CartPole-v0", "--seed", "-1"], "--seed must be >= 0"),
-        (["--model", "Dream-CartPole-v0", "--env", "NoSuchEnv-v9"], "--env 'NoSuchEnv-v9' is not a registered"),
+        (
+            ["--model", "Dream-CartPole-v0", "--env", "NoSuchEnv-v9"],
+            "unknown env id 'NoSuchEnv-v9': not in gymnasium's registry",
+        ),
     ],
 )
 def test_diagnose_bad_input(tmp_path, args, message):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dream_envs.buffer import TransitionBuffer
+from dream_envs.checks import is_number
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
@@ -86,7 +87,7 @@ def check_threshold(value: float | str | None) -> None:
         return
     if isinstance(value, str):
         raise ValueError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    if not is_number(value):
         raise TypeError(f"uncertainty_threshold must be None, 'auto' or a number >= 0, got {value!r}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"uncertainty_threshold must be >= 0 (or None to disable the cutoff), got {value!r}")
@@ -123,19 +124,13 @@ def resolve_uncertainty_mode(
     if not isinstance(mode, str) or mode not in UNCERTAINTY_MODES:
         raise ValueError(f"uncertainty_mode must be one of {UNCERTAINTY_MODES}, got {mode!r}")
     auto_penalty = isinstance(penalty, str) and penalty == "auto"
-    if not auto_penalty and (
-        isinstance(penalty, (bool, np.bool_)) or not isinstance(penalty, (int, float, np.integer, np.floating))
-        or not 0 <= penalty <= _FLOAT32_MAX
-    ):  # fmt: skip
+    if not auto_penalty and not (is_number(penalty) and 0 <= penalty <= _FLOAT32_MAX):
         raise ValueError(f"uncertainty_penalty must be 'auto' or a finite number >= 0 (at most {_FLOAT32_MAX:.3g}, "
                          f"float32's largest: the dream's rewards are float32), got {penalty!r}")  # fmt: skip
     if not auto_penalty and mode == "truncate":
         raise ValueError(f"uncertainty_penalty={penalty!r} has no effect with uncertainty_mode='truncate'; it is the "
                          "HALT penalty of 'terminate' or the per-step penalty of 'penalty'")  # fmt: skip
-    if (
-        isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating))
-        or not 0 <= gamma <= 1
-    ):  # fmt: skip
+    if not (is_number(gamma) and 0 <= gamma <= 1):
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
     if mode == "terminate" and threshold is None:
         raise ValueError("uncertainty_mode='terminate' halts imagined episodes at the cutoff, and "

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, is_number
 from dream_envs.models.calibration import CutoffCalibration, CutoffCalibrationWarning, choose_threshold, cutoff_scores
 from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 
@@ -86,10 +86,7 @@ def fit_ensemble(
     _check_fit_args(model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
     # Plain Python numbers: the calibration record goes into the model file, which loads with weights_only=True.
     uncertainty_horizon = check_int("uncertainty_horizon", uncertainty_horizon)
-    number = (int, float, np.integer, np.floating)
-    if isinstance(uncertainty_tolerance, (bool, np.bool_)) or not (
-        isinstance(uncertainty_tolerance, number) and 0 < uncertainty_tolerance < math.inf
-    ):
+    if not (is_number(uncertainty_tolerance) and 0 < uncertainty_tolerance < math.inf):
         raise ValueError(f"uncertainty_tolerance must be a finite number > 0 (real standard deviations), got "
                          f"{uncertainty_tolerance!r}")  # fmt: skip
     uncertainty_tolerance = float(uncertainty_tolerance)
