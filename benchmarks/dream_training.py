@@ -151,8 +151,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
                     if r["mode"] == mode and ROWS[r["row"]][0] == dream_id]  # fmt: skip
             cells.append(f"{np.median(gaps):+.1f} ({len(gaps)} runs)" if gaps else "-")
         lines.append(f"| {dream_id} | " + " | ".join(cells) + " |")
-    if READING:
-        lines += ["", "## Reading", "", *READING]
+    lines += ["", "## Reading", "", *READING]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

@@ -50,8 +50,7 @@ class _ThresholdCheck(BaseCallback):
         super().__init__(verbose)
         check_int("every", every)
         check_int("n_episodes", n_episodes)
-        if not isinstance(stay, int) or isinstance(stay, bool) or stay < 0:
-            raise ValueError(f"stay must be an integer >= 0 (passing checks after the first), got {stay!r}")
+        stay = check_int("stay", stay, minimum=0)  # passing checks after the first
         if not isinstance(n_envs, int) or not 1 <= n_envs <= n_episodes:
             raise ValueError(f"n_envs must be an integer from 1 to n_episodes={n_episodes}, got {n_envs!r}")
         self.env_id, self.threshold, self.every, self.n_episodes = env_id, float(threshold), every, n_episodes
