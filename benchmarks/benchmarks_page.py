@@ -47,14 +47,11 @@ NOTES = """\
   `sb3_plugins/benchmark/hyperparams.py`. Stock agents use rl-zoo's settings with linear schedules replaced by their
   start values; Acrobot runs without rl-zoo's VecNormalize (the checks play raw observations, and DynaCallback
   learns from raw ones).
-- A `+dyna` variant changes only what that file's `_DYNA` table says. ppo+dyna on CartPole fits its model with
-  32-row batches for up to 300 epochs (patience 20) instead of DynaCallback's 50 epochs of 256-row batches: on the
-  same seeds that took its median from 1,256 real steps to the figure above. dqn+dyna on CartPole trains from the 250th
-  real step on, every step (DynaCallback's `utd_ratio`: 10 gradient steps per real step) and explores over the
-  first 500 real steps only. Acrobot's ppo+dyna collects 8 x 32 real steps per rollout (the stock row: 16 x 256),
-  because the model is refitted once per rollout. Off-policy rows use DynaCallback's default `real_ratio` of 0.5
-  (half of every batch real): on Pendulum it took SAC+dyna from a median of 1,200 real steps (real_ratio 0.1) to
-  1,000; a real_ratio of 0.05 was worse.
+- A `+dyna` variant is the stock row plus `DynaCallback()` with no arguments (issue 14 removed the per-env `_DYNA`
+  table): its model fit is sized in gradient steps from the data (`dream_envs.models.fit_schedule`), it refits and
+  dreams every 250 real steps whatever the agent's rollout length, trains an off-policy agent on the dream before
+  its `learning_starts`, and scales the dream's share by its trust in the model (`sb3_plugins.model_trust`).
+  Off-policy rows use DynaCallback's default `real_ratio` of 0.5 (half of every batch real).
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.
 - The `+dyna` rows were rerun with the calibrated uncertainty cutoff (docs/uncertainty.md; DynaCallback's default
   `uncertainty_mode="truncate"`); of the stock rows only CartPole PPO was (by the README's main job: the same

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from typing import Any
@@ -16,19 +17,17 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, is_number
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.task_functions import TaskFn
 from sb3_plugins.dream_vec_env import DreamVecEnv
+from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
 
 __all__ = ["DynaCallback"]
 
 _DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 4, "hidden_sizes": (200, 200, 200)}
-_DEFAULT_FIT = {"max_epochs": 50, "patience": 5}
-# An on-policy agent's real rollout longer than this many model_train_freq warns at the start of learn().
-_ON_POLICY_ROLLOUT_FACTOR = 4
 
 
 class _Silent(BaseCallback):
@@ -50,16 +49,26 @@ class DynaCallback(BaseCallback):
       ``rollout_batch_size`` branches of ``rollout_horizon`` steps start from real states and follow the current
       policy; the agent's ``train()`` then samples batches that are ``real_ratio`` real, the rest imagined, with
       ``utd_ratio`` gradient steps per real step.
-    - On-policy (PPO, A2C): before each real rollout the model is refitted, and the agent runs ``dream_rollouts``
-      extra rounds of its own ``collect_rollouts`` + ``train()`` on a :class:`DreamVecEnv` of ``dream_envs``
-      envs started at real states (uncertainty cutoff on), so its optimiser, schedules and logger are the stock ones.
+    - On-policy (PPO, A2C): every ``model_train_freq`` real steps (mid-rollout when the agent's rollout is longer)
+      the model is refitted, and the agent runs ``dream_rollouts`` extra rounds of its own ``collect_rollouts`` +
+      ``train()`` on a :class:`DreamVecEnv` of ``dream_envs`` envs started at real states (uncertainty cutoff on),
+      so its optimiser, schedules and logger are the stock ones.
+    - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at its
+      own gradient steps per real step: SB3 waits for enough data, and the imagined branches are that data.
+    - Do no harm (:mod:`sb3_plugins.model_trust`): every refit measures the model's holdout error (1 - R^2 of the
+      observation change and of the learned reward) and scales the imagined share of the updates by a trust in
+      [0, 1]: the imagined fraction of batches and the extra gradient steps (off-policy), the dream rounds
+      (on-policy). A model no better than the mean is not used; ``trust_reason`` and ``dyna/model_trust`` say why.
 
-    Logged under ``dyna/``: model train/holdout loss, model-fit wall time, imagined steps, mean imagined rollout
-    length, fraction of imagined episodes truncated by uncertainty, real steps.
+    Logged under ``dyna/``: model train/holdout loss, model-fit wall time and gradient steps, the model's holdout
+    errors and trust, the real ratio and gradient steps (off-policy) or dream rounds (on-policy) it led to, imagined
+    steps, mean imagined rollout length, fraction of imagined episodes truncated by uncertainty, real steps.
 
     :param model: an ensemble to train; default: a new one for the env's spaces (``ensemble_kwargs``)
     :param ensemble_kwargs: arguments of the new :class:`EnsembleDynamics`
-    :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...)
+    :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...); default:
+        sized from the data by :func:`~dream_envs.models.fit_schedule` (a budget of gradient steps, smaller for the
+        refits, which continue from the previous weights)
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable, as in :class:`DreamVecEnv`
     :param termination_fn: like ``reward_fn``
     :param env_id: the real env's id for ``"known"`` functions; default: the training env's spec id
@@ -71,8 +80,8 @@ class DynaCallback(BaseCallback):
         imagined reward is lowered in proportion to the disagreement; truncated at the cutoff)
     :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units, as in :class:`~dream_envs.DreamEnv`
         (``"terminate"``'s ``"auto"`` uses the agent's own ``gamma``)
-    :param model_train_freq: real steps between model refits (off-policy; on-policy refits every rollout, and
-        ``learn`` warns, naming ``n_steps`` and ``n_envs``, when a rollout is longer than 4 x this)
+    :param model_train_freq: real steps between model refits (and, on-policy, dream updates), whatever the
+        agent's rollout length
     :param min_real_steps: real transitions needed before the first fit
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
         linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
@@ -84,6 +93,9 @@ class DynaCallback(BaseCallback):
     :param imagined_capacity: imagined transitions kept (off-policy)
     :param dream_envs: imagined envs per on-policy dream rollout
     :param dream_rollouts: extra on-policy update rounds in the dream per real rollout
+    :param trust_errors: ``(trusted, untrusted)`` holdout errors (1 - R^2): the model is fully trusted at or below
+        the first, not used at or above the second, linearly between (:mod:`sb3_plugins.model_trust`); ``None``
+        always trusts it fully (MBPO as published)
     :param seed: seeds the model, rollout starts and sampling
     :param verbose: 1 prints a line per model fit
 
@@ -120,6 +132,7 @@ class DynaCallback(BaseCallback):
         imagined_capacity: int = 100_000,
         dream_envs: int = 256,
         dream_rollouts: int = 10,
+        trust_errors: tuple[float, float] | None = (TRUSTED_ERROR, UNTRUSTED_ERROR),
         seed: int | None = None,
         verbose: int = 0,
     ):
@@ -140,11 +153,19 @@ class DynaCallback(BaseCallback):
         if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
             raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
         self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)
+        if trust_errors is not None:
+            if not (isinstance(trust_errors, (tuple, list)) and len(trust_errors) == 2
+                    and all(is_number(e) and math.isfinite(e) for e in trust_errors)
+                    and 0 <= trust_errors[0] < trust_errors[1]):  # fmt: skip
+                raise ValueError(f"trust_errors must be None or (trusted, untrusted) holdout errors with 0 <= trusted "
+                                 f"< untrusted, e.g. (0.1, 0.5); got {trust_errors!r}")  # fmt: skip
+            trust_errors = (float(trust_errors[0]), float(trust_errors[1]))
+        self.trust_errors = trust_errors
         check_threshold(uncertainty_threshold)
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, uncertainty_threshold, gamma=0.99)
         self.ensemble = model
         self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
-        self.fit_kwargs = {**_DEFAULT_FIT, **(fit_kwargs or {})}
+        self.fit_kwargs = dict(fit_kwargs or {})
         self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
         self.uncertainty_threshold = uncertainty_threshold
         self.uncertainty_mode, self.uncertainty_penalty = uncertainty_mode, uncertainty_penalty
@@ -160,7 +181,9 @@ class DynaCallback(BaseCallback):
         self.real = None  # TransitionBuffer of every real transition seen
         self.imagined_steps = 0
         self.model_fits = 0
+        self.trust, self.trust_reason = 1.0, "not fitted yet"
         self._steps_since_fit = 0
+        self._pre_start_steps = 0
         self._rng = np.random.default_rng(seed)
         self._torch_generator: torch.Generator | None = None
 
@@ -204,21 +227,11 @@ class DynaCallback(BaseCallback):
             # episodes for on-policy updates.
             self._horizon_schedule = _check_horizon(10 if self._off_policy else 100)
         self._box_actions = isinstance(algo.action_space, spaces.Box)
-        if not self._off_policy and algo.n_steps * algo.n_envs > _ON_POLICY_ROLLOUT_FACTOR * self.model_train_freq:
-            # The model is refitted, and the dream used, once per real rollout: a long one spends its real steps
-            # before any of them is dreamt from (SB3's default PPO: 2,048; rl-zoo's Acrobot PPO: 16 x 256).
-            warnings.warn(
-                f"DynaCallback: {type(algo).__name__} collects n_steps={algo.n_steps} x n_envs={algo.n_envs} = "
-                f"{algo.n_steps * algo.n_envs} real steps per rollout, and the model is refitted and dreamt from "
-                f"only between rollouts, so the first {algo.n_steps * algo.n_envs} real steps are taken without it. "
-                f"For Dyna to save real steps, use n_steps <= "
-                f"{max(1, _ON_POLICY_ROLLOUT_FACTOR * self.model_train_freq // algo.n_envs)} "
-                f"({_ON_POLICY_ROLLOUT_FACTOR} x model_train_freq={self.model_train_freq} real steps per rollout)",
-                UserWarning, stacklevel=2,
-            )  # fmt: skip
         if self._off_policy:
             if isinstance(algo.replay_buffer, MixedReplayBuffer):  # a second learn() call: keep what was imagined
                 self._imagined = algo.replay_buffer.imagined
+                if not hasattr(self, "_own_gradient_steps"):
+                    self._own_gradient_steps = algo.gradient_steps
                 return
             real_buffer = algo.replay_buffer
             self._imagined = ImaginedReplay(
@@ -226,8 +239,8 @@ class DynaCallback(BaseCallback):
                 torch.as_tensor(real_buffer.actions[:1]).dtype, algo.device, seed=int(self._rng.integers(2**62)),
             )  # fmt: skip
             algo.replay_buffer = MixedReplayBuffer(real_buffer, self._imagined, self.real_ratio, algo.gamma)
-            if self.utd_ratio is not None:
-                algo.gradient_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
+            self._own_gradient_steps = algo.gradient_steps
+            self._apply_trust(self.trust)
 
     def _on_training_start(self) -> None:
         self._prev_obs = np.array(self.model._last_obs, copy=True)  # SB3 keeps the first observation only there
@@ -236,12 +249,20 @@ class DynaCallback(BaseCallback):
     # ------------------------------------------------------------------ real data
     def _on_step(self) -> bool:
         self._record_real_step()
-        if self._off_policy:
-            self._steps_since_fit += self.training_env.num_envs
-            if self._steps_since_fit >= self.model_train_freq and len(self.real) >= self.min_real_steps:
-                self._steps_since_fit = 0
-                self._fit_model()
+        self._steps_since_fit += self.training_env.num_envs
+        # Refits go by real steps, not by the agent's rollout length: an on-policy agent collecting 2,048 or 4,096
+        # real steps per rollout gets dream updates every model_train_freq of them, mid-rollout (the real steps
+        # already stored keep the log-probabilities of the policy that took them, which PPO's ratio needs).
+        if self._steps_since_fit >= self.model_train_freq and len(self.real) >= self.min_real_steps:
+            self._steps_since_fit = 0
+            self._fit_model()
+            if self.trust == 0.0:
+                return True
+            if self._off_policy:
                 self._branch_rollouts()
+                self._train_before_learning_starts()
+            else:
+                self._dream_updates()
         return True
 
     def _record_real_step(self) -> None:
@@ -269,9 +290,42 @@ class DynaCallback(BaseCallback):
         if result.holdout_loss:
             self.logger.record("dyna/model_holdout_loss", result.holdout_loss[-1])
         self.logger.record("dyna/model_fit_seconds", time.perf_counter() - started)
+        self.logger.record("dyna/model_gradient_steps", result.gradient_steps)
         self.logger.record("dyna/real_steps", self.num_timesteps)
+        if self.trust_errors is None:
+            verdict = ModelTrust(1.0, float("nan"), float("nan"), "trust_errors=None: the model is always trusted")
+        else:
+            verdict = model_trust(result.holdout_error_per_output[:-1], result.reward_error, self.reward_fn is None,
+                                  *self.trust_errors)  # fmt: skip
+        self._apply_trust(verdict.trust)
+        self.trust_reason = verdict.reason
+        self.logger.record("dyna/model_trust", verdict.trust)
+        self.logger.record("dyna/model_holdout_obs_error", verdict.obs_error)
+        self.logger.record("dyna/model_holdout_reward_error", verdict.reward_error)
         if self.verbose:
-            print(f"DynaCallback: model fit {self.model_fits} on {len(self.real)} real steps, {result.epochs} epochs")
+            print(f"DynaCallback: model fit {self.model_fits} on {len(self.real)} real steps, {result.epochs} epochs "
+                  f"({result.gradient_steps} gradient steps); {verdict.reason}")  # fmt: skip
+
+    def _apply_trust(self, trust: float) -> None:
+        """Scale the imagined share of the agent's updates by ``trust`` (:mod:`sb3_plugins.model_trust`)."""
+        self.trust = float(trust)
+        if self._off_policy:
+            algo: OffPolicyAlgorithm = self.model
+            real_ratio = 1.0 - (1.0 - self.real_ratio) * self.trust
+            algo.replay_buffer.real_ratio = real_ratio
+            if self.utd_ratio is not None:
+                dyna_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
+                own = self._own_gradient_steps
+                if own < 0:  # SB3's -1: as many gradient steps as env steps collected
+                    own = algo.train_freq.frequency * algo.n_envs
+                algo.gradient_steps = int(round(own + (dyna_steps - own) * self.trust))
+            self.logger.record("dyna/real_ratio", real_ratio)
+            self.logger.record("dyna/gradient_steps", algo.gradient_steps)
+        else:
+            self.logger.record("dyna/dream_rollouts", self._dream_rounds())
+
+    def _dream_rounds(self) -> int:
+        return int(round(self.dream_rollouts * self.trust))
 
     def _imagination(self, start_states: np.ndarray) -> Imagination:
         return Imagination(start_states=start_states, **self._dream_kwargs())
@@ -292,8 +346,38 @@ class DynaCallback(BaseCallback):
         return int(round(low + progress * (high - low)))
 
     # ------------------------------------------------------------------ off-policy: MBPO branches
+    def _train_before_learning_starts(self) -> None:
+        """SB3 starts an off-policy agent's updates after ``learning_starts`` real steps (rl-zoo's CartPole DQN:
+        1,000), to have enough data first; the imagined branches are that data, so the agent trains on them from
+        the first fit on, at its own rate of gradient steps per real step (its actions stay uniform random until
+        ``learning_starts``, as SB3 does)."""
+        algo: OffPolicyAlgorithm = self.model
+        since, self._pre_start_steps = algo.num_timesteps - self._pre_start_steps, algo.num_timesteps
+        if algo.num_timesteps > algo.learning_starts or since <= 0:
+            return
+        per_real_step = 1.0
+        if algo.train_freq.unit.value == "step" and algo.gradient_steps > 0:
+            per_real_step = algo.gradient_steps / (algo.train_freq.frequency * algo.n_envs)
+        gradient_steps = int(round(per_real_step * since))
+        if gradient_steps:
+            algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
+            self.logger.record("dyna/gradient_steps_before_learning_starts", gradient_steps)
+
     def _branch_rollouts(self) -> None:
         algo = self.model
+        # Imagined branches follow the policy being learned: an epsilon-greedy agent acts there with its final
+        # exploration rate, not with the high rate its real data collection starts with (DQN's epsilon is 1 at
+        # first; random actions in a dream only repeat what the real random actions showed the model).
+        exploration_rate = getattr(algo, "exploration_rate", None)
+        if exploration_rate is not None:
+            algo.exploration_rate = min(exploration_rate, algo.exploration_final_eps)
+        try:
+            self._imagine_branches(algo)
+        finally:
+            if exploration_rate is not None:
+                algo.exploration_rate = exploration_rate
+
+    def _imagine_branches(self, algo: OffPolicyAlgorithm) -> None:
         data = self.real.transitions()
         starts = data.obs[self._rng.integers(len(data.obs), size=self.rollout_batch_size)]
         imagination = self._imagination(data.obs)
@@ -328,12 +412,6 @@ class DynaCallback(BaseCallback):
         self.logger.record("dyna/uncertainty_cutoff_fraction", float(cut.float().mean()))
 
     # ------------------------------------------------------------------ on-policy: extra updates in the dream
-    def _on_rollout_start(self) -> None:
-        if self._off_policy or len(self.real) < self.min_real_steps:
-            return
-        self._fit_model()
-        self._dream_updates()
-
     def _dream_updates(self) -> None:
         algo: OnPolicyAlgorithm = self.model
         data = self.real.transitions()
@@ -351,7 +429,7 @@ class DynaCallback(BaseCallback):
         silent.init_callback(algo)
         try:
             algo.rollout_buffer = dream_buffer
-            for _ in range(self.dream_rollouts):
+            for _ in range(self._dream_rounds()):
                 algo._last_obs = dream.reset()
                 algo._last_episode_starts = np.ones(self.dream_envs, dtype=bool)
                 algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=algo.n_steps)

@@ -32,7 +32,7 @@ from sb3_plugins.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough that a +dyna run takes seconds: one tiny dream round per real rollout.
-TINY_DYNA = {"dream_envs": 16, "dream_rollouts": 1, "fit_kwargs": {"max_epochs": 2},
+TINY_DYNA = {"dream_envs": 16, "dream_rollouts": 1, "fit_kwargs": {"max_epochs": 2}, "trust_errors": None,
              "ensemble_kwargs": {"hidden_sizes": [32], "ensemble_size": 2, "num_elites": 2}}  # fmt: skip
 TINY_YAML = "CartPole-v1:\n  ppo+dyna:\n    dyna: " + json.dumps(TINY_DYNA) + "\n"
 
@@ -64,18 +64,15 @@ def test_parse_algo_and_its_error():
         parse_algo("trpo")
 
 
-def test_dyna_variant_starts_from_the_stock_settings_and_changes_only_its_table_entry():
-    stock, dyna = hyperparams_for("CartPole-v1", "ppo"), hyperparams_for("CartPole-v1", "ppo+dyna")
-    assert stock["dyna"] is None and stock["agent"] == dyna["agent"] and stock["n_envs"] == 8
-    assert dyna["dyna"] == {"fit_kwargs": {"max_epochs": 300, "patience": 20, "batch_size": 32}}
-    dqn = hyperparams_for("CartPole-v1", "dqn+dyna")
-    assert dqn["agent"]["learning_starts"] == 250 and dqn["agent"]["train_freq"] == 1 and dqn["dyna"] == {}
-    assert hyperparams_for("Acrobot-v1", "ppo+dyna")["n_envs"] == 8
-
-
-def test_on_policy_dyna_on_an_unlisted_env_caps_the_rollout_so_the_model_is_refitted_early():
-    assert hyperparams_for("MountainCar-v0", "ppo")["agent"] == {}
-    assert hyperparams_for("MountainCar-v0", "ppo+dyna")["agent"]["n_steps"] == 256
+@pytest.mark.parametrize(
+    "env_id, algo",
+    [("CartPole-v1", "ppo"), ("CartPole-v1", "dqn"), ("Acrobot-v1", "ppo"), ("Pendulum-v1", "sac"),
+     ("MountainCar-v0", "ppo"), ("InvertedPendulum-v5", "sac")],
+)  # fmt: skip
+def test_a_dyna_row_is_the_stock_row_plus_dyna_callback_with_no_arguments(env_id, algo):
+    stock, dyna = hyperparams_for(env_id, algo), hyperparams_for(env_id, algo + "+dyna")
+    assert stock["dyna"] is None and dyna["dyna"] == {}
+    assert stock["agent"] == dyna["agent"] and stock["n_envs"] == dyna["n_envs"]
 
 
 def test_overrides_replace_defaults_key_by_key(tmp_path):
@@ -84,7 +81,7 @@ def test_overrides_replace_defaults_key_by_key(tmp_path):
                     '"*":\n  ppo+dyna: {n_envs: 4}\n')  # fmt: skip
     params = hyperparams_for("CartPole-v1", "ppo+dyna", load_overrides(path))
     assert params["agent"]["learning_rate"] == 0.0005 and params["agent"]["n_steps"] == 32
-    assert params["dyna"]["dream_rollouts"] == 3 and params["dyna"]["fit_kwargs"]["batch_size"] == 32
+    assert params["dyna"] == {"dream_rollouts": 3}
     assert params["n_envs"] == 4
 
 

@@ -17,6 +17,7 @@ FAST = {
     "model_train_freq": 100,
     "rollout_batch_size": 32,
     "utd_ratio": 2,
+    "trust_errors": None,  # the mechanics under test need the dream used, whatever 3 epochs make of the model
     "seed": 0,
 }
 
@@ -197,18 +198,48 @@ def test_an_undiscounted_agent_is_served_and_a_halt_penalty_it_makes_infinite_is
     assert agent.num_timesteps == 0
 
 
-def test_an_on_policy_rollout_too_long_for_dyna_warns_naming_the_setting():
-    import warnings
+def test_an_on_policy_agent_with_long_rollouts_is_refitted_and_dreams_by_real_steps_mid_rollout():
+    # SB3's default PPO collects 2,048 real steps per rollout; rl-zoo's Acrobot 16 x 256. Dyna must not wait for it.
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=512, batch_size=64, seed=0, device="cpu")
+    rounds = []
+    original = agent.train
 
-    from stable_baselines3.common.env_util import make_vec_env
+    def train():
+        rounds.append(len(dyna.real))  # real steps recorded when the update ran
+        original()
 
-    long = PPO("MlpPolicy", gym.make("CartPole-v1"), seed=0, device="cpu")  # SB3's default n_steps=2048
-    with pytest.warns(UserWarning, match=r"n_steps=2048 x n_envs=1 = 2048 real steps per rollout.*n_steps <= 1000"):
-        DynaCallback(seed=0).init_callback(long)
-    zoo = A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=16), n_steps=256, seed=0, device="cpu")
-    with pytest.warns(UserWarning, match=r"n_steps=256 x n_envs=16 = 4096 .*n_steps <= 62"):
-        DynaCallback(seed=0).init_callback(zoo)
-    short = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8), n_steps=32, seed=0, device="cpu")  # rl-zoo's
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        DynaCallback(seed=0).init_callback(short)
+    agent.train = train
+    dyna = DynaCallback(**FAST)
+    agent.learn(512, callback=dyna)
+    assert agent.num_timesteps == 512 and len(dyna.real) == 512
+    assert dyna.model_fits == 5  # at 100, 200, 300, 400, 500 real steps, all within the one real rollout
+    # dream rounds ran between real steps of the rollout, then the real rollout's own update
+    assert rounds == [100, 100, 200, 200, 300, 300, 400, 400, 500, 500, 512]  # 2 dream rounds per fit, then the real
+    assert agent.rollout_buffer.full and agent.rollout_buffer.buffer_size == 512
+
+
+def test_an_off_policy_agent_trains_on_the_dream_before_its_learning_starts():
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=1000, train_freq=4, gradient_steps=1, seed=0,
+                device="cpu")  # fmt: skip
+    capture = Capture()
+    agent.set_logger(Logger(None, [capture]))
+    agent.learn(300, callback=DynaCallback(**{**FAST, "utd_ratio": None}))
+    # One gradient step per 4 real steps, as the agent's own settings say: 25 after each fit (100, 200, 300).
+    assert agent._n_updates == 75
+
+
+def test_dream_branches_act_with_the_final_exploration_rate(monkeypatch):
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, exploration_fraction=1.0, seed=0,
+                device="cpu")  # fmt: skip
+    seen = []
+    original = agent.predict
+
+    def predict(obs, *args, **kwargs):
+        if len(obs) == FAST["rollout_batch_size"]:  # an imagined branch step; the real env steps one obs at a time
+            seen.append(agent.exploration_rate)
+        return original(obs, *args, **kwargs)
+
+    monkeypatch.setattr(agent, "predict", predict)
+    agent.learn(200, callback=DynaCallback(**FAST))
+    assert seen and all(rate == agent.exploration_final_eps for rate in seen)
+    assert agent.exploration_rate > agent.exploration_final_eps

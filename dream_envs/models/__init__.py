@@ -1,6 +1,7 @@
 """Learned environment models."""
 
 from dream_envs.models.ensemble import EnsembleConfig, EnsembleDynamics, EnsemblePrediction, FitResult, ModelStep
+from dream_envs.models.fit_schedule import FitSchedule, fit_schedule
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS
 
 __all__ = [
@@ -8,6 +9,8 @@ __all__ = [
     "EnsembleDynamics",
     "EnsemblePrediction",
     "FitResult",
+    "FitSchedule",
+    "fit_schedule",
     "ModelStep",
     "KNOWN_REWARDS",
     "KNOWN_TERMINATIONS",

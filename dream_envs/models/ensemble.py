@@ -438,13 +438,13 @@ class EnsembleDynamics(nn.Module):
     def fit(
         self,
         buffer: TransitionBuffer,
-        max_epochs: int = 100,
-        batch_size: int = 256,
+        max_epochs: int | None = None,
+        batch_size: int | None = None,
         learning_rate: float = 1e-3,
         weight_decay: float = 5e-5,
         holdout_ratio: float = 0.1,
         max_holdout: int = 5000,
-        patience: int = 8,
+        patience: int | None = None,
         bootstrap: bool = True,
         balance_termination: bool = True,
         seed: int | None = None,
@@ -455,7 +455,8 @@ class EnsembleDynamics(nn.Module):
         """Train every member on ``buffer`` (one batched optimiser step updates all members), then calibrate the
         uncertainty cutoff.
 
-        Normalisation statistics are recomputed from the training split. Each member sees its own bootstrap
+        A refit continues from the model's current weights (a warm start; the normalisation statistics are
+        recomputed from the training split, a fresh optimiser is made). Each member sees its own bootstrap
         resample. The holdout is made of whole segments of real trajectories (``uncertainty_horizon`` transitions
         each, found by :meth:`TransitionBuffer.segments`) where the data has them. After each epoch the holdout loss
         of every member is measured (MSE in normalised units, plus the termination head's loss); a member's best
@@ -473,13 +474,16 @@ class EnsembleDynamics(nn.Module):
         2021): fewer invented terminations than the balanced decision, more recall than a fully undone one.
 
         :param buffer: real transitions with this model's spaces
-        :param max_epochs: upper bound on passes over the training split
-        :param batch_size: rows per member per gradient step
+        :param max_epochs: upper bound on passes over the training split; ``None``: sized by
+            :func:`~dream_envs.models.fit_schedule` from the data (4,000 gradient steps from initialised weights,
+            1,000 when the model continues from fitted ones, at least 5 epochs)
+        :param batch_size: rows per member per gradient step; ``None``: ``clip(n_train // 16, 32, 256)``
         :param learning_rate: Adam learning rate
         :param weight_decay: decoupled weight decay (AdamW)
         :param holdout_ratio: fraction of rows held out for early stopping, elites and ``threshold="auto"``
         :param max_holdout: cap on held-out rows
-        :param patience: epochs without improvement before stopping
+        :param patience: epochs without improvement before stopping; ``None``: the epochs of 300 gradient steps, at
+            least 5
         :param bootstrap: resample the training split with replacement per member
         :param balance_termination: class-balanced weights in the termination loss (terminal rows weighted up to
             50x, mean weight 1), so rare terminations are not learned away

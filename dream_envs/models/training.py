@@ -14,6 +14,7 @@ from torch import nn
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.checks import check_int, is_number
 from dream_envs.models.calibration import CutoffCalibration, CutoffCalibrationWarning, choose_threshold, cutoff_scores
+from dream_envs.models.fit_schedule import COLD_STEPS, MIN_EPOCHS, PATIENCE_STEPS, WARM_STEPS, fit_schedule
 from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 
 if TYPE_CHECKING:
@@ -32,12 +33,22 @@ class FitResult:
         head's loss when it is learned (what early stopping watches)
     :param holdout_mse_per_member: final holdout MSE of each member (best weights restored)
     :param holdout_loss_per_member: final holdout loss of each member (what picks the elites)
+    :param holdout_error_per_output: the elite mean's holdout MSE per output (observation change dims, then the
+        reward), in units of that output's variance in the fit data: 1 - R^2, so 0 is exact and 1 no better than
+        predicting the mean; 0 for an output that never changed
+    :param reward_error: the elite mean's holdout MSE of the reward on NON-terminal rows, in units of the rewards'
+        variance in the fit data (1 - R^2 when nothing terminates): a sparse reward paid on the terminal step
+        (Acrobot's 0, MountainCar's +100) is the termination head's business, while a dense reward the model cannot
+        fit shows here; NaN when no non-terminal row was held out, 0 for a reward that never changed
     :param elites: indices of the elite members
     :param termination_accuracy: holdout accuracy of the elites' termination head, if learned
     :param auto_threshold: the ``uncertainty_threshold="auto"`` value (see :attr:`cutoff`)
     :param cutoff: how the auto threshold was placed on held-out real rollouts
     :param n_train: rows in the training split
     :param n_holdout: rows held out
+    :param batch_size: rows per member per gradient step
+    :param gradient_steps: optimiser steps taken (each updates every member)
+    :param warm: whether the fit continued from fitted weights
 
     Example::
 
@@ -57,24 +68,29 @@ class FitResult:
     holdout_loss: list[float] = field(default_factory=list)
     holdout_mse_per_member: list[float] = field(default_factory=list)
     holdout_loss_per_member: list[float] = field(default_factory=list)
+    holdout_error_per_output: list[float] = field(default_factory=list)
+    reward_error: float = float("nan")
     elites: list[int] = field(default_factory=list)
     termination_accuracy: float | None = None
     auto_threshold: float = float("nan")
     cutoff: CutoffCalibration | None = None
     n_train: int = 0
     n_holdout: int = 0
+    batch_size: int = 0
+    gradient_steps: int = 0
+    warm: bool = False
 
 
 def fit_ensemble(
     model: EnsembleDynamics,
     buffer: TransitionBuffer,
-    max_epochs: int,
-    batch_size: int,
+    max_epochs: int | None,
+    batch_size: int | None,
     learning_rate: float,
     weight_decay: float,
     holdout_ratio: float,
     max_holdout: int,
-    patience: int,
+    patience: int | None,
     bootstrap: bool,
     balance_termination: bool,
     seed: int | None,
@@ -116,6 +132,16 @@ def fit_ensemble(
     hold_idx = torch.as_tensor(hold_rows, dtype=torch.long, device=model.device)
     train_idx = torch.as_tensor(rest, dtype=torch.long, device=model.device)
     n_train = len(train_idx)
+    warm = bool(model.fitted)
+    if None in (max_epochs, batch_size, patience):
+        schedule = fit_schedule(max(n_train, 1), warm=warm)
+        batch_size = schedule.batch_size if batch_size is None else batch_size
+        per_epoch = math.ceil(n_train / batch_size)
+        if max_epochs is None:  # the budget is in gradient steps, whatever the batch size
+            budget = WARM_STEPS if warm else COLD_STEPS
+            max_epochs = max(MIN_EPOCHS, math.ceil(budget / per_epoch))
+        if patience is None:
+            patience = max(MIN_EPOCHS, math.ceil(PATIENCE_STEPS / per_epoch))
 
     with torch.no_grad():
         model.in_mean.copy_(x_raw[train_idx].mean(0))
@@ -132,7 +158,7 @@ def fit_ensemble(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     torch_gen = torch.Generator(device=model.device).manual_seed(int(rng.integers(2**62)))
 
-    result = FitResult(epochs=0, n_train=n_train, n_holdout=n_holdout)
+    result = FitResult(epochs=0, n_train=n_train, n_holdout=n_holdout, batch_size=batch_size, warm=warm)
     best = torch.full((E,), math.inf, device=model.device)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     stale = 0
@@ -151,6 +177,7 @@ def fit_ensemble(
             optimizer.step()
             total += loss.detach()
             batches += 1
+        result.gradient_steps += batches
         result.train_loss.append(float(total) / batches)
         result.epochs += 1
         if n_holdout == 0:
@@ -182,6 +209,10 @@ def fit_ensemble(
         model.elite_idx.copy_(torch.argsort(final)[: model.config.num_elites])
         result.holdout_loss_per_member = final.tolist()
         result.holdout_mse_per_member = _holdout_mse(model, x[hold_idx], y[hold_idx]).tolist()
+        error = _elite_error_per_output(model, x[hold_idx], y[hold_idx])
+        # An output that never changed in the training split is predicted exactly (out_std 0, below).
+        result.holdout_error_per_output = torch.where(y_raw[train_idx].std(0) < _CONSTANT_STD, 0.0, error).tolist()
+        result.reward_error = _reward_error(model, y, x, term, train_idx, hold_idx)
     result.elites = model.elite_idx.tolist()
     with torch.no_grad():
         model.termination_seen.fill_(bool(p_terminal > 0))
@@ -272,7 +303,8 @@ def _check_fit_args(
     if len(buffer) < 2:
         raise ValueError(f"fit needs at least 2 transitions, the buffer holds {len(buffer)}")
     for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience)):
-        check_int(name, value)
+        if value is not None:  # None: sized from the data (fit_schedule)
+            check_int(name, value)
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not 0.0 <= holdout_ratio < 1.0:
@@ -312,6 +344,27 @@ def _holdout_mse(model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor) -> t
     model.eval()
     mean, _, _ = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
     return ((mean - y) ** 2).mean(dim=(1, 2))  # (E,)
+
+
+@torch.no_grad()
+def _elite_error_per_output(model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(out,)``: the elite mean's MSE per output in normalised units (the output's training variance is 1)."""
+    mean, _, _ = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
+    return ((mean[model.elite_idx].mean(0) - y) ** 2).mean(0)
+
+
+@torch.no_grad()
+def _reward_error(model: EnsembleDynamics, y: torch.Tensor, x: torch.Tensor, term: torch.Tensor,
+                  train_idx: torch.Tensor, hold_idx: torch.Tensor) -> float:  # fmt: skip
+    """See :attr:`FitResult.reward_error`."""
+    if float(y[train_idx, -1].std()) < _CONSTANT_STD:
+        return 0.0
+    hold_rows = hold_idx[term[hold_idx] < 0.5]
+    if len(hold_rows) == 0:
+        return float("nan")
+    mean, _, _ = model._forward_normalized(x[hold_rows].unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
+    # y is normalised by the training rows' reward spread: this MSE is in units of the rewards' variance
+    return float(((mean[model.elite_idx].mean(0)[:, -1] - y[hold_rows, -1]) ** 2).mean())
 
 
 @torch.no_grad()

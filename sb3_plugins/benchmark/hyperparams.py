@@ -1,21 +1,20 @@
 """Per-env defaults of the benchmark: thresholds, budgets, check intervals, and each algorithm's hyperparameters.
 
-Stock agents use rl-zoo's hyperparameters (linear schedules replaced by their start values); a ``+dyna`` variant
-starts from its stock settings and changes only what the table below says, so the comparison is side by side.
+Stock agents use rl-zoo's hyperparameters (linear schedules replaced by their start values); a ``+dyna`` variant is
+the stock row plus ``DynaCallback()`` with no arguments, so the comparison is side by side and measures the defaults
+a user gets (no per-env Dyna settings: they made figures about tuning).
 Everything here can be overridden from a YAML file (:func:`load_overrides`).
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import yaml
 from gymnasium import spaces
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from dream_envs.agents.muzero.agent import DEFAULT_SELF_PLAY_ENVS
 from sb3_plugins.dream_training import ALGOS
@@ -94,22 +93,6 @@ _OWN: dict[tuple[str, str], dict[str, Any]] = {
         "temperature_schedule": [[0, 1.0], [2_000, 0.25]]}},
 }  # fmt: skip
 
-# What a +dyna variant changes from its stock settings (measured in docs/benchmarks.md).
-_DYNA: dict[tuple[str, str], dict[str, Any]] = {
-    # Fit the small early datasets far longer (32-row batches, up to 300 epochs, patience 20): median real steps
-    # 1,256 -> 752 over seeds 0-4 (docs/benchmarks.md), and less wall time, since runs solve sooner.
-    ("CartPole-v1", "ppo"): {"dyna": {"fit_kwargs": {"max_epochs": 300, "patience": 20, "batch_size": 32}}},
-    # Train from the 250th real step on, every step (DynaCallback's utd_ratio sets the gradient steps), and
-    # explore over the first 500 real steps only: the model makes each real step worth more.
-    ("CartPole-v1", "dqn"): {"agent": {"learning_starts": 250, "train_freq": 1, "gradient_steps": 1,
-                                       "exploration_steps": 500}},
-    # 256 real steps per rollout: 16 x 256 would spend 4,096 before the first model fit.
-    ("Acrobot-v1", "ppo"): {"n_envs": 8, "agent": {"n_steps": 32}},
-}  # fmt: skip
-# On-policy +dyna variants with no entry above collect at most this many real steps per rollout, because the
-# model is refitted (and the dream used) once per rollout.
-_DYNA_ROLLOUT_CAP = 256
-
 Hyperparams = dict[str, Any]
 
 
@@ -186,16 +169,8 @@ def hyperparams_for(env_id: str, algo: str, overrides: dict[str, Any] | None = N
     fallback = {"n_envs": DEFAULT_SELF_PLAY_ENVS if base == "muzero" else 1, "agent": {}}
     stock = copy.deepcopy((_OWN if base in OWN_AGENTS else _ZOO).get((env_id, base), fallback))
     params: Hyperparams = {"n_envs": stock["n_envs"], "agent": stock["agent"], "dyna": None}
-    if dyna:
-        change = _DYNA.get((env_id, base))
-        if change is None and issubclass(ALGOS[base], OnPolicyAlgorithm):
-            n_steps = params["agent"].get("n_steps", _default_n_steps(base))
-            if n_steps * params["n_envs"] > _DYNA_ROLLOUT_CAP:
-                params["agent"]["n_steps"] = max(8, _DYNA_ROLLOUT_CAP // params["n_envs"])
-        change = copy.deepcopy(change or {})
-        params["n_envs"] = change.get("n_envs", params["n_envs"])
-        params["agent"].update(change.get("agent", {}))
-        params["dyna"] = change.get("dyna", {})
+    if dyna:  # the stock row plus DynaCallback() with no arguments: its defaults are the product
+        params["dyna"] = {}
     for key in ("*", env_id):
         entry = (overrides or {}).get(key, {}).get(algo)
         if entry:
@@ -204,10 +179,6 @@ def hyperparams_for(env_id: str, algo: str, overrides: dict[str, Any] | None = N
             if params["dyna"] is not None:
                 params["dyna"].update(entry.get("dyna", {}))
     return params
-
-
-def _default_n_steps(base: str) -> int:
-    return inspect.signature(ALGOS[base].__init__).parameters["n_steps"].default
 
 
 _OVERRIDE_KEYS = {"n_envs", "agent", "dyna"}

@@ -1,0 +1,156 @@
+"""The rules behind DynaCallback()'s defaults: the fit's size from the data, and the trust in the model."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.logger import KVWriter, Logger
+
+from dream_envs import EnsembleDynamics, TransitionBuffer
+from dream_envs.models import fit_schedule
+from sb3_plugins import DynaCallback
+from sb3_plugins.model_trust import model_trust
+
+
+@pytest.mark.parametrize(
+    ("n_train", "warm", "batch", "epochs", "patience"),
+    [
+        (225, False, 32, 500, 38),  # Dyna's first fit: 8 batches an epoch, 4,000 gradient steps
+        (225, True, 32, 125, 38),  # a refit continues from fitted weights: 1,000 steps
+        (3_600, False, 225, 250, 19),  # 16 batches an epoch until the batch reaches 256
+        (90_000, False, 256, 12, 5),  # large data: the step budget is a few epochs, never below 5
+        (90_000, True, 256, 5, 5),
+        (10, False, 32, 4_000, 300),  # fewer rows than a batch: one step an epoch
+    ],
+)
+def test_the_fit_is_sized_in_gradient_steps_from_the_data(n_train, warm, batch, epochs, patience):
+    schedule = fit_schedule(n_train, warm=warm)
+    assert (schedule.batch_size, schedule.max_epochs, schedule.patience) == (batch, epochs, patience)
+    per_epoch = math.ceil(n_train / batch)
+    assert schedule.max_gradient_steps == epochs * per_epoch
+    assert schedule.max_gradient_steps >= (1_000 if warm else 4_000) or epochs == 5
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "100"])
+def test_fit_schedule_refuses_a_bad_row_count_naming_it(bad):
+    with pytest.raises(ValueError, match=f"n_train must be a positive integer, got {bad!r}"):
+        fit_schedule(bad, warm=False)
+
+
+def test_fit_without_sizes_follows_the_schedule_and_a_refit_is_warm():
+    env = gym.make("CartPole-v1")
+    buffer = TransitionBuffer.from_env(env).collect(env, 200, seed=0)
+    model = EnsembleDynamics(env.observation_space, env.action_space, hidden_sizes=(16,), seed=0, device="cpu")
+    first = model.fit(buffer, seed=0)
+    assert not first.warm and first.batch_size == 32 and first.n_train == 180
+    assert 0 < first.gradient_steps <= fit_schedule(180, warm=False).max_gradient_steps
+    assert first.gradient_steps == first.epochs * math.ceil(180 / 32)
+    second = model.fit(buffer, seed=1)
+    assert second.warm and second.gradient_steps <= fit_schedule(180, warm=True).max_gradient_steps
+    explicit = model.fit(buffer, max_epochs=2, batch_size=64, patience=1, seed=2)
+    assert explicit.epochs <= 2 and explicit.batch_size == 64 and explicit.gradient_steps == explicit.epochs * 3
+    # the elite mean's holdout error per output: obs change dims, then the (constant, exactly known) reward
+    assert len(second.holdout_error_per_output) == 5 and second.holdout_error_per_output[-1] == 0.0
+    assert max(second.holdout_error_per_output) < 0.1  # CartPole's dynamics are learnable in a minute
+    assert second.reward_error == 0.0  # the reward never changed
+
+
+def test_a_sparse_terminal_reward_is_left_to_the_termination_head_and_a_dense_one_is_judged():
+    # Acrobot: -1 on every step but the terminal one. Over all rows the reward's 1 - R^2 is near 1 for a model that
+    # predicts -1; on the rows where the episode goes on it is exact.
+    env = gym.make("Acrobot-v1")
+    buffer = TransitionBuffer.from_env(env)
+    n = 400
+    obs = np.random.default_rng(0).normal(size=(n, 6)).astype(np.float32)
+    terminated = np.zeros(n, bool)
+    terminated[::20] = True
+    reward = np.where(terminated, 0.0, -1.0)
+    buffer.add(obs.clip(-1, 1), np.zeros(n, np.int64), reward, obs.clip(-1, 1) * 0.9, terminated)
+    model = EnsembleDynamics(env.observation_space, env.action_space, hidden_sizes=(32,), seed=0, device="cpu")
+    result = model.fit(buffer, seed=0, uncertainty_horizon=1)
+    assert result.reward_error < 0.1 < result.holdout_error_per_output[-1]
+    # a dense reward that is pure noise: no model can fit it, and it shows
+    noisy = TransitionBuffer.from_env(env)
+    noise = np.random.default_rng(1).normal(size=n)
+    noisy.add(obs.clip(-1, 1), np.zeros(n, np.int64), noise, obs.clip(-1, 1) * 0.9, np.zeros(n, bool))
+    model = EnsembleDynamics(env.observation_space, env.action_space, hidden_sizes=(32,), seed=0, device="cpu")
+    assert model.fit(noisy, seed=0, uncertainty_horizon=1).reward_error > 0.5  # the untrusted level
+
+
+@pytest.mark.parametrize(
+    ("errors", "reward_learned", "trust", "what"),
+    [
+        ([0.01, 0.02, 0.05], True, 1.0, "full trust"),
+        ([0.01, 0.02, 0.3], True, 0.5, "the reward holdout error"),
+        ([0.6, 0.7, 0.0], True, 0.0, "the observation holdout error"),
+        ([0.01, 0.02, 0.9], False, 1.0, "full trust"),  # a known reward: its model column plays no part
+        ([float("nan")], True, 1.0, "no holdout"),
+        ([0.1, float("nan"), 0.1], True, 0.0, "not finite"),
+        ([0.1, 0.1, float("nan")], True, 0.0, "not finite"),
+    ],
+)
+def test_the_trust_in_a_model_falls_linearly_with_its_worse_holdout_error(errors, reward_learned, trust, what):
+    verdict = model_trust(errors[:-1], errors[-1], reward_learned=reward_learned)
+    assert verdict.trust == pytest.approx(trust) and what in verdict.reason
+
+
+class _Capture(KVWriter):
+    def __init__(self):
+        self.values = {}
+
+    def write(self, key_values, key_excluded, step=0):
+        self.values.update(key_values)
+
+
+_SMALL = {"ensemble_kwargs": {"hidden_sizes": (32,)}, "fit_kwargs": {"max_epochs": 3}, "model_train_freq": 100,
+          "rollout_batch_size": 32, "dream_envs": 4, "dream_rollouts": 2, "seed": 0}  # fmt: skip
+
+
+def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=1, seed=0,
+                device="cpu")  # fmt: skip
+    capture = _Capture()
+    agent.set_logger(Logger(None, [capture]))
+    # any holdout error above 1e-9 removes all trust: no branches, the agent's own batches and gradient steps
+    dyna = DynaCallback(**_SMALL, utd_ratio=10, trust_errors=(0.0, 1e-9))
+    agent.learn(250, callback=dyna)
+    assert dyna.model_fits == 2 and dyna.trust == 0.0 and dyna.imagined_steps == 0
+    assert agent.replay_buffer.real_ratio == 1.0 and agent.gradient_steps == 1
+    assert "leaning on real data" in dyna.trust_reason
+    agent.logger.dump(agent.num_timesteps)
+    assert capture.values["dyna/model_trust"] == 0.0 and capture.values["dyna/real_ratio"] == 1.0
+    trusting = DynaCallback(**_SMALL, utd_ratio=10, trust_errors=None)
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=1, seed=0,
+                device="cpu")  # fmt: skip
+    agent.learn(250, callback=trusting)
+    assert trusting.trust == 1.0 and trusting.imagined_steps > 0
+    assert agent.replay_buffer.real_ratio == 0.5 and agent.gradient_steps == 40  # utd 10 x 4 real steps
+
+
+def test_an_untrusted_model_gives_an_on_policy_agent_no_dream_rounds():
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0, device="cpu")
+    dyna = DynaCallback(**_SMALL, trust_errors=(0.0, 1e-9))
+    agent.learn(256, callback=dyna)
+    assert dyna.model_fits == 2 and dyna.imagined_steps == 0
+    half = DynaCallback(**_SMALL, trust_errors=(0.0, 1e9))  # nearly full trust: round(2 x ~1) dream rounds
+    agent.learn(256, callback=half)
+    assert half.imagined_steps > 0
+
+
+@pytest.mark.parametrize("bad", [(0.5, 0.1), (0.1,), "auto", (0.1, float("inf")), (-0.1, 0.5), (True, 0.5)])
+def test_bad_trust_errors_are_refused_at_construction(bad):
+    with pytest.raises(ValueError, match="trust_errors must be None or"):
+        DynaCallback(trust_errors=bad)
+
+
+def test_the_default_callback_fits_by_the_schedule_and_trusts_a_learnable_model():
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=256, batch_size=64, seed=0, device="cpu")
+    capture = _Capture()
+    agent.set_logger(Logger(None, [capture]))
+    dyna = DynaCallback(ensemble_kwargs={"hidden_sizes": (64, 64)}, dream_envs=8, dream_rollouts=1, seed=0)
+    agent.learn(256, callback=dyna)
+    agent.logger.dump(agent.num_timesteps)
+    assert dyna.model_fits == 1 and capture.values["dyna/model_gradient_steps"] > 300
+    assert dyna.trust == 1.0 and np.isfinite(capture.values["dyna/model_holdout_obs_error"])
