@@ -27,6 +27,8 @@ from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
 
 __all__ = ["DynaCallback"]
 
+DREAM_ROUND_STEPS = 32  # steps per dream env in one on-policy dream round (rl-zoo's CartPole PPO collects 32)
+
 _DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 4, "hidden_sizes": (200, 200, 200)}
 
 
@@ -92,7 +94,8 @@ class DynaCallback(BaseCallback):
     :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
     :param imagined_capacity: imagined transitions kept (off-policy)
     :param dream_envs: imagined envs per on-policy dream rollout
-    :param dream_rollouts: extra on-policy update rounds in the dream per real rollout
+    :param dream_rollouts: on-policy update rounds in the dream per refit; a round is ``dream_envs`` x
+        ``min(n_steps, 32)`` imagined steps from fresh real start states
     :param trust_errors: ``(trusted, untrusted)`` holdout errors (1 - R^2): the model is fully trusted at or below
         the first, not used at or above the second, linearly between (:mod:`sb3_plugins.model_trust`); ``None``
         always trusts it fully (MBPO as published)
@@ -419,8 +422,11 @@ class DynaCallback(BaseCallback):
             n_envs=self.dream_envs, start_states=data.obs, max_episode_steps=self._horizon_schedule[3],
             seed=int(self._rng.integers(2**31)), **self._dream_kwargs(),
         )  # fmt: skip
+        # A dream round is dream_envs x at most DREAM_ROUND_STEPS steps: the agent's own n_steps (rl-zoo's Acrobot:
+        # 256; SB3's default: 2,048) would make each round 65,536 or 524,288 imagined steps, every 250 real steps.
+        steps = min(algo.n_steps, DREAM_ROUND_STEPS)
         dream_buffer = RolloutBuffer(
-            algo.n_steps, algo.observation_space, algo.action_space, device=algo.device, gamma=algo.gamma,
+            steps, algo.observation_space, algo.action_space, device=algo.device, gamma=algo.gamma,
             gae_lambda=algo.gae_lambda, n_envs=self.dream_envs,
         )  # fmt: skip
         # collect_rollouts moves these; they belong to the real env and are put back untouched.
@@ -432,7 +438,7 @@ class DynaCallback(BaseCallback):
             for _ in range(self._dream_rounds()):
                 algo._last_obs = dream.reset()
                 algo._last_episode_starts = np.ones(self.dream_envs, dtype=bool)
-                algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=algo.n_steps)
+                algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=steps)
                 algo.train()
         finally:
             algo.num_timesteps, algo._last_obs, algo._last_episode_starts, algo.rollout_buffer, algo.env = saved

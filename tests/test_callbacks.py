@@ -215,6 +215,8 @@ def test_an_on_policy_agent_with_long_rollouts_is_refitted_and_dreams_by_real_st
     assert dyna.model_fits == 5  # at 100, 200, 300, 400, 500 real steps, all within the one real rollout
     # dream rounds ran between real steps of the rollout, then the real rollout's own update
     assert rounds == [100, 100, 200, 200, 300, 300, 400, 400, 500, 500, 512]  # 2 dream rounds per fit, then the real
+    # a dream round is 4 dream envs x 32 steps, not x the agent's 512
+    assert dyna.imagined_steps == 5 * 2 * 4 * 32
     assert agent.rollout_buffer.full and agent.rollout_buffer.buffer_size == 512
 
 
