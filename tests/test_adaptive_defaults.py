@@ -154,3 +154,26 @@ def test_the_default_callback_fits_by_the_schedule_and_trusts_a_learnable_model(
     agent.logger.dump(agent.num_timesteps)
     assert dyna.model_fits == 1 and capture.values["dyna/model_gradient_steps"] > 300
     assert dyna.trust == 1.0 and np.isfinite(capture.values["dyna/model_holdout_obs_error"])
+
+
+def test_mpc_agent_defaults_are_the_measured_winners_and_fit_by_the_schedule(monkeypatch):
+    from dream_envs.agents import MPCAgent
+
+    agent = MPCAgent("Pendulum-v1", learning_starts=100, train_freq=100, seed=0, device="cpu")
+    # docs/mpc.md: the terminal value took CartPole from 0/5 to 5/5 seeds, the pink-noise random phase Pendulum
+    # from 4/5 to 5/5; population 200 x 5 particles x 3 iterations plans 20x faster than 400 x 20 x 5
+    assert (agent.population, agent.particles, agent.iterations, agent.horizon) == (200, 5, 3, 15)
+    assert agent.terminal_value and agent.gamma == 0.98 and agent.random_noise_beta == 1.0
+    fits = []
+    monkeypatch.setattr(type(agent.model), "fit", lambda self, buffer, **kwargs: fits.append(kwargs) or _stop())
+    with pytest.raises(_Stopped):
+        agent.learn(100)
+    assert fits == [{"seed": 0}]  # no epoch count: EnsembleDynamics.fit sizes it from the data
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop():
+    raise _Stopped

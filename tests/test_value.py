@@ -167,7 +167,11 @@ def test_mpc_agent_fits_the_value_after_each_model_fit_and_saves_it(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(terminal_value=True), "terminal_value=True needs a discount gamma in \\(0, 1\\).*got gamma=1.0"),
+        (
+            dict(gamma=1.0),
+            "terminal_value=True \\(the default\\) needs a discount gamma in \\(0, 1\\).*got gamma=1.0; "
+            "pass terminal_value=False",
+        ),
         (dict(terminal_value="yes"), "terminal_value must be True or False, got 'yes'"),
         (dict(terminal_value=True, gamma=0.9, value_kwargs={"gamma": 0.5}), "value_kwargs must not set \\['gamma'\\]"),
         (dict(terminal_value=True, gamma=0.9, value_kwargs={"epsilon": 2.0}), "epsilon must be in \\[0, 1\\]"),
