@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.utils import polyak_update
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int, is_number
@@ -57,6 +59,9 @@ class DynaCallback(BaseCallback):
       so its optimiser, schedules and logger are the stock ones.
     - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at its
       own gradient steps per real step: SB3 waits for enough data, and the imagined branches are that data.
+    - DQN syncs its target network by env steps: its extra (imagined) gradient steps run between real rollouts in
+      pieces of its own gradient steps per target sync, with a sync after each, so that ``utd_ratio`` buys
+      Bellman backups and not more steps towards one frozen target.
     - Do no harm (:mod:`sb3_plugins.model_trust`): every refit measures the model's holdout error (1 - R^2 of the
       observation change and of the learned reward) and scales the imagined share of the updates by a trust in
       [0, 1]: the imagined fraction of batches and the extra gradient steps (off-policy), the dream rounds
@@ -187,6 +192,7 @@ class DynaCallback(BaseCallback):
         self.trust, self.trust_reason = 1.0, "not fitted yet"
         self._steps_since_fit = 0
         self._pre_start_steps = 0
+        self._dqn_extra_steps = 0  # DQN: imagined gradient steps per rollout beyond the agent's own
         self._rng = np.random.default_rng(seed)
         self._torch_generator: torch.Generator | None = None
 
@@ -321,9 +327,13 @@ class DynaCallback(BaseCallback):
                 own = self._own_gradient_steps
                 if own < 0:  # SB3's -1: as many gradient steps as env steps collected
                     own = algo.train_freq.frequency * algo.n_envs
-                algo.gradient_steps = int(round(own + (dyna_steps - own) * self.trust))
+                total = int(round(own + (dyna_steps - own) * self.trust))
+                if isinstance(algo, DQN):  # the extra steps run in _on_rollout_end, between target syncs
+                    self._dqn_extra_steps = max(0, total - own)
+                else:
+                    algo.gradient_steps = total
             self.logger.record("dyna/real_ratio", real_ratio)
-            self.logger.record("dyna/gradient_steps", algo.gradient_steps)
+            self.logger.record("dyna/gradient_steps", algo.gradient_steps + self._dqn_extra_steps)
         else:
             self.logger.record("dyna/dream_rollouts", self._dream_rounds())
 
@@ -361,10 +371,34 @@ class DynaCallback(BaseCallback):
         per_real_step = 1.0
         if algo.train_freq.unit.value == "step" and algo.gradient_steps > 0:
             per_real_step = algo.gradient_steps / (algo.train_freq.frequency * algo.n_envs)
+            per_real_step += self._dqn_extra_steps / (algo.train_freq.frequency * algo.n_envs)
         gradient_steps = int(round(per_real_step * since))
         if gradient_steps:
-            algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
+            self._train_agent(gradient_steps)
             self.logger.record("dyna/gradient_steps_before_learning_starts", gradient_steps)
+
+    def _on_rollout_end(self) -> None:
+        algo = self.model
+        if self._dqn_extra_steps and self.model_fits and self.trust > 0 and algo.num_timesteps > algo.learning_starts:
+            self._train_agent(self._dqn_extra_steps)
+
+    def _train_agent(self, gradient_steps: int) -> None:
+        """``gradient_steps`` of the agent's own ``train()``. DQN syncs its target network by env steps, so a burst
+        of extra gradient steps between two real steps would all chase one frozen target (one Bellman backup per
+        rollout, however many steps): the burst is cut into pieces of the agent's own gradient steps per target
+        sync (rl-zoo's CartPole DQN: 0.5 per env step x 10 env steps = 5), with a sync after each."""
+        algo = self.model
+        if not isinstance(algo, DQN):
+            algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
+            return
+        per_env_step = 1.0
+        if algo.train_freq.unit.value == "step" and self._own_gradient_steps > 0:
+            per_env_step = self._own_gradient_steps / (algo.train_freq.frequency * algo.n_envs)
+        piece = max(1, int(round(per_env_step * algo.target_update_interval)))
+        for start in range(0, gradient_steps, piece):
+            algo.train(gradient_steps=min(piece, gradient_steps - start), batch_size=algo.batch_size)
+            polyak_update(algo.q_net.parameters(), algo.q_net_target.parameters(), algo.tau)
+            polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
 
     def _branch_rollouts(self) -> None:
         algo = self.model

@@ -126,7 +126,40 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
                 device="cpu")  # fmt: skip
     agent.learn(250, callback=trusting)
     assert trusting.trust == 1.0 and trusting.imagined_steps > 0
-    assert agent.replay_buffer.real_ratio == 0.5 and agent.gradient_steps == 40  # utd 10 x 4 real steps
+    # utd 10 x 4 real steps = 40 a rollout: DQN's own 1, and 39 more that the callback runs between target syncs
+    assert agent.replay_buffer.real_ratio == 0.5 and agent.gradient_steps == 1 and trusting._dqn_extra_steps == 39
+
+
+def test_dqn_extra_gradient_steps_are_cut_into_pieces_between_target_syncs():
+    # DQN syncs its target by env steps: 2 gradient steps per 4 env steps, a sync every 10 env steps -> 5 gradient
+    # steps per sync. A utd of 4 makes 16 steps a rollout: the stock 2, and 14 in pieces of 5, 5 and 4.
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=2,
+                target_update_interval=10, seed=0, device="cpu")  # fmt: skip
+    calls, syncs = [], []
+    original = agent.train
+
+    def train(gradient_steps, batch_size=100):
+        calls.append(gradient_steps)
+        original(gradient_steps, batch_size)
+
+    agent.train = train
+    import sb3_plugins.callbacks as callbacks
+
+    real_polyak = callbacks.polyak_update
+
+    def polyak(params, target_params, tau):
+        syncs.append(len(calls))
+        real_polyak(params, target_params, tau)
+
+    callbacks.polyak_update = polyak
+    try:
+        agent.learn(160, callback=DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None))
+    finally:
+        callbacks.polyak_update = real_polyak
+    # before learning_starts nothing trains (the first fit is at 100); after it, every rollout: 5, 5, 4, then 2
+    tail = calls[-8:]
+    assert tail == [5, 5, 4, 2, 5, 5, 4, 2], calls
+    assert syncs  # a sync after each piece (two polyak calls: weights and batch-norm statistics)
 
 
 def test_an_untrusted_model_gives_an_on_policy_agent_no_dream_rounds():
