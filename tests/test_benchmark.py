@@ -519,3 +519,28 @@ def test_cli_without_the_bench_extra_says_what_to_install(tmp_path, monkeypatch,
     assert main(["bench", "--out", str(tmp_path / "out")]) == 2
     assert 'pip install "dream-envs[bench]"' in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_do_no_harm_margin_and_wall_ratio_compare_dyna_with_stock_check_by_check():
+    from sb3_plugins.benchmark.report import check_margin
+
+    stock = [record("ppo", s, None, curve=[[250, 100.0], [500, 200.0], [750, 300.0]], wall_seconds=10.0)
+             for s in range(3)]  # fmt: skip
+    # +dyna: ahead at 250, 45 behind at 500 (threshold 475, random 25: 10% of the distance is 45), then solved
+    dyna = [record("ppo+dyna", s, 750, curve=[[250, 150.0], [500, 155.0], [750, 480.0]], wall_seconds=25.0)
+            for s in range(3)]  # fmt: skip
+    worst, at = check_margin(dyna, stock, threshold=475.0, random=25.0)
+    assert worst == pytest.approx(-0.1) and at == 500
+    # checks on another grid compare with the stock run's last check at or before them; none before its first
+    late = [record("ppo+dyna", 0, 600, curve=[[100, 0.0], [600, 480.0]])]
+    assert check_margin(late, stock, 475.0, 25.0) == (pytest.approx((480 - 200) / 450), 600)
+    rows = {r["algo"]: r for r in summarize(stock + dyna)}
+    assert rows["ppo+dyna"]["wall_vs_stock"] == 2.5 and rows["ppo+dyna"]["worst_check_vs_stock"] < 0
+    assert rows["ppo"]["worst_check_vs_stock"] is None
+
+
+def test_the_random_return_is_measured_and_seeded():
+    from sb3_plugins.benchmark.metrics import random_return
+
+    value = random_return("CartPole-v1", episodes=5, seed=3)
+    assert 8 < value < 60 and value == random_return("CartPole-v1", episodes=5, seed=3)

@@ -8,6 +8,7 @@ have needed. :func:`step_statistics` says which figures that lower bound reaches
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 from sb3_plugins.benchmark.runner import STAY
 from sb3_plugins.evaluation import first_streak
 
-__all__ = ["BOOTSTRAP_REPS", "step_statistics", "steps_to_stay_solved"]
+__all__ = ["BOOTSTRAP_REPS", "random_return", "step_statistics", "steps_to_stay_solved"]
 
 # Bootstrap resamples per confidence interval. With 5 seeds there are only 126 distinct resamples, so 2,000 pin the
 # percentiles down; rliable's default of 50,000 would make a report take minutes on 2 cores.
@@ -119,3 +120,31 @@ def _with_intervals(steps: np.ndarray, seed: int) -> dict[str, float]:
     return {"median": float(median), "median_ci_low": float(median_low), "median_ci_high": float(median_high),
             "iqm": float(iqm), "iqm_ci_low": float(iqm_low), "iqm_ci_high": float(iqm_high),
             "min": float(steps.min()), "max": float(steps.max())}  # fmt: skip
+
+
+@functools.cache
+def random_return(env_id: str, episodes: int = 20, seed: int = 0) -> float:
+    """Mean return of uniformly random actions on ``env_id`` over ``episodes`` episodes (seeded): the floor that
+    the do-no-harm margin is measured from (issue 14: a ``+dyna`` row's return at every check >= the stock one's
+    minus 10% of the threshold's distance from this).
+
+    Example::
+
+        from sb3_plugins.benchmark.metrics import random_return
+
+        print(random_return("CartPole-v1"))  # about 22
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    total = 0.0
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+    env.close()
+    return total / episodes

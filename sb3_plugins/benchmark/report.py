@@ -15,7 +15,7 @@ import numpy as np
 
 from dream_envs.io import atomic_write_text, save_figure
 from sb3_plugins.benchmark.hyperparams import DYNA_SUFFIX
-from sb3_plugins.benchmark.metrics import BOOTSTRAP_REPS, step_statistics, steps_to_stay_solved
+from sb3_plugins.benchmark.metrics import BOOTSTRAP_REPS, random_return, step_statistics, steps_to_stay_solved
 from sb3_plugins.benchmark.runner import STAY
 
 __all__ = ["summarize", "write_report"]
@@ -34,8 +34,8 @@ def _column(prefix: str, figure: str) -> str:
 
 _COLUMNS = ("env", "algo", "runs", "solved", "threshold", "budget", *(_column("", f) for f in _FIGURES),
             "speedup_vs_stock", "stay_judged", "stay_solved", *(_column("stay_", f) for f in _FIGURES),
-            "stay_speedup_vs_stock", "lower_bounds", "median_final_return", "median_wall_seconds",
-            "median_imagined_steps", "reward_termination")  # fmt: skip
+            "stay_speedup_vs_stock", "worst_check_vs_stock", "worst_check_steps", "wall_vs_stock", "lower_bounds",
+            "median_final_return", "median_wall_seconds", "median_imagined_steps", "reward_termination")  # fmt: skip
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,6 +82,14 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows[(env, algo)] = row
     for (env, algo), row in rows.items():
         stock = rows.get((env, algo[: -len(DYNA_SUFFIX)])) if algo.endswith(DYNA_SUFFIX) else None
+        row["worst_check_vs_stock"] = row["worst_check_steps"] = row["wall_vs_stock"] = None
+        if stock is not None:
+            row["wall_vs_stock"] = row["median_wall_seconds"] / max(stock["median_wall_seconds"], 1e-9)
+            if row["threshold"] is not None:
+                margin = check_margin(groups[(env, algo)], groups[(env, stock["algo"])], row["threshold"],
+                                      random_return(env))  # fmt: skip
+                if margin is not None:
+                    row["worst_check_vs_stock"], row["worst_check_steps"] = margin
         for prefix in _METRICS if stock is not None else ():
             median = f"{prefix}median_real_steps"
             # a +dyna median that is a lower bound makes any speed-up an upper bound of unknown use: none
@@ -91,6 +99,27 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if median in stock["lower_bounds"]:  # stock did not solve in its budget: it needs more
                 row["lower_bounds"].append(f"{prefix}speedup_vs_stock")
     return list(rows.values())
+
+
+def check_margin(dyna_runs: list[dict[str, Any]], stock_runs: list[dict[str, Any]], threshold: float,
+                 random: float) -> tuple[float, float] | None:  # fmt: skip
+    """The do-no-harm figure: at each of the ``+dyna`` runs' checks where the stock runs have a value too, the
+    median ``+dyna`` return minus the median stock return (each run's last check at or before that step; a run
+    that stopped once solved keeps its last value), in units of the threshold's distance from a random policy's
+    return. Returns the worst (lowest) of them and its real steps; >= -0.1 meets issue 14's bar. ``None`` when the
+    curves share no check."""
+    grid, dyna, _, _ = _median_curve(dyna_runs)
+    stock_grid, stock, _, _ = _median_curve(stock_runs)
+    if not len(grid) or not len(stock_grid):
+        return None
+    index = np.searchsorted(stock_grid, grid, side="right") - 1
+    shared = (index >= 0) & np.isfinite(dyna)
+    if not shared.any():
+        return None
+    scale = max(abs(threshold - random), 1e-9)
+    margins = (dyna[shared] - stock[index[shared]]) / scale
+    worst = int(np.nanargmin(margins))
+    return float(margins[worst]), float(grid[shared][worst])
 
 
 def format_steps(row: dict[str, Any], column: str) -> str:
@@ -124,6 +153,17 @@ def format_speedup(row: dict[str, Any], prefix: str = "") -> str:
     return f"{'>= ' if column in row['lower_bounds'] else ''}{row[column]:.1f}x"
 
 
+def format_ratio(row: dict[str, Any]) -> str:
+    return "" if row.get("wall_vs_stock") is None else f"{row['wall_vs_stock']:.1f}x"
+
+
+def format_margin(row: dict[str, Any]) -> str:
+    """``-0.04 at 1,000`` (median +dyna minus median stock return, in units of threshold - random return)."""
+    if row.get("worst_check_vs_stock") is None:
+        return ""
+    return f"{row['worst_check_vs_stock']:+.2f} at {row['worst_check_steps']:,.0f}"
+
+
 def format_return(row: dict[str, Any]) -> str:
     return "" if row["median_final_return"] is None else f"{row['median_final_return']:.1f}"
 
@@ -143,7 +183,11 @@ def _markdown(rows: list[dict[str, Any]], commands: list[str]) -> str:
         "seeds), and the range (best – worst). A run that never got there counts as its budget, so `> N` marks a "
         "figure that this makes a lower bound. `n/a`: records made before the stays-solved metric stopped at their "
         "first pass; they cannot claim to have stayed solved, nor be said not to have. Speed-up: stock median / "
-        "+dyna median.", 112, break_on_hyphens=False), ""]  # fmt: skip
+        "+dyna median. Wall vs stock: median wall seconds of +dyna / of stock (each run ends once solved and stayed "
+        "solved, or at its budget). Worst check vs stock: the lowest, over the checks both have, of the median "
+        "+dyna return minus the median stock return, in units of the threshold's distance from a random policy's "
+        "return (>= -0.10: no harm done), and the real steps where it was.",
+        112, break_on_hyphens=False), ""]  # fmt: skip
     for env in sorted({r["env"] for r in rows}):
         env_rows = [r for r in rows if r["env"] == env]
         threshold = env_rows[0]["threshold"]
@@ -155,11 +199,12 @@ def _markdown(rows: list[dict[str, Any]], commands: list[str]) -> str:
                 cells = format_figures(r, prefix)
                 lines.append(f"| {r['algo']} | {name} | {cells['solved']} | {cells['median']} | {cells['iqm']} | "
                              f"{cells['range']} | {format_speedup(r, prefix)} |")  # fmt: skip
-        lines += ["", "| algo | runs | median final return | median wall (s) | imagined steps (median) | "
-                  "reward/termination |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| algo | runs | median final return | median wall (s) | wall vs stock | worst check vs stock "
+                  "| imagined steps (median) | reward/termination |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in env_rows:
             lines.append(f"| {r['algo']} | {r['runs']} | {format_return(r)} | {r['median_wall_seconds']:.0f} | "
-                         f"{r['median_imagined_steps']:,.0f} | {r['reward_termination']} |")  # fmt: skip
+                         f"{format_ratio(r)} | {format_margin(r)} | {r['median_imagined_steps']:,.0f} | "
+                         f"{r['reward_termination']} |")  # fmt: skip
         lines.append("")
     lines.append("![eval return vs real steps](curves.png)")
     return "\n".join(lines) + "\n"
