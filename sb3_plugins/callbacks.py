@@ -57,11 +57,13 @@ class DynaCallback(BaseCallback):
       the model is refitted, and the agent runs ``dream_rollouts`` extra rounds of its own ``collect_rollouts`` +
       ``train()`` on a :class:`DreamVecEnv` of ``dream_envs`` envs started at real states (uncertainty cutoff on),
       so its optimiser, schedules and logger are the stock ones.
-    - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at its
-      own gradient steps per real step: SB3 waits for enough data, and the imagined branches are that data.
+    - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at the
+      rate it trains at afterwards: SB3 waits for enough data, and the imagined branches are that data.
     - DQN syncs its target network by env steps: its extra (imagined) gradient steps run between real rollouts in
-      pieces of its own gradient steps per target sync, with a sync after each, so that ``utd_ratio`` buys
-      Bellman backups and not more steps towards one frozen target.
+      pieces of as many steps as the stock agent takes towards one target, with a sync after each, so that
+      ``utd_ratio`` buys Bellman backups and not more steps towards one frozen target.
+    - When ``learn`` ends, an off-policy agent gets back its own ``gradient_steps`` and all-real batches: a later
+      plain ``learn()`` trains the stock agent.
     - Do no harm (:mod:`sb3_plugins.model_trust`): every refit measures the model's holdout error (1 - R^2 of the
       observation change and of the learned reward) and scales the imagined share of the updates by a trust in
       [0, 1]: the imagined fraction of batches and the extra gradient steps (off-policy), the dream rounds
@@ -193,6 +195,7 @@ class DynaCallback(BaseCallback):
         self._steps_since_fit = 0
         self._pre_start_steps = 0
         self._dqn_extra_steps = 0  # DQN: imagined gradient steps per rollout beyond the agent's own
+        self._dqn_steps_since_sync = 0
         self._rng = np.random.default_rng(seed)
         self._torch_generator: torch.Generator | None = None
 
@@ -237,19 +240,34 @@ class DynaCallback(BaseCallback):
             self._horizon_schedule = _check_horizon(10 if self._off_policy else 100)
         self._box_actions = isinstance(algo.action_space, spaces.Box)
         if self._off_policy:
-            if isinstance(algo.replay_buffer, MixedReplayBuffer):  # a second learn() call: keep what was imagined
-                self._imagined = algo.replay_buffer.imagined
-                if not hasattr(self, "_own_gradient_steps"):
-                    self._own_gradient_steps = algo.gradient_steps
-                return
-            real_buffer = algo.replay_buffer
-            self._imagined = ImaginedReplay(
-                self.imagined_capacity, self.ensemble.obs_dim, real_buffer.actions.shape[2:],
-                torch.as_tensor(real_buffer.actions[:1]).dtype, algo.device, seed=int(self._rng.integers(2**62)),
-            )  # fmt: skip
-            algo.replay_buffer = MixedReplayBuffer(real_buffer, self._imagined, self.real_ratio, algo.gamma)
-            self._own_gradient_steps = algo.gradient_steps
+            if isinstance(algo.replay_buffer, MixedReplayBuffer):
+                mixed = algo.replay_buffer
+                # The agent's own gradient steps were kept where the first callback found them: the agent's
+                # attribute may still hold a callback's scaled value.
+                own = mixed.own_gradient_steps
+                self._own_gradient_steps = algo.gradient_steps if own is None else own
+                if getattr(self, "_imagined", None) is not mixed.imagined:
+                    # another callback's imagination came from another model: start afresh, at this one's capacity
+                    mixed.imagined = self._new_imagined_replay(mixed.real)
+                self._imagined = mixed.imagined  # a second learn() call of this callback keeps what it imagined
+            else:
+                self._own_gradient_steps = algo.gradient_steps
+                self._imagined = self._new_imagined_replay(algo.replay_buffer)
+                algo.replay_buffer = MixedReplayBuffer(algo.replay_buffer, self._imagined, self.real_ratio, algo.gamma)
+                algo.replay_buffer.own_gradient_steps = self._own_gradient_steps
             self._apply_trust(self.trust)
+
+    def _new_imagined_replay(self, real_buffer: Any) -> ImaginedReplay:
+        return ImaginedReplay(
+            self.imagined_capacity, self.ensemble.obs_dim, real_buffer.actions.shape[2:],
+            torch.as_tensor(real_buffer.actions[:1]).dtype, self.model.device, seed=int(self._rng.integers(2**62)),
+        )  # fmt: skip
+
+    def _on_training_end(self) -> None:
+        # A later plain learn() trains the stock agent: its own gradient steps, real batches only.
+        if self._off_policy:
+            self.model.gradient_steps = self._own_gradient_steps
+            self.model.replay_buffer.real_ratio = 1.0
 
     def _on_training_start(self) -> None:
         self._prev_obs = np.array(self.model._last_obs, copy=True)  # SB3 keeps the first observation only there
@@ -362,8 +380,8 @@ class DynaCallback(BaseCallback):
     def _train_before_learning_starts(self) -> None:
         """SB3 starts an off-policy agent's updates after ``learning_starts`` real steps (rl-zoo's CartPole DQN:
         1,000), to have enough data first; the imagined branches are that data, so the agent trains on them from
-        the first fit on, at its own rate of gradient steps per real step (its actions stay uniform random until
-        ``learning_starts``, as SB3 does)."""
+        the first fit on, at the rate it trains at after ``learning_starts`` (``utd_ratio`` scaled by the trust; its
+        actions stay uniform random until ``learning_starts``, as SB3 does)."""
         algo: OffPolicyAlgorithm = self.model
         since, self._pre_start_steps = algo.num_timesteps - self._pre_start_steps, algo.num_timesteps
         if algo.num_timesteps > algo.learning_starts or since <= 0:
@@ -385,20 +403,34 @@ class DynaCallback(BaseCallback):
     def _train_agent(self, gradient_steps: int) -> None:
         """``gradient_steps`` of the agent's own ``train()``. DQN syncs its target network by env steps, so a burst
         of extra gradient steps between two real steps would all chase one frozen target (one Bellman backup per
-        rollout, however many steps): the burst is cut into pieces of the agent's own gradient steps per target
-        sync (rl-zoo's CartPole DQN: 0.5 per env step x 10 env steps = 5), with a sync after each."""
+        rollout, however many steps): the extra steps are cut into pieces of as many gradient steps as the stock
+        agent takes towards one target, with a sync after each whole piece (a part piece carries over)."""
         algo = self.model
         if not isinstance(algo, DQN):
             algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
             return
-        per_env_step = 1.0
-        if algo.train_freq.unit.value == "step" and self._own_gradient_steps > 0:
-            per_env_step = self._own_gradient_steps / (algo.train_freq.frequency * algo.n_envs)
-        piece = max(1, int(round(per_env_step * algo.target_update_interval)))
-        for start in range(0, gradient_steps, piece):
-            algo.train(gradient_steps=min(piece, gradient_steps - start), batch_size=algo.batch_size)
-            polyak_update(algo.q_net.parameters(), algo.q_net_target.parameters(), algo.tau)
-            polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
+        piece = self._dqn_steps_per_target()
+        while gradient_steps > 0:
+            steps = min(piece - self._dqn_steps_since_sync, gradient_steps)
+            algo.train(gradient_steps=steps, batch_size=algo.batch_size)
+            gradient_steps -= steps
+            self._dqn_steps_since_sync += steps
+            if self._dqn_steps_since_sync >= piece:
+                polyak_update(algo.q_net.parameters(), algo.q_net_target.parameters(), algo.tau)
+                polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
+                self._dqn_steps_since_sync = 0
+
+    def _dqn_steps_per_target(self) -> int:
+        """Gradient steps the stock DQN takes towards one target: its burst per rollout when it syncs more often
+        than it trains (rl-zoo's CartPole: 128 steps after 256 env steps, a sync every 10), else its steps per env
+        step times the env steps between syncs (SB3's default: 0.25 x 10,000 = 2,500)."""
+        algo = self.model
+        own = self._own_gradient_steps
+        if algo.train_freq.unit.value != "step":  # rollouts of whole episodes: one step per env step, as SB3's -1
+            return max(1, algo.target_update_interval)
+        per_rollout = algo.train_freq.frequency * algo.n_envs if own < 0 else own
+        per_env_step = per_rollout / (algo.train_freq.frequency * algo.n_envs)
+        return max(1, per_rollout, int(round(per_env_step * algo.target_update_interval)))
 
     def _branch_rollouts(self) -> None:
         algo = self.model

@@ -14,10 +14,13 @@ the agent's own, the number of on-policy dream rounds. With no trust the agent t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from dream_envs.checks import is_number
 
 __all__ = ["ModelTrust", "TRUSTED_ERROR", "UNTRUSTED_ERROR", "model_trust"]
 
@@ -55,20 +58,28 @@ def model_trust(
 
     :param obs_errors: ``(obs_dim,)`` holdout 1 - R^2 of each observation dim's predicted change; empty when
         nothing was held out (full trust: there is nothing to judge by)
-    :param reward_error: holdout error of the reward on non-terminal rows (:attr:`~dream_envs.FitResult.reward_error`)
+    :param reward_error: holdout error of the reward on non-terminal rows (:attr:`~dream_envs.FitResult.reward_error`;
+        NaN, no such row held out, leaves the reward unjudged)
     :param reward_learned: whether the dream uses the model's reward (a known reward function ignores its error)
     :param trusted: error at or below which the trust is 1
     :param untrusted: error at or above which the trust is 0
     :return: a :class:`ModelTrust`
-    :raises ValueError: ``trusted >= untrusted``
+    :raises ValueError: ``trusted >= untrusted``, a bound that is not a finite number >= 0, errors that are not numbers
     """
-    if not 0 <= trusted < untrusted:
-        raise ValueError(f"need 0 <= trusted < untrusted, got trusted={trusted!r}, untrusted={untrusted!r}")
+    if not (is_number(trusted) and is_number(untrusted) and 0 <= trusted < untrusted < math.inf):
+        raise ValueError(f"need finite numbers 0 <= trusted < untrusted, got trusted={trusted!r}, "
+                         f"untrusted={untrusted!r}")  # fmt: skip
+    if not is_number(reward_error):
+        raise ValueError(f"reward_error must be a number (NaN: no non-terminal row held out), got {reward_error!r}")
+    if isinstance(obs_errors, (str, bytes)) or not hasattr(obs_errors, "__len__"):
+        raise ValueError(f"obs_errors must be a sequence of numbers, got {obs_errors!r}")
     errors = np.asarray(obs_errors, dtype=float)
     if errors.size == 0:
         return ModelTrust(1.0, float("nan"), float("nan"), "no holdout to judge the model by: used as configured")
     reward_error = float(reward_error) if reward_learned else 0.0
-    if not (np.isfinite(errors).all() and np.isfinite(reward_error)):  # the fit diverged
+    if math.isnan(reward_error):  # no non-terminal row held out: the reward cannot be judged, the dynamics can
+        reward_error = 0.0
+    if not (np.isfinite(errors).all() and math.isfinite(reward_error)):  # the fit diverged
         return ModelTrust(0.0, float("nan"), float("nan"), "the model's holdout error is not finite: not used")
     obs_error = float(errors.mean())
     worst, what = (obs_error, "observation") if obs_error >= reward_error else (reward_error, "reward")

@@ -103,6 +103,7 @@ class MixedReplayBuffer:
         self.imagined = imagined
         self.real_ratio = float(real_ratio)
         self.gamma = float(gamma)
+        self.own_gradient_steps = None  # the agent's gradient_steps before DynaCallback scaled them
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_real = batch_size if len(self.imagined) == 0 else int(round(self.real_ratio * batch_size))
@@ -123,6 +124,7 @@ class MixedReplayBuffer:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this class does not define: everything else is the real buffer's.
-        if name in ("real", "imagined", "real_ratio", "gamma"):  # not set yet (e.g. while unpickling)
+        # not set yet (e.g. while unpickling)
+        if name in ("real", "imagined", "real_ratio", "gamma", "own_gradient_steps"):
             raise AttributeError(name)
         return getattr(self.real, name)

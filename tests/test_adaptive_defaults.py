@@ -5,7 +5,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
@@ -88,7 +88,8 @@ def test_a_sparse_terminal_reward_is_left_to_the_termination_head_and_a_dense_on
         ([0.01, 0.02, 0.9], False, 1.0, "full trust"),  # a known reward: its model column plays no part
         ([float("nan")], True, 1.0, "no holdout"),
         ([0.1, float("nan"), 0.1], True, 0.0, "not finite"),
-        ([0.1, 0.1, float("nan")], True, 0.0, "not finite"),
+        ([0.1, 0.1, float("nan")], True, 1.0, "full trust"),  # no non-terminal row held out: reward unjudged
+        ([0.1, float("inf"), float("nan")], True, 0.0, "not finite"),
     ],
 )
 def test_the_trust_in_a_model_falls_linearly_with_its_worse_holdout_error(errors, reward_learned, trust, what):
@@ -121,45 +122,69 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
     assert "leaning on real data" in dyna.trust_reason
     agent.logger.dump(agent.num_timesteps)
     assert capture.values["dyna/model_trust"] == 0.0 and capture.values["dyna/real_ratio"] == 1.0
+    assert capture.values["dyna/gradient_steps"] == 1
     trusting = DynaCallback(**_SMALL, utd_ratio=10, trust_errors=None)
     agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=1, seed=0,
                 device="cpu")  # fmt: skip
+    agent.set_logger(Logger(None, [capture]))
     agent.learn(250, callback=trusting)
+    agent.logger.dump(agent.num_timesteps)
     assert trusting.trust == 1.0 and trusting.imagined_steps > 0
     # utd 10 x 4 real steps = 40 a rollout: DQN's own 1, and 39 more that the callback runs between target syncs
-    assert agent.replay_buffer.real_ratio == 0.5 and agent.gradient_steps == 1 and trusting._dqn_extra_steps == 39
+    assert capture.values["dyna/real_ratio"] == 0.5 and capture.values["dyna/gradient_steps"] == 40
+    assert trusting._dqn_extra_steps == 39
+    # once learn() ends the agent is the stock one again: its own gradient steps, all-real batches
+    assert agent.gradient_steps == 1 and agent.replay_buffer.real_ratio == 1.0
 
 
-def test_dqn_extra_gradient_steps_are_cut_into_pieces_between_target_syncs():
-    # DQN syncs its target by env steps: 2 gradient steps per 4 env steps, a sync every 10 env steps -> 5 gradient
-    # steps per sync. A utd of 4 makes 16 steps a rollout: the stock 2, and 14 in pieces of 5, 5 and 4.
-    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=2,
-                target_update_interval=10, seed=0, device="cpu")  # fmt: skip
-    calls, syncs = [], []
-    original = agent.train
+def test_a_new_callback_on_an_agent_that_had_one_starts_from_the_agents_own_settings():
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, seed=0, device="cpu")
+    first = DynaCallback(**_SMALL, trust_errors=None)
+    agent.learn(210, callback=first)
+    old_imagined = agent.replay_buffer.imagined
+    assert len(old_imagined) > 0 and agent.gradient_steps == 1
+    second = DynaCallback(**{**_SMALL, "imagined_capacity": 500}, utd_ratio=None, trust_errors=None)
+    agent.learn(50, callback=second, reset_num_timesteps=False)
+    assert second._own_gradient_steps == 1 and agent.gradient_steps == 1
+    # the other model's imagination is not this one's: a fresh replay at this callback's capacity
+    assert agent.replay_buffer.imagined is not old_imagined and agent.replay_buffer.imagined.capacity == 500
+    # the same callback's second learn() keeps what it imagined
+    kept = agent.replay_buffer.imagined
+    agent.learn(10, callback=second, reset_num_timesteps=False)
+    assert agent.replay_buffer.imagined is kept
 
-    def train(gradient_steps, batch_size=100):
-        calls.append(gradient_steps)
-        original(gradient_steps, batch_size)
 
-    agent.train = train
+def test_dqn_extra_gradient_steps_are_cut_into_pieces_between_target_syncs(monkeypatch):
+    # 6 gradient steps per 4 env steps, a sync every 4 env steps: the stock agent takes 6 steps towards each target
+    agent = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, train_freq=4, gradient_steps=6,
+                target_update_interval=4, seed=0, device="cpu")  # fmt: skip
+    dyna = DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None)
+    agent.learn(120, callback=dyna)
+    assert dyna._dqn_extra_steps == 10  # utd 4 x 4 env steps = 16 a rollout: the stock 6, and 10 more
     import sb3_plugins.callbacks as callbacks
 
-    real_polyak = callbacks.polyak_update
+    calls, syncs = [], []
+    monkeypatch.setattr(agent, "train", lambda gradient_steps, batch_size: calls.append(gradient_steps))
+    monkeypatch.setattr(callbacks, "polyak_update", lambda *args: syncs.append(sum(calls)))
+    dyna._dqn_steps_since_sync = 0
+    dyna._train_agent(10)
+    dyna._train_agent(10)
+    # a sync after each whole piece of 6 (weights, then batch-norm statistics); a part piece carries over
+    assert calls == [6, 4, 2, 6, 2] and syncs == [6, 6, 12, 12, 18, 18]
 
-    def polyak(params, target_params, tau):
-        syncs.append(len(calls))
-        real_polyak(params, target_params, tau)
 
-    callbacks.polyak_update = polyak
-    try:
-        agent.learn(160, callback=DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None))
-    finally:
-        callbacks.polyak_update = real_polyak
-    # before learning_starts nothing trains (the first fit is at 100); after it, every rollout: 5, 5, 4, then 2
-    tail = calls[-8:]
-    assert tail == [5, 5, 4, 2, 5, 5, 4, 2], calls
-    assert syncs  # a sync after each piece (two polyak calls: weights and batch-norm statistics)
+def test_dqn_steps_per_target_follow_the_agents_own_settings():
+    zoo = DQN("MlpPolicy", gym.make("CartPole-v1"), train_freq=256, gradient_steps=128, target_update_interval=10,
+              device="cpu")  # fmt: skip
+    zoo.set_logger(Logger(None, []))
+    dyna = DynaCallback(**_SMALL)
+    dyna.init_callback(zoo)
+    assert dyna._dqn_steps_per_target() == 128  # rl-zoo's CartPole: one burst of 128 towards each target
+    default = DQN("MlpPolicy", gym.make("CartPole-v1"), device="cpu")  # 1 step per 4 env steps, sync every 10,000
+    default.set_logger(Logger(None, []))
+    dyna = DynaCallback(**_SMALL)
+    dyna.init_callback(default)
+    assert dyna._dqn_steps_per_target() == 2_500
 
 
 def test_an_untrusted_model_gives_an_on_policy_agent_no_dream_rounds():
