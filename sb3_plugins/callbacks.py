@@ -116,10 +116,10 @@ class DynaCallback(BaseCallback):
         from sb3_plugins import DynaCallback
 
         agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0)
-        dyna = DynaCallback(fit_kwargs={"max_epochs": 2}, ensemble_kwargs={"hidden_sizes": (32,)}, dream_envs=4,
-                            seed=0)
+        dyna = DynaCallback(model_train_freq=64, fit_kwargs={"max_epochs": 20}, ensemble_kwargs={"hidden_sizes": (32,)},
+                            dream_envs=4, seed=0)
         agent.learn(128, callback=dyna)
-        print(agent.num_timesteps, dyna.imagined_steps)  # 128 real steps, imagined ones counted apart
+        print(agent.num_timesteps, dyna.imagined_steps, dyna.trust_reason)  # 128 real steps; imagined ones apart
     """
 
     def __init__(
@@ -164,11 +164,13 @@ class DynaCallback(BaseCallback):
             raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
         self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)
         if trust_errors is not None:
+            if isinstance(trust_errors, np.ndarray):
+                trust_errors = tuple(trust_errors.tolist())
             if not (isinstance(trust_errors, (tuple, list)) and len(trust_errors) == 2
                     and all(is_number(e) and math.isfinite(e) for e in trust_errors)
                     and 0 <= trust_errors[0] < trust_errors[1]):  # fmt: skip
-                raise ValueError(f"trust_errors must be None or (trusted, untrusted) holdout errors with 0 <= trusted "
-                                 f"< untrusted, e.g. (0.1, 0.5); got {trust_errors!r}")  # fmt: skip
+                raise ValueError(f"trust_errors must be None or a pair (trusted, untrusted) of finite holdout errors "
+                                 f"with 0 <= trusted < untrusted, e.g. (0.1, 0.5); got {trust_errors!r}")  # fmt: skip
             trust_errors = (float(trust_errors[0]), float(trust_errors[1]))
         self.trust_errors = trust_errors
         check_threshold(uncertainty_threshold)

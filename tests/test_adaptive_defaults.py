@@ -235,3 +235,32 @@ class _Stopped(Exception):
 
 def _stop():
     raise _Stopped
+
+
+def test_edge_inputs_of_the_new_figures_get_clear_answers():
+    from sb3_plugins.benchmark.metrics import random_return
+    from sb3_plugins.benchmark.report import check_margin
+
+    run = {"curve": [[100, 10.0], [200, 20.0]]}
+    assert check_margin([], [run], 475.0, 22.0) is None and check_margin([run], [], 475.0, 22.0) is None
+    assert check_margin([run], [run], 22.0, 22.0) is None  # no distance between threshold and random
+    assert check_margin([run], [{"curve": [[100, float("nan")]]}], 475.0, 22.0) is None
+    assert check_margin([run], [run], None, 22.0) is None
+    for bad in (0, -3, True, 2.5):
+        with pytest.raises(ValueError, match="episodes must be a positive integer"):
+            random_return("CartPole-v1", episodes=bad)
+    with pytest.raises(ValueError, match="warm must be True or False, got 'no'"):
+        fit_schedule(100, warm="no")
+    with pytest.raises(ValueError, match="finite numbers 0 <= trusted < untrusted"):
+        model_trust([0.2], 0.0, True, 0.1, float("inf"))
+    with pytest.raises(ValueError, match="reward_error must be a number"):
+        model_trust([0.2], "0.3")
+    assert DynaCallback(trust_errors=np.array([0.1, 0.5])).trust_errors == (0.1, 0.5)
+
+
+def test_fit_takes_numpy_sizes_as_plain_ints():
+    env = gym.make("CartPole-v1")
+    buffer = TransitionBuffer.from_env(env).collect(env, 300, seed=0)
+    model = EnsembleDynamics(env.observation_space, env.action_space, hidden_sizes=(16,), seed=0, device="cpu")
+    result = model.fit(buffer, batch_size=np.int8(100), max_epochs=np.int64(2), seed=0)
+    assert result.batch_size == 100 and type(result.batch_size) is int and result.epochs <= 2

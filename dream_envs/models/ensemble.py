@@ -477,8 +477,9 @@ class EnsembleDynamics(nn.Module):
         :param max_epochs: upper bound on passes over the training split; ``None``: sized by
             :func:`~dream_envs.models.fit_schedule` from the data (4,000 gradient steps from initialised weights,
             1,000 when the model continues from fitted ones, at least 5 epochs)
-        :param batch_size: rows per member per gradient step; ``None``: ``clip(n_train // 16, 32, 256)``
-        :param learning_rate: Adam learning rate
+        :param batch_size: rows per member per gradient step; ``None``: ``clip(n_train // 16, 32, 256)``. Below 20
+            transitions nothing is held out: no early stopping, and the whole budget runs
+        :param learning_rate: AdamW learning rate
         :param weight_decay: decoupled weight decay (AdamW)
         :param holdout_ratio: fraction of rows held out for early stopping, elites and ``threshold="auto"``
         :param max_holdout: cap on held-out rows

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from dream_envs.checks import check_int
 
 __all__ = ["FitSchedule", "fit_schedule"]
@@ -39,7 +41,7 @@ class FitSchedule:
         from dream_envs.models import fit_schedule
 
         print(fit_schedule(225, warm=False))  # 32-row batches, 8 per epoch, up to 500 epochs
-        print(fit_schedule(90_000, warm=True))  # 256-row batches, 4 epochs
+        print(fit_schedule(90_000, warm=True))  # 256-row batches, 5 epochs (the floor: 1,760 gradient steps)
     """
 
     batch_size: int
@@ -67,8 +69,10 @@ def fit_schedule(
     :param warm_steps: gradient-step budget of a refit
     :param patience_steps: gradient steps without improvement before early stopping
     :return: a :class:`FitSchedule`
-    :raises ValueError: a count that is not a positive integer (named)
+    :raises ValueError: a count that is not a positive integer, or ``warm`` not a bool (named)
     """
+    if not isinstance(warm, (bool, np.bool_)):
+        raise ValueError(f"warm must be True or False, got {warm!r}")
     for name, value in (("n_train", n_train), ("cold_steps", cold_steps), ("warm_steps", warm_steps),
                         ("patience_steps", patience_steps)):  # fmt: skip
         check_int(name, value)

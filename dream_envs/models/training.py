@@ -100,6 +100,8 @@ def fit_ensemble(
 ) -> FitResult:
     """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
     _check_fit_args(model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
+    # plain ints from here on (a numpy int8 batch size would overflow in the slicing arithmetic)
+    max_epochs, batch_size, patience = (None if v is None else int(v) for v in (max_epochs, batch_size, patience))
     # Plain Python numbers: the calibration record goes into the model file, which loads with weights_only=True.
     uncertainty_horizon = check_int("uncertainty_horizon", uncertainty_horizon)
     if not (is_number(uncertainty_tolerance) and 0 < uncertainty_tolerance < math.inf):

@@ -136,6 +136,9 @@ def random_return(env_id: str, episodes: int = 20, seed: int = 0) -> float:
     """
     import gymnasium as gym
 
+    from dream_envs.checks import check_int
+
+    check_int("episodes", episodes)
     env = gym.make(env_id)
     env.action_space.seed(seed)
     total = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import textwrap
 import warnings
 from collections import defaultdict
@@ -107,16 +108,20 @@ def check_margin(dyna_runs: list[dict[str, Any]], stock_runs: list[dict[str, Any
     median ``+dyna`` return minus the median stock return (each run's last check at or before that step; a run
     that stopped once solved keeps its last value), in units of the threshold's distance from a random policy's
     return. Returns the worst (lowest) of them and its real steps; >= -0.1 meets issue 14's bar. ``None`` when the
-    curves share no check."""
+    curves share no check, or the threshold is missing or equal to the random return. Curves are in check order,
+    as the runner records them."""
+    scale = abs(threshold - random) if threshold is not None else math.nan
+    if not (dyna_runs and stock_runs and math.isfinite(scale) and scale > 0):
+        return None  # nothing to compare, or no distance to measure in
     grid, dyna, _, _ = _median_curve(dyna_runs)
     stock_grid, stock, _, _ = _median_curve(stock_runs)
     if not len(grid) or not len(stock_grid):
         return None
     index = np.searchsorted(stock_grid, grid, side="right") - 1
     shared = (index >= 0) & np.isfinite(dyna)
+    shared[shared] &= np.isfinite(stock[index[shared]])
     if not shared.any():
         return None
-    scale = max(abs(threshold - random), 1e-9)
     margins = (dyna[shared] - stock[index[shared]]) / scale
     worst = int(np.nanargmin(margins))
     return float(margins[worst]), float(grid[shared][worst])
