@@ -57,15 +57,17 @@ NOTES = """\
   its `learning_starts`, and scales the dream's share by its trust in the model (`sb3_plugins.model_trust`).
   Off-policy rows use DynaCallback's default `real_ratio` of 0.5 (half of every batch real).
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.
-- The `+dyna` rows were rerun with the calibrated uncertainty cutoff (docs/uncertainty.md; DynaCallback's default
-  `uncertainty_mode="truncate"`); of the stock rows only CartPole PPO was (by the README's main job: the same
-  first pass on every seed, and now its stays-solved figures). Against the previous cutoff's records (first pass, per
-  seed 0-4): CartPole ppo+dyna 752, 1,000, 504, 752, 1,000 -> 1,000, 752, 752, 1,000, 752 (median 752 both);
-  dqn+dyna 1,250, 1,500, 750, 2,250, > 5,000 -> 1,250, 1,500, 2,750, 1,500, 1,250 (median 1,500 both; 5/5 solved,
-  was 4/5); Acrobot ppo+dyna 1,000, 504, 504, 504, 504 -> 504 on every seed; Pendulum sac+dyna 1,000, 800, 1,000,
-  1,400, 2,400 -> 800, 800, 1,200, 1,400, 2,000 (median 1,000 -> 1,200, one check; IQM 1,133 both; worst 2,400 ->
-  2,000). The rerun runs go 2 checks past their first pass (stays solved), so their wall times and imagined steps
-  are not comparable with the earlier records'.
+- Issue 14 reran every `+dyna` row with `DynaCallback()` and no arguments on the stock rows (the per-env `_DYNA`
+  table is gone); the stock rows are the earlier records (same settings, same protocol; records from before the
+  stays-solved metric that stopped at their first pass show `n/a` there). Against the tuned rows' records
+  (stays solved, seeds 0-4): CartPole ppo+dyna 1,000, 752, 752, 1,000, 752 -> 1,256, 752, 752, 752, 1,000 (median
+  752 both; the tuned fit is gone, the fit schedule does as well); Acrobot ppo+dyna, now on rl-zoo's own 16 x 256
+  rollouts (the tuned row used 8 x 32), 504, 504, 1,256, 504, 504 -> 256 on every seed (dream updates go by real
+  steps, mid-rollout); Pendulum sac+dyna 800, 800, 1,800, 1,800, 2,400 -> 800, 600, 800, 1,000, 1,600 (median
+  1,800 -> 800). CartPole dqn+dyna on rl-zoo's settings (learning_starts 1,000, train_freq 256, exploration over
+  8,000 steps) passes early (250 real steps on seed 0, trained on the dream before learning_starts) but does not
+  stay solved: its checks swing between 50 and 500 (see the curves); the tuned row (learning from the 250th step,
+  every step, exploring over 500) stayed solved on 4 of 5 seeds.
 - Acrobot: the first model fits see no terminal transition (the reward is always -1), so the dream's only signal is
   where its uncertainty cutoff truncates an episode; bootstrapping from the value of never-seen, high-energy states
   works as an exploration bonus.
