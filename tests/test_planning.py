@@ -317,8 +317,9 @@ def test_a_given_optimizer_must_plan_the_decisions_of_the_horizon(cartpole_model
 def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
     from stable_baselines3.common.logger import configure
 
+    # without the terminal value, whose fit tests/test_value.py covers (it takes minutes on 400 transitions)
     agent = MPCAgent("Pendulum-v1", horizon=6, action_repeat=2, population=32, iterations=2, particles=4,
-                     learning_starts=100, train_freq=100,
+                     learning_starts=100, train_freq=100, terminal_value=False,
                      ensemble_kwargs={"ensemble_size": 4, "num_elites": 4, "hidden_sizes": (32,)},
                      fit_kwargs={"max_epochs": 2}, seed=0)  # fmt: skip
     agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
@@ -367,7 +368,7 @@ def test_mpc_agent_arguments_are_checked(kwargs, message):
 @pytest.mark.parametrize("beta, low, high", [(0.0, -0.25, 0.25), (2.0, 0.8, 1.0)])
 def test_random_phase_actions_are_uniform_over_the_bounds_and_coloured_by_beta(beta, low, high):
     agent = MPCAgent("Pendulum-v1", horizon=2, population=8, iterations=1, particles=4, learning_starts=300,
-                     random_noise_beta=beta, ensemble_kwargs={"ensemble_size": 4, "num_elites": 4,
+                     random_noise_beta=beta, terminal_value=False, ensemble_kwargs={"ensemble_size": 4, "num_elites": 4,
                                                              "hidden_sizes": (8,)},
                      fit_kwargs={"max_epochs": 1}, seed=0)  # fmt: skip
     agent.learn(300)
