@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from typing import Any
@@ -19,12 +18,12 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import polyak_update
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
-from dream_envs.checks import check_int, is_number
+from dream_envs.checks import check_int
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.task_functions import TaskFn
 from sb3_plugins.dream_vec_env import DreamVecEnv
-from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust
+from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust, valid_trust_bounds
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
 
 __all__ = ["DynaCallback"]
@@ -167,8 +166,7 @@ class DynaCallback(BaseCallback):
             if isinstance(trust_errors, np.ndarray):
                 trust_errors = tuple(trust_errors.tolist())
             if not (isinstance(trust_errors, (tuple, list)) and len(trust_errors) == 2
-                    and all(is_number(e) and math.isfinite(e) for e in trust_errors)
-                    and 0 <= trust_errors[0] < trust_errors[1]):  # fmt: skip
+                    and valid_trust_bounds(*trust_errors)):  # fmt: skip
                 raise ValueError(f"trust_errors must be None or a pair (trusted, untrusted) of finite holdout errors "
                                  f"with 0 <= trusted < untrusted, e.g. (0.1, 0.5); got {trust_errors!r}")  # fmt: skip
             trust_errors = (float(trust_errors[0]), float(trust_errors[1]))
@@ -344,9 +342,7 @@ class DynaCallback(BaseCallback):
             algo.replay_buffer.real_ratio = real_ratio
             if self.utd_ratio is not None:
                 dyna_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
-                own = self._own_gradient_steps
-                if own < 0:  # SB3's -1: as many gradient steps as env steps collected
-                    own = algo.train_freq.frequency * algo.n_envs
+                own = self._own_steps_per_rollout()
                 total = int(round(own + (dyna_steps - own) * self.trust))
                 if isinstance(algo, DQN):  # the extra steps run in _on_rollout_end, between target syncs
                     self._dqn_extra_steps = max(0, total - own)
@@ -422,15 +418,20 @@ class DynaCallback(BaseCallback):
                 polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
                 self._dqn_steps_since_sync = 0
 
+    def _own_steps_per_rollout(self) -> int:
+        """The agent's own gradient steps per rollout of ``train_freq`` (SB3's -1: as many as env steps collected)."""
+        algo = self.model
+        own = self._own_gradient_steps
+        return algo.train_freq.frequency * algo.n_envs if own < 0 else own
+
     def _dqn_steps_per_target(self) -> int:
         """Gradient steps the stock DQN takes towards one target: its burst per rollout when it syncs more often
         than it trains (rl-zoo's CartPole: 128 steps after 256 env steps, a sync every 10), else its steps per env
         step times the env steps between syncs (SB3's default: 0.25 x 10,000 = 2,500)."""
         algo = self.model
-        own = self._own_gradient_steps
         if algo.train_freq.unit.value != "step":  # rollouts of whole episodes: one step per env step, as SB3's -1
             return max(1, algo.target_update_interval)
-        per_rollout = algo.train_freq.frequency * algo.n_envs if own < 0 else own
+        per_rollout = self._own_steps_per_rollout()
         per_env_step = per_rollout / (algo.train_freq.frequency * algo.n_envs)
         return max(1, per_rollout, int(round(per_env_step * algo.target_update_interval)))
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from dream_envs.checks import is_number
 
-__all__ = ["ModelTrust", "TRUSTED_ERROR", "UNTRUSTED_ERROR", "model_trust"]
+__all__ = ["ModelTrust", "TRUSTED_ERROR", "UNTRUSTED_ERROR", "model_trust", "valid_trust_bounds"]
 
 TRUSTED_ERROR = 0.1  # holdout 1 - R^2 at or below which the model is fully trusted
 UNTRUSTED_ERROR = 0.5  # ... at or above which it is not used at all
@@ -50,6 +50,11 @@ class ModelTrust:
     reason: str
 
 
+def valid_trust_bounds(trusted: object, untrusted: object) -> bool:
+    """Whether ``(trusted, untrusted)`` are finite numbers with ``0 <= trusted < untrusted``."""
+    return is_number(trusted) and is_number(untrusted) and 0 <= trusted < untrusted < math.inf
+
+
 def model_trust(
     obs_errors: Sequence[float], reward_error: float, reward_learned: bool = True, trusted: float = TRUSTED_ERROR,
     untrusted: float = UNTRUSTED_ERROR,
@@ -66,7 +71,7 @@ def model_trust(
     :return: a :class:`ModelTrust`
     :raises ValueError: ``trusted >= untrusted``, a bound that is not a finite number >= 0, errors that are not numbers
     """
-    if not (is_number(trusted) and is_number(untrusted) and 0 <= trusted < untrusted < math.inf):
+    if not valid_trust_bounds(trusted, untrusted):
         raise ValueError(f"need finite numbers 0 <= trusted < untrusted, got trusted={trusted!r}, "
                          f"untrusted={untrusted!r}")  # fmt: skip
     if not is_number(reward_error):

@@ -56,6 +56,7 @@ def fit_schedule(
     cold_steps: int = COLD_STEPS,
     warm_steps: int = WARM_STEPS,
     patience_steps: int = PATIENCE_STEPS,
+    batch_size: int | None = None,
 ) -> FitSchedule:
     """The batch size, epoch cap and patience of a fit on ``n_train`` training rows.
 
@@ -68,6 +69,7 @@ def fit_schedule(
     :param cold_steps: gradient-step budget of a fit from initialised weights
     :param warm_steps: gradient-step budget of a refit
     :param patience_steps: gradient steps without improvement before early stopping
+    :param batch_size: a batch size the caller fixed (``None``: the rule above); the epochs are sized for it
     :return: a :class:`FitSchedule`
     :raises ValueError: a count that is not a positive integer, or ``warm`` not a bool (named)
     """
@@ -76,7 +78,10 @@ def fit_schedule(
     for name, value in (("n_train", n_train), ("cold_steps", cold_steps), ("warm_steps", warm_steps),
                         ("patience_steps", patience_steps)):  # fmt: skip
         check_int(name, value)
-    batch = min(MAX_BATCH, max(MIN_BATCH, n_train // MIN_BATCHES_PER_EPOCH))
+    if batch_size is None:
+        batch = min(MAX_BATCH, max(MIN_BATCH, n_train // MIN_BATCHES_PER_EPOCH))
+    else:
+        batch = check_int("batch_size", batch_size)
     per_epoch = math.ceil(n_train / batch)
     budget = warm_steps if warm else cold_steps
     max_epochs = max(MIN_EPOCHS, math.ceil(budget / per_epoch))

@@ -14,7 +14,7 @@ from torch import nn
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.checks import check_int, is_number
 from dream_envs.models.calibration import CutoffCalibration, CutoffCalibrationWarning, choose_threshold, cutoff_scores
-from dream_envs.models.fit_schedule import COLD_STEPS, MIN_EPOCHS, PATIENCE_STEPS, WARM_STEPS, fit_schedule
+from dream_envs.models.fit_schedule import fit_schedule
 from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 
 if TYPE_CHECKING:
@@ -99,9 +99,10 @@ def fit_ensemble(
     uncertainty_horizon: int,
 ) -> FitResult:
     """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
-    _check_fit_args(model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience)
     # plain ints from here on (a numpy int8 batch size would overflow in the slicing arithmetic)
-    max_epochs, batch_size, patience = (None if v is None else int(v) for v in (max_epochs, batch_size, patience))
+    max_epochs, batch_size, patience = _check_fit_args(
+        model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience
+    )
     # Plain Python numbers: the calibration record goes into the model file, which loads with weights_only=True.
     uncertainty_horizon = check_int("uncertainty_horizon", uncertainty_horizon)
     if not (is_number(uncertainty_tolerance) and 0 < uncertainty_tolerance < math.inf):
@@ -135,15 +136,11 @@ def fit_ensemble(
     train_idx = torch.as_tensor(rest, dtype=torch.long, device=model.device)
     n_train = len(train_idx)
     warm = bool(model.fitted)
-    if None in (max_epochs, batch_size, patience):
-        schedule = fit_schedule(max(n_train, 1), warm=warm)
-        batch_size = schedule.batch_size if batch_size is None else batch_size
-        per_epoch = math.ceil(n_train / batch_size)
-        if max_epochs is None:  # the budget is in gradient steps, whatever the batch size
-            budget = WARM_STEPS if warm else COLD_STEPS
-            max_epochs = max(MIN_EPOCHS, math.ceil(budget / per_epoch))
-        if patience is None:
-            patience = max(MIN_EPOCHS, math.ceil(PATIENCE_STEPS / per_epoch))
+    if None in (max_epochs, batch_size, patience):  # sized in gradient steps, for whatever batch size is used
+        schedule = fit_schedule(max(n_train, 1), warm=warm, batch_size=batch_size)
+        batch_size = schedule.batch_size
+        max_epochs = schedule.max_epochs if max_epochs is None else max_epochs
+        patience = schedule.patience if patience is None else patience
 
     with torch.no_grad():
         model.in_mean.copy_(x_raw[train_idx].mean(0))
@@ -292,7 +289,9 @@ def _holdout_split(
 
 def _check_fit_args(
     model: EnsembleDynamics, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience
-) -> None:
+) -> tuple[int | None, int | None, int | None]:
+    """Check the fit's arguments (naming the offending one); return ``max_epochs``, ``batch_size`` and ``patience``
+    as plain ints (``None`` stays: sized from the data)."""
     if not isinstance(buffer, TransitionBuffer):
         raise TypeError(f"fit expects a TransitionBuffer, got {type(buffer).__name__}")
     if buffer.observation_space.shape != model.observation_space.shape or not spaces_equal(
@@ -304,13 +303,14 @@ def _check_fit_args(
         )
     if len(buffer) < 2:
         raise ValueError(f"fit needs at least 2 transitions, the buffer holds {len(buffer)}")
-    for name, value in (("max_epochs", max_epochs), ("batch_size", batch_size), ("patience", patience)):
-        if value is not None:  # None: sized from the data (fit_schedule)
-            check_int(name, value)
+    # None: sized from the data (fit_schedule)
+    sizes = {"max_epochs": max_epochs, "batch_size": batch_size, "patience": patience}
+    checked = tuple(None if value is None else check_int(name, value) for name, value in sizes.items())
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
     if not 0.0 <= holdout_ratio < 1.0:
         raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio!r}")
+    return checked
 
 
 def _raw_inputs(model: EnsembleDynamics, obs: np.ndarray, action: np.ndarray) -> torch.Tensor:

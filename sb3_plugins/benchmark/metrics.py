@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dream_envs.checks import check_int
 from sb3_plugins.benchmark.runner import STAY
 from sb3_plugins.evaluation import first_streak
 
@@ -135,8 +136,6 @@ def random_return(env_id: str, episodes: int = 20, seed: int = 0) -> float:
         print(random_return("CartPole-v1"))  # about 22
     """
     import gymnasium as gym
-
-    from dream_envs.checks import check_int
 
     check_int("episodes", episodes)
     env = gym.make(env_id)
