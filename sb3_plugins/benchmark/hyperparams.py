@@ -78,6 +78,15 @@ _ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("Pendulum-v1", "ppo"): {"n_envs": 4, "agent": {
         "n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0, "learning_rate": 1e-3,
         "clip_range": 0.2, "use_sde": True, "sde_sample_freq": 4}},
+    ("MountainCarContinuous-v0", "sac"): {"n_envs": 1, "agent": {
+        "learning_rate": 3e-4, "buffer_size": 50_000, "batch_size": 512, "ent_coef": 0.1, "train_freq": 32,
+        "gradient_steps": 32, "gamma": 0.9999, "tau": 0.01, "learning_starts": 0, "use_sde": True,
+        "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]}}},
+    # rl-zoo's MuJoCo defaults (HalfCheetah, Hopper, Walker2d, Ant): SB3's SAC with 10,000 random steps first. It has
+    # no entry for gymnasium's InvertedPendulum, InvertedDoublePendulum or Reacher: those run SB3's defaults.
+    ("HalfCheetah-v5", "sac"): {"n_envs": 1, "agent": {"learning_starts": 10_000}},
+    ("Hopper-v5", "sac"): {"n_envs": 1, "agent": {"learning_starts": 10_000}},
+    ("Walker2d-v5", "sac"): {"n_envs": 1, "agent": {"learning_starts": 10_000}},
 }  # fmt: skip
 
 # dream-envs' own agents, per env; "agent" holds constructor arguments. Keys missing here take the class defaults.
