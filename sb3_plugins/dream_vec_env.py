@@ -11,7 +11,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, seed_int, seeded_generator
 from dream_envs.envs.imagination import Imagination
 from dream_envs.models.task_functions import TaskFn
 
@@ -99,8 +99,7 @@ class DreamVecEnv(VecEnv):
         self.uncertainty_mode = self.imagination.uncertainty_mode
         super().__init__(int(n_envs), model.observation_space, model.action_space)
         device = model.device
-        self._generator = torch.Generator(device=device)
-        self._generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self._generator = seeded_generator(seed, device)
         self._state = torch.zeros((self.num_envs, model.obs_dim), device=device)  # (N, obs_dim)
         self._episode_steps = torch.zeros(self.num_envs, dtype=torch.long, device=device)  # (N,)
         self._recent = self.imagination.no_history(self.num_envs)  # (N, window) each episode's last disagreements
@@ -200,7 +199,7 @@ class DreamVecEnv(VecEnv):
     def seed(self, seed: int | None = None) -> Sequence[None | int]:
         """Seed the next ``reset()`` (SB3 semantics: env ``i`` gets ``seed + i``)."""
         if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
+            seed = seed_int()
         self._seeds = [seed + i for i in range(self.num_envs)]
         return self._seeds
 

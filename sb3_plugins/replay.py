@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from dream_envs.checks import seeded_generator
 
 __all__ = ["ImaginedReplay", "MixedReplayBuffer"]
 
@@ -49,8 +50,7 @@ class ImaginedReplay:
         self.next_obs = torch.zeros((self.capacity, obs_dim), device=self.device)
         self.dones = torch.zeros((self.capacity, 1), device=self.device)
         self.pos, self.size = 0, 0
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self._generator = seeded_generator(seed, self.device)
 
     def __len__(self) -> int:
         return self.size

@@ -250,7 +250,8 @@ def test_evaluator_arguments_are_checked(deterministic_pendulum):
 
 # ---------------------------------------------------------------- the planner and the agent
 def test_mpc_with_the_model_keeps_real_cartpole_up(cartpole_model):
-    planner = MPCPlanner(cartpole_model, horizon=10, population=64, iterations=2, particles=4, seed=0,
+    # horizon 10 x 64 x 2 iterations held it up for 150 steps on 5 of 9 (model seed, planner seed) pairs; this on 9 of 9
+    planner = MPCPlanner(cartpole_model, horizon=15, population=128, iterations=3, particles=4, seed=0,
                          reward_fn="known", termination_fn="known")  # fmt: skip
     env = gym.make("CartPole-v1")
     obs, _ = env.reset(seed=1)

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.buffer import _FIELDS, TransitionBuffer
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.mpc import MPCPlanner
@@ -175,8 +175,7 @@ class MPCAgent(ModelBasedAgent):
         if not (isinstance(self.action_space, spaces.Box) and self.random_noise_beta > 0):
             return np.asarray(self.action_space.sample())
         if self._random_steps % self.learning_starts == 0:  # one coloured sequence covers the whole random phase
-            entropy = None if self.seed is None else [self._random_steps, self.seed]  # None: fresh entropy
-            generator = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+            generator = seeded_generator(self.seed, stream=self._random_steps)  # seed None: fresh entropy
             noise = colored_noise(self.random_noise_beta, self.action_space.shape, self.learning_starts, generator)
             uniform = 0.5 * (1 + torch.erf(noise / 2**0.5))  # Gaussian -> uniform marginal, correlation kept
             low, high = self.action_space.low[..., None], self.action_space.high[..., None]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
+from dream_envs.checks import seeded_generator
 from dream_envs.device import resolve_device
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.models.calibration import DEFAULT_HORIZON, DEFAULT_TOLERANCE, CutoffCalibration
@@ -231,8 +232,7 @@ class EnsembleDynamics(nn.Module):
         self._inference_buffers: dict[int, torch.Tensor] = {}
 
         # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
-        init_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
-        generator = torch.Generator().manual_seed(init_seed)
+        generator = seeded_generator(seed)
         for layer in (*self.hidden, self.head):
             layer.reset_parameters(generator)
         self.device = resolve_device(device)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.optimizers import OPTIMIZERS, TrajectoryOptimizer
@@ -96,8 +96,7 @@ class MPCPlanner:
                                  f"got {optimizer!r}")  # fmt: skip
             sizes = {"horizon": horizon // action_repeat, "population": population, "iterations": iterations}
             self.optimizer = OPTIMIZERS[optimizer](model.action_space, device=model.device, **sizes, **optimizer_kwargs)
-        self.generator = torch.Generator(device=model.device)
-        self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self.generator = seeded_generator(seed, model.device)
         self._phase = 0  # real steps taken in the current block of action_repeat steps
 
     def reset(self) -> None:

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
@@ -148,8 +148,7 @@ class ModelValueFunction:
         self.updates, self.batch_size, self.learning_rate, self.tau = updates, batch_size, learning_rate, tau
         self.epsilon, self.action_samples, self.pool_size = epsilon, action_samples, pool_size
         self.device = model.device
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self.generator = seeded_generator(seed, self.device)
         self.network = self._new_network()
         self.state_mean = torch.zeros(model.obs_dim, device=self.device)
         self.state_std = torch.ones(model.obs_dim, device=self.device)

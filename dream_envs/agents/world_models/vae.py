@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, seed_int
 
 __all__ = ["ConvVAE", "VAELoss", "fit_vae", "frames_to_tensor"]
 
@@ -172,7 +172,7 @@ def fit_vae(vae: ConvVAE, frames: np.ndarray, epochs: int, batch_size: int = 32,
 def seeded_init(seed: int | None) -> Iterator[None]:
     """Build modules inside this block for a reproducible default initialisation: the global torch generator is
     seeded inside a fork and restored on exit, so the user's random state is untouched."""
-    init_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+    init_seed = seed_int(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         yield
