@@ -138,11 +138,11 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     "kwargs, message",
     [
         (dict(env="CartPole-v1"), "needs Discrete observation and action spaces.*Box"),
-        (dict(learning_rate=0.0), "learning_rate must be in \\(0, 1\\]"),
-        (dict(gamma=1.5), "gamma must be in \\[0, 1\\], got 1.5"),
-        (dict(exploration_rate=-0.1), "exploration_rate must be in"),
+        (dict(learning_rate=0.0), "learning_rate must be a number in \\(0, 1\\], got 0.0"),
+        (dict(gamma=1.5), "gamma must be a number in \\[0, 1\\], got 1.5"),
+        (dict(exploration_rate=-0.1), "exploration_rate must be a number in \\[0, 1\\], got -0.1"),
         (dict(planning_steps=-1), "planning_steps must be an integer >= 0"),
-        (dict(kappa=float("nan")), "kappa must be a finite number >= 0"),
+        (dict(kappa=float("nan")), "kappa must be a number in \\[0, inf\\), got nan"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.agents.tabular_model import TabularModel
-from dream_envs.checks import check_int
+from dream_envs.checks import check_bool, check_int, check_number, check_probability
 
 __all__ = ["DynaQ"]
 
@@ -81,18 +81,18 @@ class DynaQ(ModelBasedAgent):
         verbose: int = 0,
         tensorboard_log: str | None = None,
     ):
-        for name, value, low, high in (("learning_rate", learning_rate, 0.0, 1.0), ("gamma", gamma, 0.0, 1.0),
-                                       ("exploration_rate", exploration_rate, 0.0, 1.0)):  # fmt: skip
-            if not (isinstance(value, (int, float)) and low <= value <= high) or (
-                name == "learning_rate" and not value
-            ):
-                raise ValueError(
-                    f"{name} must be in {'(0, 1]' if name == 'learning_rate' else '[0, 1]'}, got {value!r}"
-                )
-        check_int("planning_steps", planning_steps, minimum=0)
-        for name, value in (("priority_threshold", priority_threshold), ("kappa", kappa)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        learning_rate = check_number("learning_rate", learning_rate, 0.0, 1.0, low_open=True)  # 0 learns nothing
+        gamma = check_probability("gamma", gamma)
+        exploration_rate = check_probability("exploration_rate", exploration_rate)
+        planning_steps = check_int("planning_steps", planning_steps, minimum=0)
+        prioritized_sweeping = check_bool("prioritized_sweeping", prioritized_sweeping)
+        # An infinite threshold or bonus would silently switch planning off or swamp every Q value.
+        priority_threshold = check_number("priority_threshold", priority_threshold, 0.0, math.inf, high_open=True)
+        kappa = check_number("kappa", kappa, 0.0, math.inf, high_open=True)
+        initial_q = check_number("initial_q", initial_q, -math.inf, math.inf, low_open=True, high_open=True)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        check_int("verbose", verbose, minimum=0)
         super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         for name, space in (("observation", self.observation_space), ("action", self.action_space)):
             if not isinstance(space, spaces.Discrete):
@@ -100,9 +100,9 @@ class DynaQ(ModelBasedAgent):
                     f"DynaQ needs Discrete observation and action spaces (FrozenLake, Taxi, CliffWalking); this env's "
                     f"{name} space is {space}. For continuous states use DQN + sb3_plugins.DynaCallback."
                 )
-        self.learning_rate, self.gamma, self.exploration_rate = float(learning_rate), float(gamma), exploration_rate
-        self.planning_steps, self.prioritized_sweeping = planning_steps, bool(prioritized_sweeping)
-        self.priority_threshold, self.kappa, self.initial_q = float(priority_threshold), float(kappa), float(initial_q)
+        self.learning_rate, self.gamma, self.exploration_rate = learning_rate, gamma, exploration_rate
+        self.planning_steps, self.prioritized_sweeping = planning_steps, prioritized_sweeping
+        self.priority_threshold, self.kappa, self.initial_q = priority_threshold, kappa, initial_q
         n_states, n_actions = int(self.observation_space.n), int(self.action_space.n)
         self._offset = int(self.observation_space.start)  # Discrete(n, start=k): table rows are obs - k
         self.q = np.full((n_states, n_actions), self.initial_q)
@@ -117,6 +117,45 @@ class DynaQ(ModelBasedAgent):
         self._queued: dict[tuple[int, int], float] = {}
 
     # ------------------------------------------------------------------ acting
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:  # fmt: skip
+        """Actions for one state or a batch of states (SB3's signature, so ``evaluate_policy`` works).
+
+        :param observation: one state of the Discrete observation space (an int, a numpy int, or a whole float such
+            as ``3.0``), or a 1-d batch of them
+        :param state: unused (no recurrent state); returned as None
+        :param episode_start: unused
+        :param deterministic: the greedy action (ties: the lowest) instead of the epsilon-greedy one
+        :return: ``(actions, None)``; one action for one state
+        :raises ValueError: for a state outside the space (a negative one would silently index the Q table from its
+            end), a fraction, a boolean, NaN, a non-number, or a batch that is not 1-d
+        """
+        check_bool("deterministic", deterministic)
+        states = self._check_states(observation)
+        actions = self._predict(states.reshape(-1), deterministic)
+        return (actions[0] if states.ndim == 0 else actions), None
+
+    def _check_states(self, observation: Any) -> np.ndarray:
+        """``observation`` as int64 states of the observation space (same shape), or a ``ValueError`` naming the first
+        offending value and the valid range."""
+        obs = np.asarray(observation)
+        low, high = int(self.observation_space.start), int(self.observation_space.start + self.observation_space.n - 1)
+        if obs.ndim > 1:
+            raise ValueError(f"observation of shape {obs.shape} does not fit the observation space "
+                             f"{self.observation_space} (one state, or a 1-d batch of them)")  # fmt: skip
+        if obs.dtype.kind not in "iuf":  # booleans, strings, objects: not states, though Python indexes with True
+            raise ValueError(f"observation must be an integer in [{low}, {high}] (or a 1-d batch of them), got "
+                             f"{observation!r}")  # fmt: skip
+        flat = obs.reshape(-1)
+        with np.errstate(invalid="ignore"):  # a whole float (3.0) names a state as well as 3 does; 3.5 names none
+            valid = np.isfinite(flat) & (flat == np.round(flat)) & (flat >= low) & (flat <= high)
+        if not valid.all():
+            first = int(np.argmin(valid))
+            name = "observation" if obs.ndim == 0 else f"observation[{first}]"
+            # check_int names the value and the range; it refuses every float here, and ints outside [low, high].
+            check_int(name, float(flat[first]) if obs.dtype.kind == "f" else int(flat[first]), low, high)
+        return obs.astype(np.int64)
+
     def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
         rows = self.q[observations.astype(np.int64) - self._offset]
         if deterministic:

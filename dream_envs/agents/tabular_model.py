@@ -2,36 +2,40 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
 import torch
+
+from dream_envs.checks import check_bool, check_int, check_number
 
 __all__ = ["TabularModel"]
 
 
 class TabularModel:
     """Counts of observed outcomes ``(reward, next_state, terminated)`` per ``(state, action)``, in dense tables
-        shaped ``(n_states, n_actions, slots)``, so that a stochastic transition keeps all its outcomes (never
-        overwritten) and a batch of planning samples is drawn with a few numpy operations.
+    shaped ``(n_states, n_actions, slots)``, so that a stochastic transition keeps all its outcomes (never
+    overwritten) and a batch of planning samples is drawn with a few numpy operations.
 
-        :param n_states: size of the Discrete observation space
-        :param n_actions: size of the Discrete action space
-        :param slots: outcomes kept per pair before the tables grow (they double when a pair needs more)
+    :param n_states: size of the Discrete observation space (states are 0 .. n_states - 1)
+    :param n_actions: size of the Discrete action space (actions are 0 .. n_actions - 1)
+    :param slots: outcomes kept per pair before the tables grow (they double when a pair needs more)
 
-        Example::
+    Example::
 
-            import numpy as np
-    import torch
-            from dream_envs.agents import TabularModel
+        import numpy as np
+        from dream_envs.agents import TabularModel
 
-            model = TabularModel(n_states=3, n_actions=2)
-            model.observe(0, 1, reward=0.0, next_state=1, terminated=False)
-            model.observe(0, 1, reward=0.0, next_state=2, terminated=False)  # slippery: both outcomes are kept
-            print(model.probabilities(0, 1), model.sample(np.array([0]), np.array([1]), np.random.default_rng(0)))
+        model = TabularModel(n_states=3, n_actions=2)
+        model.observe(0, 1, reward=0.0, next_state=1, terminated=False)
+        model.observe(0, 1, reward=0.0, next_state=2, terminated=False)  # slippery: both outcomes are kept
+        print(model.probabilities(0, 1), model.sample(np.array([0]), np.array([1]), np.random.default_rng(0)))
     """
 
     def __init__(self, n_states: int, n_actions: int, slots: int = 2):
+        n_states, n_actions = check_int("n_states", n_states), check_int("n_actions", n_actions)
+        slots = check_int("slots", slots)
         self.n_states, self.n_actions = n_states, n_actions
         shape = (n_states, n_actions, slots)
         self.counts = np.zeros(shape, dtype=np.int64)
@@ -42,6 +46,16 @@ class TabularModel:
         self.predecessors: dict[int, set[tuple[int, int]]] = defaultdict(set)
 
     def observe(self, state: int, action: int, reward: float, next_state: int, terminated: bool) -> None:
+        """Count one real outcome of ``(state, action)``.
+
+        :raises ValueError: for a state or action outside the tables (a negative one would count for another pair,
+            from the end of the table), a non-finite reward, or a ``terminated`` that is not a boolean
+        """
+        state = check_int("state", state, 0, self.n_states - 1)
+        action = check_int("action", action, 0, self.n_actions - 1)
+        next_state = check_int("next_state", next_state, 0, self.n_states - 1)
+        reward = check_number("reward", reward, -math.inf, math.inf, low_open=True, high_open=True)
+        terminated = check_bool("terminated", terminated)
         counts = self.counts[state, action]
         if not counts.any():
             self.tried_pairs.append((state, action))
