@@ -116,3 +116,124 @@ def test_tabular_model_refuses_an_outcome_outside_its_tables(args, message):
     with pytest.raises(ValueError, match=message):
         model.observe(*args)
     assert not model.counts.any() and model.tried_pairs == []  # nothing half-counted
+
+
+# ---------------------------------------------------------------- MuZero: deterministic=True is deterministic
+class ObservedPrior:
+    """A one-step model whose root prior is the observation (two actions) and whose every value and reward is 0: the
+    search's statistics tie everywhere except through the prior, so only a fixed tie rule makes it reproducible."""
+
+    def initial_inference(self, observations):
+        n = len(observations)
+        return np.zeros((n, 1)), np.zeros(n), np.log(np.asarray(observations, float))
+
+    def recurrent_inference(self, hidden, actions):
+        n = len(actions)
+        return hidden + 1, np.zeros(n), np.zeros(n), np.zeros((n, 2))
+
+
+def test_a_deterministic_search_draws_nothing_and_breaks_ties_by_the_prior():
+    from dream_envs.planning import BatchedMCTS
+
+    priors = np.array([[0.3, 0.7], [0.5, 0.5], [0.9, 0.1], [0.6, 0.4]])
+    first = BatchedMCTS(2, num_simulations=5, seed=0).search(ObservedPrior(), priors, deterministic=True)
+    search = BatchedMCTS(2, num_simulations=5, seed=1)
+    search.rng.random(7)  # another seed and state: a deterministic search must not care
+    again = search.search(ObservedPrior(), priors, deterministic=True)
+    np.testing.assert_array_equal(first.visit_counts, again.visit_counts)
+    alone = np.concatenate([search.search(ObservedPrior(), p[None], deterministic=True).visit_counts for p in priors])
+    np.testing.assert_array_equal(first.visit_counts, alone)  # a tree's search does not depend on its batch
+    # The root's first simulation ties (no visits): the higher prior goes first, the lower action on equal priors.
+    one = BatchedMCTS(2, num_simulations=1, seed=0).search(ObservedPrior(), priors, deterministic=True)
+    assert one.visit_counts[:, 1].tolist() == [1, 0, 0, 0]
+    random = [BatchedMCTS(2, num_simulations=5, seed=s).search(ObservedPrior(), priors).visit_counts for s in range(8)]
+    assert any(not np.array_equal(random[0], r) for r in random)  # the random tie-breaking the flag turns off
+    with pytest.raises(ValueError, match="add_noise=True draws random root noise"):
+        search.search(ObservedPrior(), priors, add_noise=True, deterministic=True)
+    with pytest.raises(ValueError, match="deterministic must be True or False, got 1"):
+        search.search(ObservedPrior(), priors, deterministic=1)
+
+
+def test_greedy_visit_ties_go_to_the_higher_score_then_the_lower_action():
+    from dream_envs.planning import BatchedMCTS
+
+    visits = np.array([[2.0, 3.0, 3.0], [4.0, 4.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 0.0]])
+    scores = np.array([[0.9, 0.0, 0.1], [0.2, 0.8, 0.9], [0.5, np.nan, 0.5], [np.nan, np.nan, 1.0]])
+    actions = BatchedMCTS.action_from_visits(visits, 0.0, np.random.default_rng(0), tie_break=scores)
+    assert actions.tolist() == [2, 1, 0, 0]  # a NaN score ranks last, never first; never an action less visited
+    assert BatchedMCTS.action_from_visits(visits, 0.0, np.random.default_rng(0)).tolist() == [1, 0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def muzero():
+    import torch
+
+    from dream_envs.agents import MuZero
+
+    # The small networks of tests/test_muzero.py, untrained. A fresh one's heads are zero, so every statistic of its
+    # search ties; random value and reward heads make the values differ with the observation, and the uniform prior
+    # leaves pUCT ties (4 of these 64 actions changed between two calls with the random tie-breaking).
+    agent = MuZero(gym.make("CartPole-v1"), num_simulations=8, latent_size=8, hidden_size=16, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for head in (agent.network.value_head, agent.network.reward_head):
+            head.weight.normal_(0, 0.5, generator=generator)
+    return agent
+
+
+def test_muzero_deterministic_predict_gives_the_same_actions_every_call_alone_or_batched(muzero):
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    actions, state = muzero.predict(obs, deterministic=True)
+    assert state is None and actions.shape == (64,) and 0 < actions.mean() < 1  # the search tells them apart
+    np.testing.assert_array_equal(actions, muzero.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(actions, [muzero.predict(o, deterministic=True)[0] for o in obs])
+    np.testing.assert_array_equal(actions, muzero.predict(obs[::-1], deterministic=True)[0][::-1])  # any batch
+    sampled = [muzero.predict(obs, deterministic=False)[0] for _ in range(3)]
+    assert any(not np.array_equal(sampled[0], s) for s in sampled[1:])  # without the flag: sampled, as before
+
+
+def test_a_fresh_muzero_acts_deterministically_too():
+    from dream_envs.agents import MuZero
+
+    agent = MuZero("CartPole-v1", n_envs=2, num_simulations=4, batch_size=8, latent_size=8, hidden_size=16,
+                   learning_starts=16, seed=0)  # fmt: skip
+    obs = np.stack([gym.make("CartPole-v1").reset(seed=s)[0] for s in range(20)])
+    # Before: 14 of these 20 actions changed from one call to the next (random tie-breaking in the search).
+    first = agent.predict(obs, deterministic=True)[0]
+    for _ in range(3):
+        np.testing.assert_array_equal(first, agent.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize(
+    "observation, message",
+    [
+        (np.zeros(3, np.float32), r"observation of shape \(3,\) does not fit the observation space Box"),
+        (np.zeros((2, 5), np.float32), r"observation of shape \(2, 5\) does not fit the observation space Box"),
+        (np.zeros((2, 1, 4), np.float32), r"observation of shape \(2, 1, 4\) does not fit"),
+        (np.array([0.0, np.nan, 0.0, 0.0]), "observation holds NaN or \\+-inf values"),
+        (np.array(["a", "b", "c", "d"]), "observation must be numbers of the observation space .* dtype <U1"),
+    ],
+)
+def test_muzero_predict_refuses_observations_outside_its_space(muzero, observation, message):
+    with pytest.raises(ValueError, match=message):
+        muzero.predict(observation, deterministic=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(discount=True), r"discount must be a number in \(0, 1\], got True"),
+        (dict(learning_rate=math.nan), r"learning_rate must be a number in \(0, inf\), got nan"),
+        (dict(consistency_loss_weight=math.nan), r"consistency_loss_weight must be a number in \[0, inf\), got nan"),
+        (dict(priority_beta=2.0), r"priority_beta must be a number in \[0, 1\], got 2.0"),
+        (dict(exploration_fraction=-0.5), r"exploration_fraction must be a number in \[0, 1\], got -0.5"),
+        (dict(reanalyse="yes"), "reanalyse must be True or False, got 'yes'"),
+        (dict(num_simulations=4.0), "num_simulations must be a positive integer, got 4.0"),
+        (dict(seed=-3), "seed must be an integer >= 0, got -3"),
+    ],
+)
+def test_muzero_settings_are_checked(kwargs, message):
+    from dream_envs.agents import MuZero
+
+    with pytest.raises(ValueError, match=message):
+        MuZero(gym.make("CartPole-v1"), **kwargs)

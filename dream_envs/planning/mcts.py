@@ -12,13 +12,15 @@ were (the simulation is not backed up past the unknown edge), so one broken leaf
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_bool, check_int, check_number, check_probability
 
 __all__ = ["BatchedMCTS", "SearchResult"]  # SearchModel is a typing.Protocol: a type to implement, not a class
 
@@ -96,7 +98,7 @@ class BatchedMCTS:
     :param pb_c_init: pUCT's ``c1``
     :param dirichlet_alpha: concentration of the root noise
     :param exploration_fraction: weight of the root noise in the root prior
-    :param seed: seeds the root noise and tie-breaking
+    :param seed: seeds the root noise and the random tie-breaking (none in a ``deterministic`` search)
 
     Example::
 
@@ -118,21 +120,37 @@ class BatchedMCTS:
     def __init__(self, n_actions: int, num_simulations: int = 25, discount: float = 0.997, pb_c_base: float = 19652,
                  pb_c_init: float = 1.25, dirichlet_alpha: float = 0.25, exploration_fraction: float = 0.25,
                  seed: int | None = None):  # fmt: skip
-        check_int("n_actions", n_actions, minimum=2)
-        check_int("num_simulations", num_simulations)
-        if not 0.0 < discount <= 1.0:
-            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
-        if not 0.0 <= exploration_fraction <= 1.0:
-            raise ValueError(f"exploration_fraction must be in [0, 1], got {exploration_fraction!r}")
-        if dirichlet_alpha <= 0:
-            raise ValueError(f"dirichlet_alpha must be positive, got {dirichlet_alpha!r}")
-        self.n_actions, self.num_simulations, self.discount = n_actions, num_simulations, float(discount)
-        self.pb_c_base, self.pb_c_init = float(pb_c_base), float(pb_c_init)
-        self.dirichlet_alpha, self.exploration_fraction = float(dirichlet_alpha), float(exploration_fraction)
+        n_actions = check_int("n_actions", n_actions, minimum=2)
+        num_simulations = check_int("num_simulations", num_simulations)
+        discount = check_number("discount", discount, 0.0, 1.0, low_open=True)
+        pb_c_base = check_number("pb_c_base", pb_c_base, 0.0, math.inf, low_open=True, high_open=True)
+        pb_c_init = check_number("pb_c_init", pb_c_init, 0.0, math.inf, high_open=True)
+        dirichlet_alpha = check_number("dirichlet_alpha", dirichlet_alpha, 0.0, math.inf, low_open=True,
+                                       high_open=True)  # fmt: skip
+        exploration_fraction = check_probability("exploration_fraction", exploration_fraction)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        self.n_actions, self.num_simulations, self.discount = n_actions, num_simulations, discount
+        self.pb_c_base, self.pb_c_init = pb_c_base, pb_c_init
+        self.dirichlet_alpha, self.exploration_fraction = dirichlet_alpha, exploration_fraction
         self.rng = np.random.default_rng(seed)
 
-    def search(self, model: SearchModel, observations: np.ndarray, add_noise: bool = False) -> SearchResult:
-        """Search from each observation's root; ``add_noise`` mixes Dirichlet noise into the root priors."""
+    def search(self, model: SearchModel, observations: np.ndarray, add_noise: bool = False,
+               deterministic: bool = False) -> SearchResult:  # fmt: skip
+        """Search from each observation's root.
+
+        :param model: the model to search in
+        :param observations: ``(B, ...)``, one tree per observation
+        :param add_noise: mix Dirichlet noise into the root priors (self-play exploration)
+        :param deterministic: draw no random number: pUCT ties go to the higher prior, then the lower action, so the
+            same model and observation always give the same tree, whatever else is in the batch and whatever was
+            searched before (for acting with ``deterministic=True``)
+        :raises ValueError: for ``add_noise`` and ``deterministic`` together
+        """
+        add_noise, deterministic = check_bool("add_noise", add_noise), check_bool("deterministic", deterministic)
+        if add_noise and deterministic:
+            raise ValueError("add_noise=True draws random root noise, so the search cannot be deterministic=True")
+        select = functools.partial(self._select, deterministic=True) if deterministic else self._select
         hidden0, value0, logits0 = model.initial_inference(observations)
         n_trees, n_nodes, n_actions = len(value0), self.num_simulations + 1, self.n_actions
         trees = np.arange(n_trees)
@@ -157,8 +175,8 @@ class BatchedMCTS:
             leaf_parent, leaf_action = np.zeros(n_trees, np.int64), np.zeros(n_trees, np.int64)
             searching = np.ones(n_trees, bool)
             while True:
-                action = self._select(visits[trees, node], value_sum[trees, node], prior[trees, node], q_min, q_max,
-                                      node > 0)  # fmt: skip
+                action = select(visits[trees, node], value_sum[trees, node], prior[trees, node], q_min, q_max,
+                                node > 0)  # fmt: skip
                 path_nodes.append(node)
                 path_actions.append(action)
                 nxt = child[trees, node, action]
@@ -198,8 +216,9 @@ class BatchedMCTS:
         return SearchResult(root_visits, root_values, root_prior)
 
     def _select(self, visits: np.ndarray, value_sum: np.ndarray, prior: np.ndarray, q_min: np.ndarray,
-                q_max: np.ndarray, inner: np.ndarray) -> np.ndarray:  # fmt: skip
-        """pUCT over each tree's current node: ``(trees, actions)`` statistics -> one action per tree."""
+                q_max: np.ndarray, inner: np.ndarray, deterministic: bool = False) -> np.ndarray:  # fmt: skip
+        """pUCT over each tree's current node: ``(trees, actions)`` statistics -> one action per tree; ties (scores
+        within 1e-9) are broken at random, or with ``deterministic`` by the higher prior, then the lower action."""
         # A node below the root was visited once when it was expanded (MuZero's pseudocode counts that visit), so
         # its first selection already follows the prior instead of a coin flip.
         parent_visits = visits.sum(-1, keepdims=True) + inner[:, None]
@@ -214,20 +233,38 @@ class BatchedMCTS:
         score = normalised + prior * np.sqrt(parent_visits) / (1 + visits) * pb_c
         # Known scores are >= 0; an unknown value (or a NaN prior) puts the child below all of them, never first.
         score = np.where(unknown | ~np.isfinite(score), -1.0, score)
+        if deterministic:
+            # The same width of tie as the random break below, so only which of the tied children is taken differs.
+            tied = score >= score.max(-1, keepdims=True) - 1e-9
+            return _argmax_ties_by(tied, prior)
         # Ties (an unvisited node's children all score 0) are broken at random, not towards action 0.
         score += self.rng.random(score.shape) * 1e-9
         return score.argmax(-1)
 
     @staticmethod
-    def action_from_visits(visit_counts: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
-        """Sample actions from visit counts sharpened by ``1 / temperature``; 0 gives the most visited action."""
+    def action_from_visits(visit_counts: np.ndarray, temperature: float, rng: np.random.Generator,
+                           tie_break: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Sample actions from visit counts sharpened by ``1 / temperature``; 0 gives the most visited action.
+
+        :param tie_break: ``(B, A)`` scores (the root prior, say) that decide between equally visited actions at
+            temperature 0, before the lower action; None: the lower action
+        """
         if temperature == 0:
-            return visit_counts.argmax(-1)
+            most = visit_counts >= visit_counts.max(-1, keepdims=True)
+            return most.argmax(-1) if tie_break is None else _argmax_ties_by(most, tie_break)
         logits = np.log(np.maximum(visit_counts, 1e-12)) / temperature
         probabilities = _softmax(logits)
         cumulative = probabilities.cumsum(-1)
         draws = rng.random((len(visit_counts), 1))
         return np.minimum((draws > cumulative).sum(-1), visit_counts.shape[-1] - 1)
+
+
+def _argmax_ties_by(candidates: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Per row, the candidate (``True`` entries of ``candidates``) with the highest ``key``, the lowest index among
+    equal keys; a NaN key ranks below every number."""
+    key = np.where(np.isnan(key), -np.inf, key)  # argmax would take the first NaN
+    best = np.where(candidates, key, -np.inf).max(-1, keepdims=True)
+    return (candidates & (key >= best)).argmax(-1)  # the first True: the lowest index
 
 
 class _NodeStore:

@@ -4,6 +4,7 @@ the planner needs (rewards, values, policies), by unrolling it K steps along rea
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.agents.muzero.networks import MuZeroNetwork, NetworkSearchModel
 from dream_envs.agents.muzero.replay import MuZeroReplay
 from dream_envs.agents.muzero.support import from_support, to_support
-from dream_envs.checks import check_int
+from dream_envs.checks import check_bool, check_int, check_number, check_probability
 from dream_envs.device import resolve_device
 from dream_envs.planning.mcts import BatchedMCTS
 
@@ -143,17 +144,27 @@ class MuZero(ModelBasedAgent):
         verbose: int = 0,
         tensorboard_log: str | None = None,
     ):
-        for name, value in (("td_steps", td_steps), ("unroll_steps", unroll_steps), ("batch_size", batch_size),
-                            ("latent_size", latent_size), ("hidden_size", hidden_size),
-                            ("support_size", support_size), ("target_update_interval", target_update_interval)):
+        for name, value in (("num_simulations", num_simulations), ("td_steps", td_steps),
+                            ("unroll_steps", unroll_steps), ("batch_size", batch_size), ("latent_size", latent_size),
+                            ("hidden_size", hidden_size), ("support_size", support_size),
+                            ("target_update_interval", target_update_interval)):  # fmt: skip
             check_int(name, value)
-        if consistency_loss_weight < 0:
-            raise ValueError(f"consistency_loss_weight must be >= 0, got {consistency_loss_weight!r}")
         check_int("learning_starts", learning_starts, minimum=0)
+        check_number("discount", discount, 0.0, 1.0, low_open=True)
         for name, value in (("train_ratio", train_ratio), ("learning_rate", learning_rate),
-                            ("max_grad_norm", max_grad_norm)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")  # fmt: skip
+                            ("max_grad_norm", max_grad_norm), ("dirichlet_alpha", dirichlet_alpha),
+                            ("pb_c_base", pb_c_base)):  # fmt: skip
+            check_number(name, value, 0.0, math.inf, low_open=True, high_open=True)
+        for name, value in (("weight_decay", weight_decay), ("value_loss_weight", value_loss_weight),
+                            ("consistency_loss_weight", consistency_loss_weight), ("priority_alpha", priority_alpha),
+                            ("pb_c_init", pb_c_init)):  # fmt: skip
+            check_number(name, value, 0.0, math.inf, high_open=True)  # 0 turns the term off; NaN/inf break it
+        check_probability("priority_beta", priority_beta)
+        check_probability("exploration_fraction", exploration_fraction)
+        check_bool("reanalyse", reanalyse)
+        if seed is not None:
+            check_int("seed", seed, minimum=0)
+        check_int("verbose", verbose, minimum=0)
         self.temperature_schedule = _check_schedule(temperature_schedule)
         super().__init__(_self_play_env(env, n_envs, seed), seed=seed, verbose=verbose,
                          tensorboard_log=tensorboard_log)  # fmt: skip
@@ -163,7 +174,7 @@ class MuZero(ModelBasedAgent):
             raise ValueError(f"MuZero needs a Box observation space (flattened into its network); the env has "
                              f"{self.observation_space}")  # fmt: skip
         self.n_envs = self.env.num_envs
-        self.num_simulations, self.discount, self.td_steps = num_simulations, float(discount), int(td_steps)
+        self.num_simulations, self.discount, self.td_steps = int(num_simulations), float(discount), int(td_steps)
         self.unroll_steps, self.batch_size = int(unroll_steps), int(batch_size)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
         self.latent_size, self.hidden_size, self.support_size = int(latent_size), int(hidden_size), int(support_size)
@@ -191,9 +202,37 @@ class MuZero(ModelBasedAgent):
         self.gradient_steps, self._pending_updates = 0, 0.0
 
     # ------------------------------------------------------------------ acting
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:  # fmt: skip
+        """Actions for one observation or a batch, each from its own search (SB3's signature).
+
+        :param observation: one observation shaped like the Box space, or a batch with a leading env dimension
+        :param state: unused (no recurrent state); returned as None
+        :param episode_start: unused (each action is a fresh search)
+        :param deterministic: the most visited root action of a search that draws no random number (no root noise,
+            pUCT and visit ties broken by the higher prior, then the lower action): the same observation gives the
+            same action at every call, alone or in any batch. False samples the visit counts at the temperature of
+            the schedule, as self-play does
+        :return: ``(actions, None)``; one action for one observation
+        :raises ValueError: for an observation of another shape than the space's (or a batch of them), or one
+            that is not numeric or holds NaN or +-inf (the network would turn it into a NaN search, hence action 0)
+        """
+        check_bool("deterministic", deterministic)
+        obs = np.asarray(observation)
+        if obs.dtype.kind not in "iuf":
+            raise ValueError(f"observation must be numbers of the observation space {self.observation_space}, got "
+                             f"an array of dtype {obs.dtype}")  # fmt: skip
+        if not np.isfinite(obs).all():
+            raise ValueError(f"observation holds NaN or +-inf values, which no search can plan from: {obs!r}")
+        return super().predict(obs, state, episode_start, deterministic)
+
     def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
-        result = self.search.search(self.search_model, observations, add_noise=False)
-        temperature = 0.0 if deterministic else visit_temperature(self.temperature_schedule, self.num_timesteps)
+        if len(observations) == 0:  # no tree to search (a batch of zero envs)
+            return np.zeros(0, np.int64)
+        result = self.search.search(self.search_model, observations, add_noise=False, deterministic=deterministic)
+        if deterministic:
+            return BatchedMCTS.action_from_visits(result.visit_counts, 0.0, self.rng, tie_break=result.root_prior)
+        temperature = visit_temperature(self.temperature_schedule, self.num_timesteps)
         return BatchedMCTS.action_from_visits(result.visit_counts, temperature, self.rng)
 
     def _finite_root_values(self, observations: np.ndarray, root_values: np.ndarray) -> np.ndarray:
@@ -242,7 +281,7 @@ class MuZero(ModelBasedAgent):
     @torch.no_grad()
     def _values(self, observations: np.ndarray, network: MuZeroNetwork | None = None) -> np.ndarray:
         network = network or self.network
-        obs = torch.as_tensor(np.asarray(observations, np.float32), device=self._device)
+        obs = torch.as_tensor(np.ascontiguousarray(observations, np.float32), device=self._device)
         _, value, _ = network.initial_inference(obs)
         return value.cpu().numpy()
 

@@ -134,7 +134,7 @@ class NetworkSearchModel:
         self.network, self.device = network, device
 
     def initial_inference(self, observations: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        obs = torch.as_tensor(np.asarray(observations, np.float32), device=self.device)
+        obs = torch.as_tensor(np.ascontiguousarray(observations, np.float32), device=self.device)
         hidden, value, policy = self.network.initial_inference(obs)
         return hidden, value.cpu().numpy(), policy.cpu().numpy()
 
