@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 import zipfile
@@ -344,26 +343,68 @@ class TransitionBuffer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no transition file at {str(path)!r}")
+        source = repr(str(path))
+        unreadable = f"{source} is not a readable .npz transition file: it is truncated, corrupted or not an .npz"
+        # np.load takes a file that is no zip for a single .npy array (or a pickle): ask for the archive first.
+        if path.stat().st_size == 0:
+            raise ModelFileError(f"{unreadable} (it is empty, 0 bytes: was its write interrupted?)")
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(f"{unreadable} (no zip archive: its end record is missing)")
         try:
             with np.load(path, allow_pickle=False) as archive:
+                # Reading a member to its end checks its CRC-32 (zipfile), so changed bytes cannot load silently.
                 content = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, io.UnsupportedOperation) as error:
-            raise ModelFileError(f"{str(path)!r} is not a readable .npz transition file ({error})") from error
-        if content.get("format") is None or str(content["format"]) != _FORMAT:
-            raise ModelFileError(f"{str(path)!r} is not a dream-envs transition file (no '{_FORMAT}' marker)")
-        if int(content["format_version"]) != _FORMAT_VERSION:
+        except Exception as error:  # zipfile, zlib and numpy's header parser raise many types; all mean "unreadable"
+            raise ModelFileError(f"{unreadable} ({type(error).__name__}: {error})") from error
+        if content.get("format") is None or content["format"].shape != () or str(content["format"]) != _FORMAT:
+            raise ModelFileError(f"{source} is not a dream-envs transition file (no '{_FORMAT}' marker)")
+        missing = [name for name in ("format_version", "obs_shape", "action_space", *_FIELDS) if name not in content]
+        if missing:
+            raise ModelFileError(f"{source} has no {', '.join(map(repr, missing))} entry: the file is damaged or "
+                                 "was not written by TransitionBuffer.save")  # fmt: skip
+        version = content["format_version"]
+        if version.shape != () or not np.issubdtype(version.dtype, np.integer) or int(version) != _FORMAT_VERSION:
+            raise ModelFileError(f"{source} has transition format version {version!r}; this dream-envs reads "
+                                 f"version {_FORMAT_VERSION}")  # fmt: skip
+        buffer = cls(observation_space, action_space, capacity=max(1, content["reward"].size))
+        same_obs = content["obs_shape"].tolist() == list(buffer.observation_space.shape)
+        if not same_obs or str(content["action_space"]) != repr(buffer.action_space):
             raise ModelFileError(
-                f"{str(path)!r} has transition format version {int(content['format_version'])}; "
-                f"this dream-envs reads version {_FORMAT_VERSION}"
-            )
-        buffer = cls(observation_space, action_space, capacity=max(1, len(content["reward"])))
-        if tuple(content["obs_shape"]) != tuple(buffer.observation_space.shape) or str(content["action_space"]) != repr(
-            buffer.action_space
-        ):
-            raise ModelFileError(
-                f"{str(path)!r} holds transitions for observation shape {tuple(content['obs_shape'])} and "
+                f"{source} holds transitions for observation shape {tuple(content['obs_shape'])} and "
                 f"action space {content['action_space']}, not {buffer.observation_space.shape} and "
                 f"{buffer.action_space!r}"
             )
-        buffer.add(*(content[name] for name in _FIELDS))
+        _check_columns(content, buffer, source)
+        try:
+            buffer.add(*(content[name] for name in _FIELDS))
+        except ValueError as error:  # e.g. NaN rows: add() counts them per field
+            raise ModelFileError(f"{source} holds transitions that cannot be stored: {error}") from error
         return buffer
+
+
+def _check_columns(content: dict[str, np.ndarray], buffer: TransitionBuffer, source: str) -> None:
+    """The arrays of a loaded file must be what :meth:`TransitionBuffer.save` writes: one row per transition in
+    every column, the saved dtypes, and finite numbers (a model must never be fitted on NaN).
+
+    :raises ModelFileError: naming the first column that is not
+    """
+    n = content["reward"].shape[0] if content["reward"].ndim == 1 else -1
+    action_shape = (n,) if buffer._discrete else (n, buffer.act_dim)
+    expected = {
+        "obs": ((n, buffer.obs_dim), np.floating),
+        "action": (action_shape, np.integer if buffer._discrete else np.floating),
+        "reward": ((n,), np.floating),
+        "next_obs": ((n, buffer.obs_dim), np.floating),
+        "terminated": ((n,), np.bool_),
+        "truncated": ((n,), np.bool_),
+        "episode_start": ((n,), np.bool_),
+    }
+    for name, (shape, kind) in expected.items():
+        array = content[name]
+        if array.shape != shape or not np.issubdtype(array.dtype, kind):
+            rows = "one row per transition" if n >= 0 else "a 1-d reward column"
+            raise ModelFileError(f"{source}: its {name!r} column has shape {array.shape} and dtype {array.dtype}; "
+                                 f"expected shape {shape} ({rows}) and a {kind.__name__} dtype")  # fmt: skip
+        if kind is np.floating and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+            raise ModelFileError(f"{source}: its {name!r} column holds NaN/inf in {bad} of {n} row(s)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -68,8 +70,6 @@ def atomic_write_text(path: str | os.PathLike, text: str | bytes) -> Path:
 
 def save_figure(figure: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG atomically, then close it."""
-    import io
-
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -103,8 +103,11 @@ def load_torch_file(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} file at {str(path)!r}")
+    # One read serves the check and the load, so the bytes checked are the bytes loaded.
+    data = path.read_bytes()
+    _check_zip(path, data, what)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad zip/pickle; all mean "unreadable"
         raise ModelFileError(
             f"{str(path)!r} could not be read as a {what} file: it is truncated, corrupted or not a "
@@ -123,6 +126,37 @@ def load_torch_file(
             f"reads version {readable}. Re-create it with this version."
         )
     return payload
+
+
+def _check_zip(path: Path, data: bytes, what: str) -> None:
+    """Check that ``data`` is a whole zip archive (torch.save's format) whose every member matches its CRC-32.
+
+    ``torch.load`` reads a tensor record without checking its CRC, so a flipped byte inside the weights would load
+    as a changed weight (by up to 1e28) without a word; Python's zipfile checks every member.
+
+    :raises ModelFileError: naming the file and what is wrong with it
+    """
+    problem = None
+    if not data:
+        problem = "it is empty, 0 bytes: was its write interrupted?"
+    else:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                damaged = archive.testzip()  # the first member whose CRC-32 does not match, or None
+                # torch.save writes no folders; torch's reader skips a record flagged as one (MS-DOS attribute 0x10)
+                # and hands back an uninitialised tensor, so a flipped attribute bit is damage too.
+                folders = [info.filename for info in archive.infolist() if info.is_dir() or info.external_attr & 0x10]
+            if damaged is not None:
+                problem = f"its record {damaged!r} fails its CRC-32 check: bytes changed on disk or in transfer"
+            elif folders:
+                problem = f"its record {folders[0]!r} is marked as a folder, which torch.save never writes"
+        except zipfile.BadZipFile as error:
+            problem = f"not a whole zip archive, as torch.save writes: {error}"
+        except Exception as error:  # a damaged header makes zipfile raise other types (EOFError, NotImplementedError)
+            problem = f"its zip structure is damaged: {type(error).__name__}: {error}"
+    if problem is not None:
+        raise ModelFileError(f"{str(path)!r} could not be read as a {what} file: it is truncated, corrupted or not a "
+                             f"torch file ({problem})")
 
 
 def _current_umask() -> int:

@@ -7,6 +7,7 @@ imports SB3; ``import dream_envs`` itself does not import this package.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.monitor import Monitor
@@ -23,11 +25,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, 
 
 from dream_envs.checks import check_int
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
+from dream_envs.models.ensemble import FORMAT as ENSEMBLE_FORMAT
 from dream_envs.spaces import space_from_dict, space_to_dict, spaces_equal
 
 AGENT_FORMAT = "dream-envs/agent"
 AGENT_FORMAT_VERSION = 1
 _CALLABLE = "<callable: pass it to load()>"
+# The entries every agent file holds (save() writes them all; num_timesteps is optional, as in the first files).
+_ENTRIES = ("class", "hyperparams", "observation_space", "action_space", "state")
 
 
 def wrap_env(env: gym.Env | VecEnv | str) -> VecEnv:
@@ -200,23 +205,50 @@ class ModelBasedAgent(ABC):
         :raises ModelFileError: truncated, corrupted or foreign file, another agent class, or other spaces
         """
         payload = load_torch_file(path, AGENT_FORMAT, AGENT_FORMAT_VERSION, "dream-envs agent")
-        if payload.get("class") != cls.__name__:
-            raise ModelFileError(f"{str(path)!r} holds a {payload.get('class')!r} agent, not a {cls.__name__}; "
-                                 f"load it with {payload.get('class')}.load")  # fmt: skip
-        missing = [k for k, v in payload["hyperparams"].items() if v == _CALLABLE and k not in kwargs]
+        source = repr(str(path))
+        missing_entries = [key for key in _ENTRIES if key not in payload]
+        if missing_entries:
+            raise ModelFileError(f"{source} has no {', '.join(map(repr, missing_entries))} entry: the file is damaged "
+                                 f"or was not written by {cls.__name__}.save")  # fmt: skip
+        if payload["class"] != cls.__name__:
+            raise ModelFileError(f"{source} holds a {payload['class']!r} agent, not a {cls.__name__}; "
+                                 f"load it with {payload['class']}.load")  # fmt: skip
+        hyperparams, state = payload["hyperparams"], payload["state"]
+        for name, value in (("hyperparams", hyperparams), ("state", state)):
+            if not isinstance(value, dict):
+                raise ModelFileError(f"{source}: its {name!r} entry must be a dict, got {type(value).__name__}")
+        # A name this class does not take is damage (or another version's file), never an argument to guess at;
+        # a name the file lacks keeps the constructor's default, as for files saved before that argument existed.
+        unknown = sorted(set(hyperparams) - set(cls._hyperparams), key=str)
+        if unknown:
+            raise ModelFileError(f"{source} holds hyperparameters {unknown} that {cls.__name__} does not take")
+        missing = [k for k, v in hyperparams.items() if isinstance(v, str) and v == _CALLABLE and k not in kwargs]
         if missing:
-            raise ValueError(f"{str(path)!r} was saved with callables for {missing}, which are not stored; pass them "
+            raise ValueError(f"{source} was saved with callables for {missing}, which are not stored; pass them "
                              f"again: {cls.__name__}.load(path, env, {missing[0]}=...)")  # fmt: skip
-        agent = cls(env, **{**payload["hyperparams"], **kwargs})
-        for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
-            saved = space_from_dict(payload[f"{name}_space"])
-            if not spaces_equal(saved, space):
-                raise ModelFileError(f"{str(path)!r} was saved for {name} space {saved}; the env has {space}")
+        non_finite = _non_finite(state, "state")
+        if non_finite is not None:
+            raise ModelFileError(f"{source} holds NaN/inf values in {non_finite}: the file is damaged or was saved "
+                                 "from a diverged agent")  # fmt: skip
         try:
-            agent._set_state(payload["state"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise ModelFileError(f"{str(path)!r} holds a state that does not fit its header ({error})") from error
-        agent.num_timesteps = int(payload.get("num_timesteps", 0))
+            saved_spaces = {name: space_from_dict(payload[f"{name}_space"]) for name in ("observation", "action")}
+            num_timesteps = check_int("num_timesteps", payload.get("num_timesteps", 0), minimum=0)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ModelFileError(f"{source} has a damaged header ({type(error).__name__}: {error})") from error
+        agent = cls(env, **{**hyperparams, **kwargs})
+        for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
+            if not spaces_equal(saved_spaces[name], space):
+                raise ModelFileError(f"{source} was saved for {name} space {saved_spaces[name]}; the env has {space}")
+        try:
+            agent._set_state(state)
+        except ModelFileError as error:  # a nested file payload (MPCAgent's model) says itself what is wrong
+            raise ModelFileError(f"{source}: {error}") from error
+        except KeyError as error:
+            raise ModelFileError(f"{source} has no entry {error} in its learned state: the file is damaged or "
+                                 f"was not written by {cls.__name__}.save") from error  # fmt: skip
+        except (TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+            raise ModelFileError(f"{source} holds a state that does not fit its header ({error})") from error
+        agent.num_timesteps = num_timesteps
         return agent
 
     # ------------------------------------------------------------------ subclasses
@@ -235,3 +267,29 @@ class ModelBasedAgent(ABC):
     @abstractmethod
     def _set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`_get_state` returned."""
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """Where in a saved state a float tensor or float holds NaN/inf (e.g. ``"state['q']"``), or None.
+
+    A nested model payload is left to :meth:`EnsembleDynamics.from_payload`, which knows which of its values may be
+    NaN (an uncalibrated threshold) and checks the rest.
+    """
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return None if finite else where
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        if value.get("format") == ENSEMBLE_FORMAT:
+            return None
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}[{key!r}]")
+        if found is not None:
+            return found
+    return None

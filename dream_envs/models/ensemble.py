@@ -587,6 +587,9 @@ class EnsembleDynamics(nn.Module):
             seed=0,
         )
         state_dict = payload.get("state_dict")
+        if not isinstance(state_dict, dict):
+            raise ModelFileError(f"{source} has no weights (its 'state_dict' entry is missing or not a dict)")
+        _check_finite_weights(state_dict, source)
         version = payload.get("format_version", FORMAT_VERSION)
         if version == 1 and isinstance(state_dict, dict):
             # Version 1 used every termination head it had and did not adjust its logit.
@@ -609,6 +612,8 @@ class EnsembleDynamics(nn.Module):
         starts = payload.get("start_states")
         if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
             raise ModelFileError(f"{source} holds start states of the wrong shape")
+        if starts is not None and not bool(torch.isfinite(starts).all()):
+            raise ModelFileError(f"{source} holds NaN/inf start states")
         model.start_states = starts
         try:
             reward_range = payload.get("reward_range")
@@ -624,6 +629,18 @@ class EnsembleDynamics(nn.Module):
             ) from error
         model.device = resolve_device(device)
         return model.to(model.device).eval()
+
+
+def _check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
+    """Every float tensor of a saved model must be finite: a NaN weight would turn every dream into NaN. The one
+    exception is ``auto_threshold``, where NaN means "not calibrated"."""
+    for name, value in state_dict.items():
+        if name == "auto_threshold" or not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise ModelFileError(f"{source} holds {bad} NaN/inf value(s) in its tensor {name!r} "
+                                 f"(of {value.numel()}); the file is damaged or was saved from a diverged fit")
 
 
 def _check_header_values(model: EnsembleDynamics) -> None:
