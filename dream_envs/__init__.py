@@ -13,6 +13,7 @@ from dream_envs.models import (
     EnsembleDynamics,
     EnsemblePrediction,
     FitResult,
+    ModelFitError,
     ModelStep,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "KNOWN_REWARDS",
     "KNOWN_TERMINATIONS",
     "ModelFileError",
+    "ModelFitError",
     "ModelStep",
     "PixelObservation",
     "TransitionBuffer",

@@ -14,7 +14,13 @@ import numpy as np
 
 from dream_envs.checks import check_int
 from dream_envs.io import ModelFileError, atomic_write
-from dream_envs.spaces import check_action_space, check_observation_space, out_of_bounds_report
+from dream_envs.spaces import (
+    check_action_space,
+    check_actions,
+    check_observation_space,
+    check_observations,
+    out_of_bounds_report,
+)
 
 __all__ = ["TransitionBuffer", "Transitions"]
 
@@ -127,34 +133,30 @@ class TransitionBuffer:
         counts them per dimension (once per buffer for each newly offending dimension): a model must learn what the
         env really does, and a dream is never clamped to a bound that real data crossed.
 
-        :raises ValueError: if any value is NaN/inf (the message counts them per field) or shapes disagree
+        :param obs: ``B x *obs_shape`` (or one observation)
+        :param action: ``B`` whole numbers in the Discrete space's range, or ``B x *action_shape`` finite floats
+        :param reward: ``B`` numbers (one per row: a single reward is never copied to every row)
+        :param terminated: ``B`` booleans (``True``/``False``, or 0/1)
+        :param truncated: ``B`` booleans, or one for every row
+        :param episode_start: ``B`` booleans, or one for every row
+        :raises ValueError: if any value is NaN/inf (the message counts them per field, nothing is added), an action
+            is outside the action space, or a shape or type does not fit (naming the argument)
         """
-        obs = np.asarray(obs, np.float32)
-        next_obs = np.asarray(next_obs, np.float32)
-        batched = obs.ndim == len(self.observation_space.shape) + 1
-        rows = obs.shape[0] if batched else 1
-        if obs.size != rows * self.obs_dim or next_obs.size != rows * self.obs_dim:
-            raise ValueError(
-                f"obs/next_obs of shapes {obs.shape}/{next_obs.shape} do not match the observation space "
-                f"shape {self.observation_space.shape} (batched or not)"
-            )
-        action = np.asarray(action)
-        act_width = 1 if self._discrete else self.act_dim
-        if action.size != rows * act_width:
-            raise ValueError(
-                f"action of shape {action.shape} does not match the action space {self.action_space} for {rows} row(s)"
-            )
+        obs = check_observations(self.observation_space, obs, "obs", read_values=False)  # NaN is counted below
+        rows = len(obs)
+        next_obs = check_observations(self.observation_space, next_obs, "next_obs", read_values=False)
+        if len(next_obs) != rows:
+            raise ValueError(f"next_obs has {len(next_obs)} row(s) where obs has {rows}")
         columns = {
-            "obs": obs.reshape(rows, self.obs_dim),
-            "next_obs": next_obs.reshape(rows, self.obs_dim),
-            "action": action.reshape(rows).astype(np.int64)
-            if self._discrete
-            else action.reshape(rows, self.act_dim).astype(np.float32),
-            "reward": np.broadcast_to(np.asarray(reward, np.float32).reshape(-1), (rows,)),
+            "obs": obs,
+            "next_obs": next_obs,
+            "action": check_actions(self.action_space, action, rows),
+            "reward": _per_row("reward", _numbers("reward", reward), rows, broadcast=False).astype(np.float32),
+            "terminated": _per_row("terminated", _flags("terminated", terminated), rows, broadcast=False),
+            # their defaults (False) stand for every row
+            "truncated": _per_row("truncated", _flags("truncated", truncated), rows, broadcast=True),
+            "episode_start": _per_row("episode_start", _flags("episode_start", episode_start), rows, broadcast=True),
         }
-        for name, value in (("terminated", terminated), ("truncated", truncated), ("episode_start", episode_start)):
-            columns[name] = np.broadcast_to(np.asarray(value, bool).reshape(-1), (rows,))
-
         non_finite = {
             name: ~np.isfinite(columns[name].reshape(rows, -1)).all(axis=1)
             for name in ("obs", "action", "reward", "next_obs")
@@ -197,7 +199,8 @@ class TransitionBuffer:
             ``lambda obs: model.predict(obs, deterministic=False)[0]``.
         :param seed: seeds the first ``env.reset`` and the random policy
         :param progress_bar: show a tqdm bar over steps
-        :return: ``self``
+        :return: ``self``. Transitions with NaN/inf values are left out with a warning that counts them (the
+            others are kept), and if ``env`` or ``policy`` raises, the steps taken before are added first.
         """
         check_int("n_steps", n_steps)
         if env.observation_space.shape != self.observation_space.shape or env.action_space != self.action_space:
@@ -216,15 +219,40 @@ class TransitionBuffer:
         obs, _ = env.reset(seed=seed)
         episode_start = True
         rows: dict[str, list] = {name: [] for name in _FIELDS}
-        for _ in tqdm(range(int(n_steps)), disable=not progress_bar, desc="collect", unit="step"):
-            action = policy(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            for name, value in zip(_FIELDS, (obs, action, reward, next_obs, terminated, truncated, episode_start)):
-                rows[name].append(value)
-            episode_start = terminated or truncated
-            obs = env.reset()[0] if episode_start else next_obs
-        self.add(*(np.asarray(rows[name]) for name in _FIELDS))
+        try:
+            for _ in tqdm(range(int(n_steps)), disable=not progress_bar, desc="collect", unit="step"):
+                action = policy(obs)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                for name, value in zip(_FIELDS, (obs, action, reward, next_obs, terminated, truncated, episode_start)):
+                    rows[name].append(value)
+                # a non-finite observation cannot be stepped from: start a new episode
+                episode_start = bool(terminated or truncated or not np.isfinite(next_obs).all())
+                obs = env.reset()[0] if episode_start else next_obs
+        finally:  # an env that raises part-way keeps the steps it gave
+            self._add_finite_rows({name: np.asarray(rows[name]) for name in _FIELDS})
         return self
+
+    def _add_finite_rows(self, columns: dict[str, np.ndarray]) -> None:
+        """Add collected rows, leaving out those with NaN/inf values with a warning that counts them per field."""
+        n = len(columns["reward"])
+        if n == 0:
+            return
+        bad = {
+            name: ~np.isfinite(columns[name].astype(np.float64).reshape(n, -1)).all(axis=1)
+            for name in ("obs", "action", "reward", "next_obs")
+            if columns[name].dtype.kind in "iuf"
+        }
+        dropped = np.logical_or.reduce(list(bad.values()))
+        if dropped.any():
+            detail = ", ".join(f"{name}: {int(mask.sum())}" for name, mask in bad.items() if mask.any())
+            warnings.warn(
+                f"TransitionBuffer.collect: left out {int(dropped.sum())} of {n} transitions with NaN/inf values "
+                f"({detail}); the other {n - int(dropped.sum())} were added",
+                stacklevel=3,
+            )
+            columns = {name: value[~dropped] for name, value in columns.items()}
+        if len(columns["reward"]):
+            self.add(*(columns[name] for name in _FIELDS))
 
     def transitions(self) -> Transitions:
         """All stored transitions as views (no copy)."""
@@ -380,6 +408,32 @@ class TransitionBuffer:
         except ValueError as error:  # e.g. NaN rows: add() counts them per field
             raise ModelFileError(f"{source} holds transitions that cannot be stored: {error}") from error
         return buffer
+
+
+def _numbers(name: str, value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be numbers, got {value!r} (dtype {array.dtype})")
+    return array
+
+
+def _flags(name: str, value: Any) -> np.ndarray:
+    """Booleans from ``True``/``False`` or 0/1 numbers; a string such as ``"no"`` (truthy to Python) is refused."""
+    array = np.asarray(value)
+    if array.dtype == bool:
+        return array
+    if array.dtype.kind in "iuf" and np.isin(array, (0, 1)).all():
+        return array.astype(bool)
+    raise ValueError(f"{name} must be booleans (True/False or 0/1), got {value!r}")
+
+
+def _per_row(name: str, array: np.ndarray, rows: int, broadcast: bool) -> np.ndarray:
+    """``array`` as ``(rows,)``: one value per row, or (``broadcast``) a single value that stands for every row."""
+    if array.size == rows:
+        return array.reshape(rows)
+    if broadcast and array.size == 1:
+        return np.full(rows, array.reshape(-1)[0], array.dtype)
+    raise ValueError(f"{name} has {array.size} value(s) of shape {array.shape} for {rows} row(s): give one per row")
 
 
 def _check_columns(content: dict[str, np.ndarray], buffer: TransitionBuffer, source: str) -> None:

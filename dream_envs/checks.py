@@ -7,13 +7,16 @@ booleans are never numbers (``True`` is an ``int`` to Python, never a setting's 
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["check_bool", "check_int", "check_number", "check_probability", "is_number", "seed_int",
+__all__ = ["check_bool", "check_int", "check_keywords", "check_number", "check_probability", "is_number", "seed_int",
            "seeded_generator"]  # fmt: skip
 
 
@@ -112,3 +115,36 @@ def seeded_generator(
 ) -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded by :func:`seed_int` (``None``: OS entropy)."""
     return torch.Generator(device=device).manual_seed(seed_int(seed, name, stream))
+
+
+def check_keywords(
+    name: str, kwargs: Any, function: Callable, reserved: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``kwargs`` as a dict, once every key is checked against ``function``'s real signature (a typo is found when
+    the setting is given, not when the function is first called after real steps were spent).
+
+    :param name: the setting's name in errors, e.g. ``"fit_kwargs"``
+    :param function: what the keywords are for
+    :param reserved: keywords the caller sets itself, each with the reason given in the error
+    :raises ValueError: for a non-mapping, a non-string key, an unknown key (with the nearest valid ones) or a
+        reserved one
+    """
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{name} must be a dict of keyword arguments, got {kwargs!r}")
+    reserved = dict(reserved or {})
+    parameters = inspect.signature(function).parameters
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    takes = [key for key, p in parameters.items() if key != "self" and p.kind in keyword]
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise ValueError(f"{name} keys must be strings, got {key!r}")
+        if key in reserved:
+            raise ValueError(f"{name} may not set {key!r}: {reserved[key]}")
+        if key not in takes:
+            near = difflib.get_close_matches(key, takes, n=3)
+            hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+            allowed = [k for k in takes if k not in reserved]
+            raise ValueError(f"{name} has an unknown key {key!r}{hint}; {function.__qualname__} takes {allowed}")
+    return dict(kwargs)

@@ -16,6 +16,9 @@ from gymnasium import spaces
 __all__ = [
     "check_observation_space",
     "check_action_space",
+    "check_actions",
+    "check_observations",
+    "check_sb3_action_space",
     "obs_dim",
     "action_input_dim",
     "encode_action",
@@ -54,6 +57,99 @@ def check_action_space(space: Any) -> spaces.Discrete | spaces.Box:
         f"action space {space!r} is not supported: dream-envs models take Discrete or Box actions. "
         "MultiDiscrete/MultiBinary/Dict action spaces can be wrapped into one of these first."
     )
+
+
+def check_sb3_action_space(space: spaces.Space, where: str) -> None:
+    """Refuse a ``Discrete(n, start)`` with ``start != 0`` where SB3 picks the actions: SB3's agents send
+    ``0 .. n-1`` whatever the start (its own ``check_env`` warns of the same), which such a space does not hold."""
+    if isinstance(space, spaces.Discrete) and int(space.start) != 0:
+        raise ValueError(
+            f"{where} got the action space {space!r}: SB3's agents send actions 0..{int(space.n) - 1} for a Discrete "
+            f"space whatever its start, and {int(space.start)}..{int(space.start) + int(space.n) - 1} is this "
+            "space's range. Shift the env's actions to start at 0 (e.g. a gymnasium.ActionWrapper adding the start)."
+        )
+
+
+def _numeric(value: Any, name: str) -> np.ndarray | torch.Tensor:
+    """``value`` as an array or tensor of numbers, or a ``ValueError`` for strings, objects and booleans."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise ValueError(f"{name} must hold real numbers, got a {value.dtype} tensor")
+        return value
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ValueError(f"{name} must be numbers of one shape, got {value!r} ({error})") from None
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers, got {value!r} (dtype {array.dtype})")
+    return array
+
+
+def check_actions(
+    space: spaces.Discrete | spaces.Box, action: Any, rows: int, name: str = "action", read_values: bool = True
+) -> Any:
+    """``rows`` raw actions checked against ``space``: ``(rows,)`` int64 indices (Discrete) or ``(rows, act_dim)``
+    float32 (Box), as a numpy array, or a tensor on the tensor's own device when given one.
+
+    Discrete actions must be whole numbers in ``[start, start + n)`` (``0.7`` or ``NaN`` is not an action); Box
+    actions must be finite (out-of-bound values are clipped by the model, as by most envs). Values of a CUDA tensor
+    are not read (that would wait for the device), nor any where ``read_values`` is False (the library's own inner
+    loops): only the shape and dtype are checked.
+
+    :raises ValueError: naming ``name``, the offending value(s) and what the space expects
+    """
+    values = _numeric(action, name)
+    discrete = isinstance(space, spaces.Discrete)
+    width = 1 if discrete else int(np.prod(space.shape))
+    size = values.numel() if isinstance(values, torch.Tensor) else values.size
+    if size != rows * width:
+        expected = f"{rows} action(s)" if discrete else f"{rows} action(s) of shape {space.shape}"
+        raise ValueError(f"{name} of shape {tuple(values.shape)} does not fit {space!r}: expected {expected}")
+    on_host = not (isinstance(values, torch.Tensor) and values.device.type != "cpu")
+    flat = values.reshape(rows) if discrete else values.reshape(rows, width)
+    if on_host and read_values:
+        host = flat.numpy() if isinstance(flat, torch.Tensor) else flat
+        if discrete:
+            low, high = int(space.start), int(space.start) + int(space.n) - 1
+            bad = ~np.isfinite(host) | (host != np.round(host)) | (host < low) | (host > high)
+            if bad.any():
+                offending = host[bad][:5].tolist()
+                raise ValueError(f"{name} {offending} not in {space!r}: expected whole numbers in {low}..{high}")
+        elif not np.isfinite(host).all():
+            raise ValueError(f"{name} holds NaN or inf values ({int((~np.isfinite(host)).sum())} of {host.size})")
+    if isinstance(flat, torch.Tensor):
+        return flat.long() if discrete else flat.float()
+    return flat.astype(np.int64) if discrete else flat.astype(np.float32)
+
+
+def check_observations(space: spaces.Box, obs: Any, name: str = "obs", read_values: bool = True) -> Any:
+    """Observations as ``(B, obs_dim)`` float32 (a numpy array, or a tensor on its own device when given one), from
+    one observation of the space's shape, a batch ``B x *shape``, or a batch already flattened to ``B x obs_dim``.
+
+    Values of a CUDA tensor are not read, nor any where ``read_values`` is False; elsewhere NaN and inf are refused.
+
+    :raises ValueError: naming ``name``, the shape given and the shapes the space allows
+    """
+    values = _numeric(obs, name)
+    shape, flat_dim = tuple(space.shape), int(np.prod(space.shape))
+    given = tuple(values.shape)
+    if given == shape:
+        rows = 1
+    elif len(given) >= 1 and (given[1:] == shape or given[1:] == (flat_dim,)):
+        rows = given[0]
+    else:
+        raise ValueError(f"{name} of shape {given} does not fit the observation space {space!r}: expected {shape} "
+                         f"or a batch (B, {', '.join(map(str, shape))})")  # fmt: skip
+    flat = values.reshape(rows, flat_dim)
+    if isinstance(flat, torch.Tensor):
+        flat = flat.float()
+        if read_values and flat.device.type == "cpu" and not torch.isfinite(flat).all():
+            raise ValueError(f"{name} holds NaN or inf values")
+        return flat
+    flat = flat.astype(np.float32, copy=False)
+    if read_values and not np.isfinite(flat).all():
+        raise ValueError(f"{name} holds NaN or inf values ({int((~np.isfinite(flat)).sum())} of {flat.size})")
+    return flat
 
 
 def obs_dim(space: spaces.Box) -> int:

@@ -17,11 +17,13 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import polyak_update
 
-from dream_envs import EnsembleDynamics, TransitionBuffer
-from dream_envs.checks import check_int
+from dream_envs import EnsembleConfig, EnsembleDynamics, TransitionBuffer
+from dream_envs.checks import check_int, check_keywords, check_probability, is_number
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.calibration import CutoffCalibrationWarning
-from dream_envs.models.task_functions import TaskFn
+from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
+from dream_envs.models.training import ModelFitError, check_fit_kwargs
+from dream_envs.spaces import check_sb3_action_space, spaces_equal
 from sb3_plugins.dream_vec_env import DreamVecEnv
 from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust, valid_trust_bounds
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
@@ -145,22 +147,36 @@ class DynaCallback(BaseCallback):
         seed: int | None = None,
         verbose: int = 0,
     ):
-        super().__init__(verbose)
+        super().__init__(check_int("verbose", verbose, minimum=0))
+        # Every setting is checked here, before learn() spends a real step (issue 15).
         if model is not None and not isinstance(model, EnsembleDynamics):
             raise TypeError(f"model must be an EnsembleDynamics or None, got {type(model).__name__}")
-        if not (isinstance(real_ratio, (int, float)) and 0.0 <= real_ratio <= 1.0):
-            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio!r}")
-        for name, value in (
-            ("model_train_freq", model_train_freq),
-            ("min_real_steps", min_real_steps),
-            ("rollout_batch_size", rollout_batch_size),
-            ("imagined_capacity", imagined_capacity),
-            ("dream_envs", dream_envs),
-            ("dream_rollouts", dream_rollouts),
-        ):
-            check_int(name, value)
-        if utd_ratio is not None and (not isinstance(utd_ratio, int) or utd_ratio < 1):
-            raise ValueError(f"utd_ratio must be None or a positive integer, got {utd_ratio!r}")
+        real_ratio = check_probability("real_ratio", real_ratio)
+        sizes = {
+            "model_train_freq": model_train_freq, "min_real_steps": min_real_steps,
+            "rollout_batch_size": rollout_batch_size, "imagined_capacity": imagined_capacity,
+            "dream_envs": dream_envs, "dream_rollouts": dream_rollouts,
+        }  # fmt: skip
+        (model_train_freq, min_real_steps, rollout_batch_size, imagined_capacity, dream_envs, dream_rollouts) = (
+            check_int(name, value) for name, value in sizes.items()
+        )
+        if utd_ratio is not None:
+            utd_ratio = check_int("utd_ratio (None: the agent's own gradient steps)", utd_ratio)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        ensemble_kwargs = check_keywords("ensemble_kwargs", ensemble_kwargs, EnsembleDynamics.__init__, {
+            "observation_space": "the training env's", "action_space": "the training env's",
+            "env_id": "pass DynaCallback(env_id=...)", "device": "the agent's device is used",
+            "seed": "pass DynaCallback(seed=...)",
+        })  # fmt: skip
+        EnsembleConfig(**{**_DEFAULT_ENSEMBLE, **ensemble_kwargs})  # checks the values
+        fit_kwargs = check_fit_kwargs(fit_kwargs, reserved={"seed": "the fits draw from DynaCallback(seed=...)"})
+        for name, value, known in (("reward_fn", reward_fn, KNOWN_REWARDS),
+                                   ("termination_fn", termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
+            if value != "known":  # "known" needs the env id, which the training env gives at learn()
+                resolve_task_fn(value, known, name)
+        if env_id is not None and not isinstance(env_id, str):
+            raise ValueError(f"env_id must be None or a gymnasium env id, got {env_id!r}")
         self._horizon_schedule = None if rollout_horizon is None else _check_horizon(rollout_horizon)
         if trust_errors is not None:
             if isinstance(trust_errors, np.ndarray):
@@ -200,8 +216,14 @@ class DynaCallback(BaseCallback):
         self._torch_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ set-up
-    def _init_callback(self) -> None:
-        algo: BaseAlgorithm = self.model
+    def check_agent(self, algo: BaseAlgorithm) -> None:
+        """Check that this callback can serve ``algo`` (its class, env, action space and discount against the
+        callback's settings and model) without changing either: ``learn`` does it before its first real step, and a
+        caller that builds runs ahead (the benchmark's plan) can do it earlier.
+
+        :raises TypeError: for an algorithm DynaCallback cannot serve
+        :raises ValueError: for a setting that does not fit the agent or its env, naming it
+        """
         if not isinstance(algo, (OnPolicyAlgorithm, OffPolicyAlgorithm)) or type(algo).__name__ not in (
             "PPO", "A2C", "DQN", "SAC", "TD3",
         ):  # fmt: skip
@@ -214,13 +236,27 @@ class DynaCallback(BaseCallback):
                 "DynaCallback learns its model from the env's raw observations; remove VecNormalize from the "
                 "training env (normalisation happens inside the model)."
             )
-        # The agent's own discount enters the "terminate" mode's auto penalty: checked before any real step is taken.
+        # The agent's own discount enters the "terminate" mode's auto penalty.
         resolve_uncertainty_mode(
             self.uncertainty_mode, self.uncertainty_penalty, self.uncertainty_threshold, algo.gamma
         )
+        check_sb3_action_space(algo.action_space, "DynaCallback")
+        if self.ensemble is not None:
+            for name, mine, agents in (("observation", self.ensemble.observation_space, algo.observation_space),
+                                       ("action", self.ensemble.action_space, algo.action_space)):  # fmt: skip
+                if not spaces_equal(mine, agents):
+                    raise ValueError(f"DynaCallback's model has the {name} space {mine}, the agent's env {agents}: "
+                                     "a model fitted for another env cannot be trained on this one")  # fmt: skip
+        env_id = self.env_id if self.env_id is not None else _env_id(algo.get_env())
+        for name, value, known in (("reward_fn", self.reward_fn, KNOWN_REWARDS),
+                                   ("termination_fn", self.termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
+            resolve_task_fn(value, known, name, env_id)  # "known" for an env without a known function
+
+    def _init_callback(self) -> None:
+        algo: BaseAlgorithm = self.model
+        self.check_agent(algo)
         if self.env_id is None:
-            spec = self.training_env.get_attr("spec")[0]
-            self.env_id = spec.id if spec is not None else None
+            self.env_id = _env_id(self.training_env)
         if self.ensemble is None:
             self.ensemble = EnsembleDynamics(
                 algo.observation_space, algo.action_space, env_id=self.env_id, device=algo.device, seed=self.seed,
@@ -271,7 +307,12 @@ class DynaCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._prev_obs = np.array(self.model._last_obs, copy=True)  # SB3 keeps the first observation only there
-        self._episode_start = np.ones(self.training_env.num_envs, dtype=bool)
+        # SB3 resets the envs only when learn(reset_num_timesteps=True) (or on the first call): otherwise the agent
+        # continues the episodes it was in, and its own flags say which observation starts one.
+        starts = getattr(self.model, "_last_episode_starts", None)
+        self._episode_start = (
+            np.array(starts, dtype=bool, copy=True) if starts is not None else np.ones(self.training_env.num_envs, bool)
+        )
 
     # ------------------------------------------------------------------ real data
     def _on_step(self) -> bool:
@@ -310,7 +351,14 @@ class DynaCallback(BaseCallback):
         with warnings.catch_warnings():
             # The first fits hold too little data to calibrate the cutoff on; the threshold used is logged instead.
             warnings.simplefilter("ignore", CutoffCalibrationWarning)
-            result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
+            try:
+                result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
+            except ModelFitError as error:  # the model is as it was: do no harm, train on real data alone
+                self._apply_trust(0.0)
+                self.trust_reason = f"the model fit diverged, the agent trains on real data alone: {error}"
+                self.logger.record("dyna/model_trust", 0.0)
+                warnings.warn(f"DynaCallback: {self.trust_reason}", stacklevel=2)
+                return
         self.model_fits += 1
         self.logger.record("dyna/uncertainty_threshold", result.auto_threshold)
         self.logger.record("dyna/model_train_loss", result.train_loss[-1])
@@ -519,13 +567,25 @@ class DynaCallback(BaseCallback):
             self.logger.record("dyna/uncertainty_cutoff_fraction", dream.cutoff_episodes / dream.episodes)
 
 
+def _env_id(venv: Any) -> str | None:
+    """The registered id of a VecEnv's first env, or None (an env made without ``gym.make``)."""
+    spec = venv.get_attr("spec")[0] if venv is not None else None
+    return spec.id if spec is not None else None
+
+
 def _check_horizon(value: int | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"rollout_horizon must be >= 1, got {value!r}")
+    if is_number(value):
+        value = check_int("rollout_horizon", value)
         return (0, 1, value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 4 and all(isinstance(v, int) for v in value):
-        start, end, low, high = value
+    if isinstance(value, np.ndarray):
+        value = tuple(value.tolist())
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 4
+        and all(is_number(v) and float(v) == int(v) for v in value)
+    ):
+        start, end, low, high = (int(v) for v in value)
+        value = (start, end, low, high)
         if low < 1 or high < 1 or end < start:
             raise ValueError(
                 f"rollout_horizon schedule (start_step, end_step, min_h, max_h) needs horizons >= 1 and "

@@ -14,6 +14,7 @@ from dream_envs import EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int, seed_int, seeded_generator
 from dream_envs.envs.imagination import Imagination
 from dream_envs.models.task_functions import TaskFn
+from dream_envs.spaces import check_actions, check_observations, check_sb3_action_space
 
 __all__ = ["DreamVecEnv"]
 
@@ -83,10 +84,10 @@ class DreamVecEnv(VecEnv):
         seed: int | None = None,
     ):
         check_int("n_envs", n_envs)
-        if max_episode_steps is not None and (
-            not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1
-        ):
-            raise ValueError(f"max_episode_steps must be None or a positive integer, got {max_episode_steps!r}")
+        if max_episode_steps is not None:
+            max_episode_steps = check_int("max_episode_steps", max_episode_steps)
+        if isinstance(model, EnsembleDynamics):
+            check_sb3_action_space(model.action_space, "DreamVecEnv")
         self.imagination = Imagination(
             model, env_id=env_id, start_states=start_states, reward_fn=reward_fn, termination_fn=termination_fn,
             uncertainty_threshold=uncertainty_threshold, uncertainty_mode=uncertainty_mode,
@@ -134,20 +135,18 @@ class DreamVecEnv(VecEnv):
 
     def reset_from(self, obs: np.ndarray | torch.Tensor) -> VecEnvObs:
         """Reset every env to the given real observations (``N x *obs_shape``), e.g. to branch from real states."""
-        state = torch.as_tensor(obs if isinstance(obs, torch.Tensor) else np.asarray(obs, np.float32))
-        if state.numel() != self.num_envs * self.model.obs_dim or not torch.isfinite(state).all():
-            raise ValueError(
-                f"reset_from needs {self.num_envs} finite observations of shape {self.observation_space.shape}, "
-                f"got an array of shape {tuple(state.shape)}"
-            )
-        state = state.to(self.model.device, torch.float32).reshape(self.num_envs, -1)
+        state = torch.as_tensor(check_observations(self.observation_space, obs, "reset_from's obs"))
+        if len(state) != self.num_envs:
+            raise ValueError(f"reset_from needs {self.num_envs} observations (one per env), got {len(state)}")
+        state = state.to(self.model.device, torch.float32)
         self._state = state.clone()
         self._episode_steps.zero_()
         self._recent.zero_()
         return self._to_numpy_obs(self._state)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = torch.as_tensor(np.asarray(actions), device=self.model.device).reshape(self.num_envs, -1)
+        checked = check_actions(self.action_space, actions, self.num_envs, "actions")
+        self._actions = torch.as_tensor(checked, device=self.model.device).reshape(self.num_envs, -1)
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:

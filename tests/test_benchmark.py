@@ -146,7 +146,7 @@ def test_plan_resolves_every_run_with_budgets_per_variant():
         (dict(overrides={"CartPole-v1": {"ppo": {"agent": {"n_stepz": 3}}}}), "PPO rejected the agent settings"),
         (
             dict(algos=["ppo+dyna"], overrides={"*": {"ppo+dyna": {"dyna": {"real_ratio": 2}}}}),
-            "DynaCallback rejected.*real_ratio must be in \\[0, 1\\], got 2",
+            "DynaCallback rejected.*real_ratio must be a number in \\[0, 1\\], got 2",
         ),
     ],
 )

@@ -156,5 +156,5 @@ def test_reset_from_checks_its_input(cartpole_model):
     venv = DreamVecEnv(cartpole_model, n_envs=2)
     with pytest.raises(ValueError, match="reset_from needs 2"):
         venv.reset_from(np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="NaN or inf"):
         venv.reset_from(np.full((2, 4), np.nan))

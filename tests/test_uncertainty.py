@@ -113,14 +113,23 @@ def pd_controller(obs):
     return int(obs[2] + 0.5 * obs[3] > 0)  # balances the pole: states random actions never reach
 
 
-def test_cutoff_catches_the_rollouts_that_go_wrong(cartpole_model):
+def test_cutoff_catches_the_rollouts_that_go_wrong(cartpole_model, cartpole_buffer):
+    # Over 3 model seeds, not one: on this shift the recall of one model ranged 0.63-1.0 over seeds 0-5 (precision
+    # 0.84-1.0), and a claim about the mechanism should not rest on one initialisation.
     env = gym.make("CartPole-v1")
-    in_data = calibration(cartpole_model, env, horizon=10, n_segments=200, seed=5)
-    assert in_data.cut_fraction <= 0.05  # rollouts like the fit data's are not cut for nothing
-    shifted = calibration(cartpole_model, env, horizon=10, n_segments=200, policy=pd_controller, seed=5)
-    assert shifted.bad_fraction > 0.05  # the balanced states are new to the model: some rollouts go wrong
-    assert shifted.cutoff_precision >= 0.5 and shifted.cutoff_recall >= 0.8, shifted
-    assert shifted.k_step_spearman >= 0.5
+    recalls = []
+    for model_seed in range(3):
+        model = cartpole_model if model_seed == 0 else small_model("CartPole-v1", seed=model_seed)
+        if model_seed:
+            model.fit(cartpole_buffer, max_epochs=40, batch_size=64, seed=0)
+        in_data = calibration(model, env, horizon=10, n_segments=200, seed=5)
+        assert in_data.cut_fraction <= 0.05  # rollouts like the fit data's are not cut for nothing
+        shifted = calibration(model, env, horizon=10, n_segments=200, policy=pd_controller, seed=5)
+        assert shifted.bad_fraction > 0.05  # the balanced states are new to the model: some rollouts go wrong
+        assert shifted.cutoff_precision >= 0.5 and shifted.cutoff_recall >= 0.6, shifted
+        assert shifted.k_step_spearman >= 0.5
+        recalls.append(shifted.cutoff_recall)
+    assert np.median(recalls) >= 0.8, recalls
 
 
 def test_disagreement_is_in_standard_deviations_of_each_one_step_change(cartpole_model, cartpole_buffer):

@@ -109,12 +109,12 @@ def test_a_fitted_value_round_trips_and_is_refused_before_fitting(cartpole_model
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(gamma=1.0), "gamma must be in \\(0, 1\\) for a value of bounded size, got 1.0"),
-        (dict(epsilon=1.5), "epsilon must be in \\[0, 1\\], got 1.5"),
-        (dict(tau=0.0), "tau must be in \\(0, 1\\], got 0.0"),
+        (dict(gamma=1.0), "gamma \\(below 1 for a value of bounded size\\) must be a number in \\(0, 1\\), got 1.0"),
+        (dict(epsilon=1.5), "epsilon must be a number in \\[0, 1\\], got 1.5"),
+        (dict(tau=0.0), "tau must be a number in \\(0, 1\\], got 0.0"),
         (dict(rounds=0), "rounds must be a positive integer, got 0"),
         (dict(hidden_sizes=()), "hidden_sizes must be a non-empty sequence of positive integers, got \\(\\)"),
-        (dict(learning_rate=-1.0), "learning_rate must be positive, got -1.0"),
+        (dict(learning_rate=-1.0), "learning_rate must be a number in \\(0, inf\\), got -1.0"),
     ],
 )
 def test_value_arguments_are_checked(cartpole_model, kwargs, message):
@@ -174,7 +174,7 @@ def test_mpc_agent_fits_the_value_after_each_model_fit_and_saves_it(tmp_path):
         ),
         (dict(terminal_value="yes"), "terminal_value must be True or False, got 'yes'"),
         (dict(terminal_value=True, gamma=0.9, value_kwargs={"gamma": 0.5}), "value_kwargs must not set \\['gamma'\\]"),
-        (dict(terminal_value=True, gamma=0.9, value_kwargs={"epsilon": 2.0}), "epsilon must be in \\[0, 1\\]"),
+        (dict(terminal_value=True, gamma=0.9, value_kwargs={"epsilon": 2.0}), "epsilon must be a number in \\[0, 1\\]"),
     ],
 )
 def test_mpc_agent_value_arguments_are_checked(kwargs, message):

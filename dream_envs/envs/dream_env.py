@@ -15,7 +15,7 @@ from dream_envs.envs.imagination import Imagination
 from dream_envs.envs.rendering import StateRenderer
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
-from dream_envs.spaces import spaces_equal
+from dream_envs.spaces import check_actions, check_observations, spaces_equal
 
 __all__ = ["DreamEnv"]
 
@@ -146,13 +146,11 @@ class DreamEnv(gym.Env):
         if seed is not None or self._state is None:
             self._generator.manual_seed(int(self.np_random.integers(2**62)))
         if options and "start_state" in options:
-            start = np.asarray(options["start_state"], np.float32)
-            if start.size != self.model.obs_dim or not np.isfinite(start).all():
-                raise ValueError(
-                    f"options['start_state'] must be a finite observation of shape {self.observation_space.shape}, "
-                    f"got {start!r}"
-                )
-            self._state = torch.as_tensor(start.reshape(1, -1), device=self.model.device)
+            start = check_observations(self.observation_space, options["start_state"], "options['start_state']")
+            if len(start) != 1:
+                raise ValueError(f"options['start_state'] must be one observation of shape "
+                                 f"{self.observation_space.shape}, got a batch of {len(start)}")  # fmt: skip
+            self._state = torch.as_tensor(start, device=self.model.device)
         else:
             starts = self.imagination.start_states
             index = int(self.np_random.integers(len(starts)))
@@ -163,7 +161,7 @@ class DreamEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._state is None:
             raise RuntimeError("DreamEnv.step() called before reset()")
-        action_t = torch.as_tensor(np.asarray(action), device=self.model.device).reshape(1, -1)
+        action_t = torch.as_tensor(check_actions(self.action_space, action, 1), device=self.model.device).reshape(1, -1)
         imagined = self.imagination.step(self._state, action_t, self._generator, self._recent)
         self._state, self._recent = imagined.next_obs, imagined.recent
         # One host sync per step: every scalar the agent needs comes over together.

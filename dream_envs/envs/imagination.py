@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dream_envs.buffer import TransitionBuffer
-from dream_envs.checks import is_number
+from dream_envs.checks import check_number, is_number
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
@@ -130,8 +130,7 @@ def resolve_uncertainty_mode(
     if not auto_penalty and mode == "truncate":
         raise ValueError(f"uncertainty_penalty={penalty!r} has no effect with uncertainty_mode='truncate'; it is the "
                          "HALT penalty of 'terminate' or the per-step penalty of 'penalty'")  # fmt: skip
-    if not (is_number(gamma) and 0 <= gamma <= 1):
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    gamma = check_number("gamma", gamma, 0.0, 1.0)
     if mode == "terminate" and threshold is None:
         raise ValueError("uncertainty_mode='terminate' halts imagined episodes at the cutoff, and "
                          "uncertainty_threshold=None turns the cutoff off: give uncertainty_threshold='auto' or a "

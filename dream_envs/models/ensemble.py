@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
-from dream_envs.checks import seeded_generator
+from dream_envs.checks import check_bool, check_int, seeded_generator
 from dream_envs.device import resolve_device
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.models.calibration import DEFAULT_HORIZON, DEFAULT_TOLERANCE, CutoffCalibration
@@ -23,7 +23,9 @@ from dream_envs.models.training import FitResult, fit_ensemble
 from dream_envs.spaces import (
     action_input_dim,
     check_action_space,
+    check_actions,
     check_observation_space,
+    check_observations,
     encode_action,
     obs_dim,
     space_from_dict,
@@ -65,18 +67,20 @@ class EnsembleConfig:
     learn_termination: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ensemble_size, int) or self.ensemble_size < 1:
-            raise ValueError(f"ensemble_size must be a positive integer, got {self.ensemble_size!r}")
-        if not isinstance(self.num_elites, int) or not 1 <= self.num_elites <= self.ensemble_size:
-            raise ValueError(
-                f"num_elites must be an integer in [1, ensemble_size={self.ensemble_size}], got {self.num_elites!r}"
-            )
-        sizes = tuple(self.hidden_sizes)
-        if not sizes or any(not isinstance(h, int) or h < 1 for h in sizes):
+        size = check_int("ensemble_size", self.ensemble_size)
+        elites = check_int(f"num_elites (ensemble_size={size})", self.num_elites, maximum=size)
+        try:
+            sizes = tuple(check_int("a hidden size", h) for h in self.hidden_sizes)
+        except (TypeError, ValueError):
+            sizes = ()
+        if not sizes or isinstance(self.hidden_sizes, (str, bytes)):
             raise ValueError(
                 f"hidden_sizes must be a non-empty sequence of positive integers, got {self.hidden_sizes!r}"
             )
-        object.__setattr__(self, "hidden_sizes", sizes)
+        for name, value in (("ensemble_size", size), ("num_elites", elites), ("hidden_sizes", sizes)):
+            object.__setattr__(self, name, value)
+        for name in ("probabilistic", "learn_termination"):
+            object.__setattr__(self, name, check_bool(name, getattr(self, name)))
 
 
 class EnsemblePrediction(NamedTuple):
@@ -189,7 +193,10 @@ class EnsembleDynamics(nn.Module):
         super().__init__()
         self.observation_space = check_observation_space(observation_space)
         self.action_space = check_action_space(action_space)
+        if isinstance(hidden_sizes, int) or not hasattr(hidden_sizes, "__iter__"):
+            raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got {hidden_sizes!r}")
         self.config = EnsembleConfig(ensemble_size, num_elites, tuple(hidden_sizes), probabilistic, learn_termination)
+        ensemble_size, num_elites = self.config.ensemble_size, self.config.num_elites  # plain ints
         self.env_id = env_id
         self.seed = seed
         self.obs_dim = obs_dim(self.observation_space)
@@ -290,14 +297,23 @@ class EnsembleDynamics(nn.Module):
         x = torch.cat([obs, encode_action(self.action_space, action.reshape(obs.shape[0], -1))], dim=-1)
         return (x - self.in_mean) / self.in_std
 
+    def _checked(self, obs: Any, action: Any) -> tuple[Any, Any]:
+        """``obs`` as ``(B, obs_dim)`` and ``B`` actions checked against the spaces, with errors that name them. The
+        values of tensors are not read (the library's inner loops pass tensors it made): their shapes are."""
+        read = not isinstance(obs, torch.Tensor)
+        obs = check_observations(self.observation_space, obs, read_values=read)
+        action = check_actions(self.action_space, action, len(obs), read_values=not isinstance(action, torch.Tensor))
+        return obs, action
+
     @torch.no_grad()
     def predict(self, obs: Any, action: Any) -> EnsemblePrediction:
         """Every member's prediction for a batch, in the env's units.
 
         :param obs: ``B x obs_dim`` observations (numpy or torch)
         :param action: ``B`` discrete actions or ``B x act_dim`` continuous actions
+        :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
-        x = self._inputs(obs, action)
+        x = self._inputs(*self._checked(obs, action))
         mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
         mean = mean * self.out_std + self.out_mean
         var = logvar.exp() * self.out_std**2
@@ -322,8 +338,10 @@ class EnsembleDynamics(nn.Module):
         :param propagation: ``"ts1"``: each row uses one elite member drawn at random (PETS TS-1);
             ``"mean"``: the mean of the elites; ``"single"``: the best elite (by holdout loss) alone
         :param deterministic: use predicted means instead of sampling the Gaussian heads
+        :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
-        obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
+        obs, action = self._checked(obs, action)
+        obs_t = _as_tensor(obs, self.device, torch.float32)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
         raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)
@@ -401,8 +419,9 @@ class EnsembleDynamics(nn.Module):
         :param obs: ``B x obs_dim`` observations
         :param action: ``B`` discrete or ``B x act_dim`` continuous actions
         :return: ``B`` disagreements
+        :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
-        x = self._inputs(obs, action)
+        x = self._inputs(*self._checked(obs, action))
         raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
         return self._disagreement(raw[..., : self.obs_dim])
 
@@ -495,6 +514,7 @@ class EnsembleDynamics(nn.Module):
         :param uncertainty_horizon: model steps of the held-out rollouts the cutoff is calibrated on
         :return: a :class:`FitResult` with per-epoch train/holdout losses and the cutoff's calibration
         :raises ValueError: a buffer for other spaces, fewer than 2 transitions, or a bad argument (named)
+        :raises ModelFitError: the fit diverged (no finite loss); the model is left as it was before the call
         """
         return fit_ensemble(
             self, buffer, max_epochs=max_epochs, batch_size=batch_size, learning_rate=learning_rate,

@@ -220,7 +220,7 @@ def resolve_task_fn(
     if value is None or value == "learned":
         return None
     if callable(value):
-        return value
+        return _checked_task_fn(value, what)
     if isinstance(value, str):
         if value in known:
             return known[value]
@@ -229,3 +229,35 @@ def resolve_task_fn(
             f"or pass a callable (obs, action, next_obs) -> tensor, or None to use the learned head"
         )
     raise TypeError(f"{what} must be None, 'learned', an env id or a callable, got {value!r}")
+
+
+def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
+    """``fn`` with its output checked on every call: ``B`` values, a tensor (a numpy array is converted) of floats
+    for a reward, of booleans for a termination. A wrong shape such as ``(B, 1)`` would otherwise broadcast against
+    the dream's ``(B,)`` flags and make every step look terminal."""
+    is_reward = what.startswith("reward")
+
+    def checked(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        out = fn(obs, action, next_obs)
+        if not isinstance(out, torch.Tensor):
+            if type(out).__module__ != "numpy":
+                raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {type(out).__name__} {out!r}: it "
+                                 f"must return a tensor of {obs.shape[0]} values, one per row")  # fmt: skip
+            out = torch.as_tensor(out, device=obs.device)
+        if tuple(out.shape) != (obs.shape[0],):
+            raise ValueError(
+                f"{what} {getattr(fn, '__name__', fn)!r} returned shape {tuple(out.shape)} for a batch of "
+                f"{obs.shape[0]}: expected ({obs.shape[0]},), one value per row (e.g. .squeeze(-1))"
+            )
+        if is_reward:
+            if out.dtype == torch.bool or out.is_complex():
+                raise ValueError(f"{what} returned {out.dtype} values: rewards must be real numbers")
+            return out.to(obs.dtype)
+        if out.dtype != torch.bool:
+            raise ValueError(f"{what} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
+                             "or .bool() of 0/1 values)")  # fmt: skip
+        return out
+
+    checked.__name__ = getattr(fn, "__name__", "checked")
+    checked.__wrapped__ = fn  # type: ignore[attr-defined]
+    return checked

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from dream_envs.buffer import TransitionBuffer
-from dream_envs.checks import check_int, is_number
+from dream_envs.checks import check_bool, check_int, check_keywords, check_number
 from dream_envs.models.calibration import CutoffCalibration, CutoffCalibrationWarning, choose_threshold, cutoff_scores
 from dream_envs.models.fit_schedule import fit_schedule
 from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
@@ -20,7 +21,11 @@ from dream_envs.spaces import encode_action, out_of_bounds_report, spaces_equal
 if TYPE_CHECKING:
     from dream_envs.models.ensemble import EnsembleDynamics
 
-__all__ = ["FitResult", "fit_ensemble"]
+__all__ = ["FitResult", "ModelFitError", "check_fit_kwargs", "fit_ensemble"]
+
+
+class ModelFitError(RuntimeError):
+    """A fit that produced no finite loss (it diverged from its first steps): the model is left as it was."""
 
 
 @dataclass
@@ -99,17 +104,26 @@ def fit_ensemble(
     uncertainty_horizon: int,
 ) -> FitResult:
     """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
-    # plain ints from here on (a numpy int8 batch size would overflow in the slicing arithmetic)
-    max_epochs, batch_size, patience = _check_fit_args(
-        model, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience
-    )
-    # Plain Python numbers: the calibration record goes into the model file, which loads with weights_only=True.
-    uncertainty_horizon = check_int("uncertainty_horizon", uncertainty_horizon)
-    if not (is_number(uncertainty_tolerance) and 0 < uncertainty_tolerance < math.inf):
-        raise ValueError(f"uncertainty_tolerance must be a finite number > 0 (real standard deviations), got "
-                         f"{uncertainty_tolerance!r}")  # fmt: skip
-    uncertainty_tolerance = float(uncertainty_tolerance)
+    _check_buffer(model, buffer)
+    settings = _check_fit_values({
+        "max_epochs": max_epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "weight_decay": weight_decay, "holdout_ratio": holdout_ratio, "max_holdout": max_holdout, "patience": patience,
+        "bootstrap": bootstrap, "balance_termination": balance_termination, "seed": seed,
+        "progress_bar": progress_bar, "uncertainty_tolerance": uncertainty_tolerance,
+        "uncertainty_horizon": uncertainty_horizon,
+    })  # fmt: skip
+    # plain ints and floats from here on (a numpy int8 batch size would overflow in the slicing arithmetic; the
+    # calibration record goes into the model file, which loads with weights_only=True)
+    max_epochs, batch_size, patience = settings["max_epochs"], settings["batch_size"], settings["patience"]
+    learning_rate, weight_decay = settings["learning_rate"], settings["weight_decay"]
+    holdout_ratio, max_holdout = settings["holdout_ratio"], settings["max_holdout"]
+    uncertainty_tolerance, uncertainty_horizon = settings["uncertainty_tolerance"], settings["uncertainty_horizon"]
+    if uncertainty_horizon > len(buffer):  # a horizon longer than the data holds can calibrate nothing
+        raise ValueError(f"uncertainty_horizon must be at most the buffer's {len(buffer)} transitions, got "
+                         f"{uncertainty_horizon}")  # fmt: skip
     from tqdm.auto import tqdm
+
+    before = {name: value.detach().clone() for name, value in model.state_dict().items()}
 
     E = model.config.ensemble_size
     rng = np.random.default_rng(seed if seed is not None else model.seed)
@@ -195,6 +209,14 @@ def fit_ensemble(
             break
     bar.close()
     model.eval()
+    finite = bool(torch.isfinite(best).any()) if n_holdout else math.isfinite(result.train_loss[-1])
+    if not finite:  # a diverged fit must not pass for a fitted model: put every weight and statistic back
+        model.load_state_dict(before)
+        raise ModelFitError(
+            f"fit diverged: no finite {'holdout' if n_holdout else 'training'} loss in {result.epochs} epoch(s) "
+            f"(last training loss {result.train_loss[-1]}) with learning_rate={learning_rate:g}; the model is left "
+            "as it was. Lower learning_rate, or check the data for extreme values."
+        )
     if n_holdout:
         model.load_state_dict(
             {
@@ -287,11 +309,7 @@ def _holdout_split(
     return np.concatenate([runs.reshape(-1), singles.reshape(-1), rest]).astype(np.int64), rollouts
 
 
-def _check_fit_args(
-    model: EnsembleDynamics, buffer, max_epochs, batch_size, learning_rate, holdout_ratio, patience
-) -> tuple[int | None, int | None, int | None]:
-    """Check the fit's arguments (naming the offending one); return ``max_epochs``, ``batch_size`` and ``patience``
-    as plain ints (``None`` stays: sized from the data)."""
+def _check_buffer(model: EnsembleDynamics, buffer: Any) -> None:
     if not isinstance(buffer, TransitionBuffer):
         raise TypeError(f"fit expects a TransitionBuffer, got {type(buffer).__name__}")
     if buffer.observation_space.shape != model.observation_space.shape or not spaces_equal(
@@ -303,14 +321,49 @@ def _check_fit_args(
         )
     if len(buffer) < 2:
         raise ValueError(f"fit needs at least 2 transitions, the buffer holds {len(buffer)}")
-    # None: sized from the data (fit_schedule)
-    sizes = {"max_epochs": max_epochs, "batch_size": batch_size, "patience": patience}
-    checked = tuple(None if value is None else check_int(name, value) for name, value in sizes.items())
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    if not 0.0 <= holdout_ratio < 1.0:
-        raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio!r}")
-    return checked
+
+
+def _optional_size(name: str) -> Callable[[Any], int | None]:
+    return lambda value: None if value is None else check_int(name, value)  # None: sized from the data
+
+
+_POSITIVE = {"low": 0.0, "high": math.inf, "low_open": True, "high_open": True}
+_FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "max_epochs": _optional_size("max_epochs"),
+    "batch_size": _optional_size("batch_size"),
+    "patience": _optional_size("patience"),
+    "learning_rate": lambda v: check_number("learning_rate", v, **_POSITIVE),
+    "weight_decay": lambda v: check_number("weight_decay", v, 0.0, math.inf, high_open=True),
+    "holdout_ratio": lambda v: check_number("holdout_ratio", v, 0.0, 1.0, high_open=True),
+    "max_holdout": lambda v: check_int("max_holdout", v, minimum=0),
+    "bootstrap": lambda v: check_bool("bootstrap", v),
+    "balance_termination": lambda v: check_bool("balance_termination", v),
+    "seed": lambda v: None if v is None else check_int("seed", v, minimum=0),
+    "progress_bar": lambda v: check_bool("progress_bar", v),
+    "uncertainty_tolerance": lambda v: check_number("uncertainty_tolerance (real standard deviations)", v, **_POSITIVE),
+    "uncertainty_horizon": lambda v: check_int("uncertainty_horizon (model steps)", v),
+}
+
+
+def _check_fit_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Each of the fit's settings checked (naming the offending one) and returned as a plain Python value."""
+    return {name: _FIT_CHECKS[name](value) for name, value in values.items()}
+
+
+def check_fit_kwargs(
+    fit_kwargs: Any, name: str = "fit_kwargs", reserved: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for :meth:`EnsembleDynamics.fit` checked when they are given (a callback's or agent's
+    constructor): every key against the real signature, every value as ``fit`` itself checks it.
+
+    :param reserved: keywords the caller sets itself, with the reason (named in the error)
+    :raises ValueError: naming the unknown key (with the nearest valid ones) or the offending value
+    """
+    from dream_envs.models.ensemble import EnsembleDynamics
+
+    kwargs = check_keywords(name, fit_kwargs, EnsembleDynamics.fit, {"buffer": "it is the data", **(reserved or {})})
+    _check_fit_values(kwargs)
+    return kwargs
 
 
 def _raw_inputs(model: EnsembleDynamics, obs: np.ndarray, action: np.ndarray) -> torch.Tensor:

@@ -11,6 +11,7 @@ which no candidate has a finite return raises :class:`NonFiniteObjectiveError` (
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, check_number, check_probability
 
 __all__ = [
     "CEM",
@@ -181,9 +182,9 @@ class CEM(_Gaussian):
     def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 5,
                  elite_fraction: float = 0.1, alpha: float = 0.1, init_std: float = 0.5,
                  device: torch.device | str = "cpu"):  # fmt: skip
-        if not 0.0 < elite_fraction <= 1.0 or not 0.0 <= alpha < 1.0:
-            raise ValueError(f"elite_fraction must be in (0, 1] and alpha in [0, 1); got {elite_fraction}, {alpha}")
-        self.n_elites, self.alpha = max(1, int(round(elite_fraction * population))), alpha
+        elite_fraction = check_probability("elite_fraction", elite_fraction, zero=False)
+        alpha = check_probability("alpha", alpha, one=False)
+        self.n_elites, self.alpha = max(1, int(round(elite_fraction * check_int("population", population)))), alpha
         super().__init__(action_space, horizon, population, iterations, device, init_std)
 
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
@@ -248,9 +249,8 @@ class ICEM(CEM):
     def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 5,
                  elite_fraction: float = 0.1, alpha: float = 0.1, init_std: float = 0.5, noise_beta: float = 2.0,
                  keep_elites: float = 0.3, device: torch.device | str = "cpu"):  # fmt: skip
-        if not 0.0 <= keep_elites <= 1.0 or noise_beta < 0:
-            raise ValueError(f"keep_elites must be in [0, 1] and noise_beta >= 0; got {keep_elites}, {noise_beta}")
-        self.noise_beta, self.keep_elites = float(noise_beta), float(keep_elites)
+        self.keep_elites = check_probability("keep_elites", keep_elites)
+        self.noise_beta = check_number("noise_beta", noise_beta, 0.0, math.inf, high_open=True)
         super().__init__(action_space, horizon, population, iterations, elite_fraction, alpha, init_std, device)
 
     def reset(self) -> None:
@@ -346,9 +346,9 @@ class CategoricalCEM(TrajectoryOptimizer):
                  device: torch.device | str = "cpu"):  # fmt: skip
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"CategoricalCEM plans Discrete actions; got {action_space}. Use CEM or MPPI.")
-        if not 0.0 < elite_fraction <= 1.0 or not 0.0 <= alpha < 1.0 or not 0.0 <= min_probability < 1.0:
-            raise ValueError(f"elite_fraction must be in (0, 1], alpha and min_probability in [0, 1); got "
-                             f"{elite_fraction}, {alpha}, {min_probability}")  # fmt: skip
+        elite_fraction = check_probability("elite_fraction", elite_fraction, zero=False)
+        alpha = check_probability("alpha", alpha, one=False)
+        min_probability = check_probability("min_probability", min_probability, one=False)
         self.n, self.start = int(action_space.n), int(action_space.start)
         self.n_elites = max(1, int(round(elite_fraction * population)))
         self.alpha, self.min_probability = alpha, min_probability

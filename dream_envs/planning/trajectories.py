@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from dream_envs.checks import check_int, check_number
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
@@ -70,11 +71,13 @@ class TrajectoryEvaluator:
         if propagation not in PARTICLE_PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PARTICLE_PROPAGATIONS}, got {propagation!r}")
         members = model.config.ensemble_size
-        if propagation != "expectation" and (not isinstance(particles, int) or particles < 1 or particles % members):
-            raise ValueError(f"particles must be a positive multiple of the ensemble size {members}, got {particles!r}")
-        if not 0.0 < gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-        self.model, self.propagation, self.gamma = model, propagation, float(gamma)
+        if propagation != "expectation":
+            particles = check_int(f"particles (a multiple of the ensemble size {members})", particles)
+            if particles % members:
+                raise ValueError(f"particles must be a positive multiple of the ensemble size {members}, got "
+                                 f"{particles!r}")  # fmt: skip
+        gamma = check_number("gamma", gamma, 0.0, 1.0, low_open=True)
+        self.model, self.propagation, self.gamma = model, propagation, gamma
         self.terminal_value = terminal_value
         self.particles = 1 if propagation == "expectation" else particles
         env_id = env_id or model.env_id

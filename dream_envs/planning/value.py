@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from dream_envs.checks import check_int, seeded_generator
+from dream_envs.checks import check_int, check_number, check_probability, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 
@@ -120,18 +121,15 @@ class ModelValueFunction:
         pool_size: int = 50_000,
         seed: int | None = None,
     ):
-        if not 0.0 < gamma < 1.0:
-            raise ValueError(f"gamma must be in (0, 1) for a value of bounded size, got {gamma!r}")
+        gamma = check_number("gamma (below 1 for a value of bounded size)", gamma, 0.0, 1.0, low_open=True,
+                             high_open=True)  # fmt: skip
         for name, value in (("rounds", rounds), ("rollouts", rollouts), ("rollout_length", rollout_length),
                             ("updates", updates), ("batch_size", batch_size), ("action_samples", action_samples),
                             ("pool_size", pool_size)):  # fmt: skip
             check_int(name, value)
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+        tau = check_probability("tau", tau, zero=False)
+        epsilon = check_probability("epsilon", epsilon)
+        learning_rate = check_number("learning_rate", learning_rate, 0.0, math.inf, low_open=True, high_open=True)
         if isinstance(hidden_sizes, int) or not hidden_sizes or any(int(h) != h or h < 1 for h in hidden_sizes):
             raise ValueError(f"hidden_sizes must be a non-empty sequence of positive integers, got {hidden_sizes!r}")
         space = model.action_space

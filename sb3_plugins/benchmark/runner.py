@@ -116,6 +116,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
     if dyna:
         try:
             callback = DynaCallback(seed=spec.seed, **(spec.hyperparams.get("dyna") or {}))
+            callback.check_agent(agent)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{spec.env_id}/{spec.algo}: DynaCallback rejected the dyna settings "
                              f"{spec.hyperparams.get('dyna')}: {error}") from None  # fmt: skip

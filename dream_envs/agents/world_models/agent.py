@@ -17,7 +17,7 @@ from dream_envs.agents.world_models.frames import FrameStore
 from dream_envs.agents.world_models.latent_dream import LatentDream, LatentDreamEnv, check_tau
 from dream_envs.agents.world_models.mdn_rnn import MDNRNN, fit_mdn_rnn
 from dream_envs.agents.world_models.vae import FRAME_SIZE, ConvVAE, fit_vae
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, check_probability
 from dream_envs.device import resolve_device
 from dream_envs.envs.pixels import PixelObservation, is_image_space, resize_frames
 from dream_envs.spaces import action_input_dim, check_action_space, encode_action
@@ -178,10 +178,8 @@ class WorldModels(ModelBasedAgent):
         ):
             raise ValueError(f"termination_pos_weight must be a positive number or None (auto), got "
                              f"{termination_pos_weight!r}")  # fmt: skip
-        for name, value in (("exploration", exploration), ("mid_episode_starts", mid_episode_starts)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-        self.mid_episode_starts = float(mid_episode_starts)
+        exploration = check_probability("exploration", exploration)
+        self.mid_episode_starts = check_probability("mid_episode_starts", mid_episode_starts)
         self.learning_rate, self.cma_sigma0 = float(learning_rate), float(cma_sigma0)
         self.kl_tolerance, self.exploration = float(kl_tolerance), float(exploration)
         self.termination_pos_weight = None if termination_pos_weight is None else float(termination_pos_weight)
