@@ -193,7 +193,8 @@ def test_user_reward_and_termination_functions_are_held_to_one_value_per_row(car
         dream.step(0)
     venv = DreamVecEnv(cartpole_model, n_envs=3, seed=0, **kwargs)
     venv.reset()
-    with pytest.raises(ValueError, match=match.replace("1, 1", "3, 1").replace("of 1", "of 3").replace(r"\(1,", r"\(3,")):
+    batch_of_3 = match.replace("1, 1", "3, 1").replace("of 1", "of 3").replace(r"\(1,", r"\(3,")
+    with pytest.raises(ValueError, match=batch_of_3):
         venv.step(np.zeros(3, np.int64))
 
 
@@ -233,7 +234,7 @@ def test_buffer_add_takes_one_value_per_row(change, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"fit_kwargs": {"max_epoch": 3}}, "fit_kwargs has an unknown key 'max_epoch'; did you mean 'max_epochs'"),
+        ({"fit_kwargs": {"max_epoch": 3}}, "fit_kwargs has an unknown key 'max_epoch' \\(did you mean 'max_epochs'"),
         ({"fit_kwargs": {"max_epochs": "3"}}, "max_epochs must be a positive integer, got '3'"),
         ({"fit_kwargs": {"learning_rate": math.inf}}, r"learning_rate must be a number in \(0, inf\)"),
         ({"fit_kwargs": {"seed": 1}}, "fit_kwargs may not set 'seed': the fits draw from DynaCallback"),
@@ -402,3 +403,32 @@ def test_warnings_are_not_errors_for_good_input(cartpole_model):
         warnings.simplefilter("error")
         cartpole_model.step(np.zeros((2, 4), np.float32), np.array([0, 1]))
         cartpole_model.step(torch.zeros(2, 4), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_starts": 1}, "learning_starts .* must be an integer >= 2, got 1"),
+        ({"gamma": "0.9"}, r"gamma \(terminal_value=True.* must be a number in \(0, 1\), got '0.9'"),
+        ({"gamma": 1.0}, r"gamma \(terminal_value=True"),
+        ({"terminal_value": "yes"}, "terminal_value must be True or False"),
+        ({"random_noise_beta": 5}, r"random_noise_beta must be a number in \[0, 4\]"),
+        ({"horizon": 0}, "horizon must be a positive integer"),
+        ({"fit_kwargs": {"max_epoch": 1}}, "fit_kwargs has an unknown key 'max_epoch'"),
+        ({"fit_kwargs": {"seed": 1}}, "fit_kwargs may not set 'seed'"),
+        ({"ensemble_kwargs": {"hidden_size": (8,)}}, "ensemble_kwargs has an unknown key 'hidden_size'"),
+    ],
+)
+def test_mpc_agent_settings_fail_at_construction(kwargs, match):
+    from dream_envs.agents import MPCAgent
+
+    with pytest.raises(ValueError, match=match):
+        MPCAgent("Pendulum-v1", **kwargs)
+
+
+def test_mpc_agent_takes_numpy_settings():
+    from dream_envs.agents import MPCAgent
+
+    agent = MPCAgent("Pendulum-v1", random_noise_beta=np.float32(2.0), terminal_value=np.bool_(False), gamma=1.0,
+                     learning_starts=np.int64(50), ensemble_kwargs={"hidden_sizes": (8,)})  # fmt: skip
+    assert (agent.random_noise_beta, agent.terminal_value, agent.learning_starts) == (2.0, False, 50)

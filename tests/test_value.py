@@ -169,8 +169,8 @@ def test_mpc_agent_fits_the_value_after_each_model_fit_and_saves_it(tmp_path):
     [
         (
             dict(gamma=1.0),
-            "terminal_value=True \\(the default\\) needs a discount gamma in \\(0, 1\\).*got gamma=1.0; "
-            "pass terminal_value=False",
+            "gamma \\(terminal_value=True, the default, needs a discount below 1.*pass terminal_value=False.* must "
+            "be a number in \\(0, 1\\), got 1.0",
         ),
         (dict(terminal_value="yes"), "terminal_value must be True or False, got 'yes'"),
         (dict(terminal_value=True, gamma=0.9, value_kwargs={"gamma": 0.5}), "value_kwargs must not set \\['gamma'\\]"),

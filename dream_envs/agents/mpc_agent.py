@@ -14,9 +14,10 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.buffer import _FIELDS, TransitionBuffer
-from dream_envs.checks import check_int, seeded_generator
+from dream_envs.checks import check_bool, check_int, check_keywords, check_number, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
+from dream_envs.models.training import check_fit_kwargs
 from dream_envs.planning.mpc import MPCPlanner, _episode_starts
 from dream_envs.planning.optimizers import colored_noise
 from dream_envs.planning.value import ModelValueFunction
@@ -116,20 +117,27 @@ class MPCAgent(ModelBasedAgent):
         verbose: int = 0,
         tensorboard_log: str | None = None,
     ):
-        check_int("learning_starts", learning_starts)
-        if (
-            isinstance(random_noise_beta, bool)
-            or not isinstance(random_noise_beta, (int, float))
-            or not (0.0 <= random_noise_beta <= 4.0)
-        ):
-            raise ValueError(f"random_noise_beta must be a number in [0, 4], got {random_noise_beta!r}")
-        check_int("train_freq", train_freq)
-        if not isinstance(terminal_value, bool):
-            raise ValueError(f"terminal_value must be True or False, got {terminal_value!r}")
-        if terminal_value and not 0.0 < gamma < 1.0:
-            raise ValueError(f"terminal_value=True (the default) needs a discount gamma in (0, 1) (the value's size "
-                             f"is 1 / (1 - gamma)), got gamma={gamma!r}; pass terminal_value=False to plan "
-                             f"undiscounted without a value")  # fmt: skip
+        # Every setting is checked before a real step is taken; the first fit needs 2 transitions.
+        learning_starts = check_int("learning_starts (random steps before the first model fit)", learning_starts, 2)
+        random_noise_beta = check_number("random_noise_beta", random_noise_beta, 0.0, 4.0)
+        train_freq = check_int("train_freq", train_freq)
+        terminal_value = check_bool("terminal_value", terminal_value)
+        if terminal_value:
+            gamma = check_number(
+                "gamma (terminal_value=True, the default, needs a discount below 1: the value's size is 1 / (1 - "
+                "gamma); pass terminal_value=False to plan undiscounted without a value)",
+                gamma, 0.0, 1.0, low_open=True, high_open=True,
+            )  # fmt: skip
+        else:
+            gamma = check_number("gamma", gamma, 0.0, 1.0, low_open=True)
+        for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations),
+                            ("action_repeat", action_repeat)):  # fmt: skip
+            check_int(name, value)
+        ensemble_kwargs = check_keywords("ensemble_kwargs", ensemble_kwargs, EnsembleDynamics.__init__, {
+            "observation_space": "the env's", "action_space": "the env's", "env_id": "the env's",
+            "device": "pass MPCAgent(device=...)", "seed": "pass MPCAgent(seed=...)",
+        })  # fmt: skip
+        fit_kwargs = check_fit_kwargs(fit_kwargs, reserved={"seed": "the fits draw from MPCAgent(seed=...)"})
         value_kwargs = dict(value_kwargs or {})
         shared = sorted({"gamma", "reward_fn", "termination_fn", "model"} & set(value_kwargs))
         if shared:
