@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "
                                 "report real steps to threshold (first pass) and to 'solved and stays solved' (3 "
                                 "passing checks in a row), tables and plots.")  # fmt: skip
-    bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1)")
+    bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1), or "
+                       "'your_module:YourEnv-v0' to import the module that registers it first")  # fmt: skip
     bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna, and dream-envs' own muzero "
                        "and world-models (default: ppo ppo+dyna for Discrete actions, sac sac+dyna for "
                        "Box)")  # fmt: skip
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-every", type=int, help="real steps between checks (default: per env; "
                        "1,000 for muzero and world-models)")  # fmt: skip
     bench.add_argument("--eval-episodes", type=int, help="deterministic real episodes per check (default 10)")
-    bench.add_argument("--n-jobs", type=int, default=_cores(), help="runs at once (default: the CPU cores)")
+    bench.add_argument("--n-jobs", type=int, default=_cores(), help="runs at once (default: the CPU cores); a run "
+                       "that fails is reported at the end, after the others ran")  # fmt: skip
     bench.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool, or Ray tasks")
     bench.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     bench.add_argument("--out", default="results", help="results folder (default results/); finished runs in it "
@@ -122,6 +124,7 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     specs = plan_runs(args.env, args.algos, args.seeds, args.budget, args.threshold, args.eval_every,
                       args.eval_episodes, args.device, overrides, args.quick, not args.keep_training)  # fmt: skip
     todo = results.pending(specs)
+    results.check_writable()  # every value is checked: the last thing to know before hours of training
     command = shlex.join(["dream-envs", *argv])
     at_once = min(args.n_jobs, max(len(todo), 1))
     console.print(f"dream-envs bench: {len(specs)} runs on {args.env} ({len(specs) - len(todo)} already in "

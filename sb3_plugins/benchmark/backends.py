@@ -7,7 +7,9 @@ results file grows run by run and an interruption loses only the runs still in f
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -26,6 +28,26 @@ _progress_queue: Any = None  # set in each pool worker by _init_worker
 def _init_worker(progress_queue: Any) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone.
+
+    A pool's workers outlive a main process killed by SIGKILL (or the OOM killer), which runs no cleanup: each
+    would train its run to the end at 100% CPU with nobody to take the record. A daemon thread waits on the
+    parent's sentinel (multiprocessing's, readable once the parent exits: POSIX and Windows alike) and then
+    ends the worker at once.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not a multiprocessing child: nothing to watch
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent has exited, however it ended
+        os._exit(1)  # no cleanup to run: the run's record has nowhere to go
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_in_worker(spec: RunSpec) -> dict[str, Any]:
@@ -73,11 +95,23 @@ def execute(
     if backend == "ray":
         _execute_ray(specs, on_record, n_jobs, ray_address)
     elif n_jobs == 1 or len(specs) <= 1:
-        for spec in specs:
-            report = None if on_progress is None else (lambda steps, key=spec.key: on_progress(key, steps))
-            on_record(run_one(spec, progress=report))
+        _execute_inline(specs, on_record, on_progress)
     else:
         _execute_pool(specs, on_record, on_progress, n_jobs)
+
+
+def _execute_inline(specs: Sequence[RunSpec], on_record: OnRecord, on_progress: OnProgress | None) -> None:
+    # As in a pool: a run that raises is reported at the end and the runs after it still execute and are recorded.
+    failures = []
+    for spec in specs:
+        report = None if on_progress is None else (lambda steps, key=spec.key: on_progress(key, steps))
+        try:
+            record = run_one(spec, progress=report)
+        except Exception as error:  # KeyboardInterrupt is no run's failure: it ends the benchmark
+            failures.append((spec, error))
+            continue
+        on_record(record)
+    _raise_failures(failures)
 
 
 def _execute_pool(specs: Sequence[RunSpec], on_record: OnRecord, on_progress: OnProgress | None, n_jobs: int) -> None:

@@ -9,6 +9,7 @@ Everything here can be overridden from a YAML file (:func:`load_overrides`).
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +136,26 @@ def algorithm_class(name: str) -> type:
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The env's spec, or a clear error naming the id (``module:EnvId`` imports ``module`` first, as gym.make)."""
+    """The env's spec, or a clear error naming the id. ``module:EnvId`` imports ``module`` first, as ``gym.make``
+    does (``gym.spec`` does not), so that an env registered by the user's own module is found here, in the main
+    process, and again in every worker process, which calls this before ``gym.make`` with the same string."""
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"--env must be a gymnasium env id such as 'CartPole-v1', got {env_id!r}")
+    module, _, name = env_id.rpartition(":")
+    unknown = (f"unknown env id {env_id!r}: not in gymnasium's registry ({{}}). Register your env, or pass "
+               "'your_module:YourEnv-v0' so that the module registering it is imported first.")  # fmt: skip
+    if module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise ValueError(unknown.format(error)) from None
+        except Exception as error:  # the user's module raised while registering: say where, keep its traceback
+            raise ValueError(f"--env {env_id!r}: importing {module!r} raised {type(error).__name__}: "
+                             f"{error}") from error  # fmt: skip
     try:
-        return gym.spec(env_id)
-    except (gym.error.Error, ModuleNotFoundError, ImportError) as error:
-        raise ValueError(
-            f"unknown env id {env_id!r}: not in gymnasium's registry ({error}). Register your env, or pass "
-            "'your_module:YourEnv-v0' so that the module registering it is imported first."
-        ) from None
+        return gym.spec(name)
+    except gym.error.Error as error:
+        raise ValueError(unknown.format(error)) from None
 
 
 def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,26 @@ class ResultsDir:
             raise ValueError(f"{str(self.path)!r} holds no {RESULTS_FILE}; expected the --out folder of a "
                              "'dream-envs bench' run")  # fmt: skip
         self._records = self._load()
+
+    def check_writable(self) -> None:
+        """Create the folder and write and remove a probe file in it, so that a folder that cannot take the results
+        (below a regular file, read-only, on a full disk) is found before any run trains, not after the first.
+
+        :raises ValueError: naming the folder and what the system said
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-probe-"):
+                pass  # removed on close
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            blocker = next((parent for parent in self.path.parents if parent.is_file()), None)
+            if blocker is not None:
+                reason += f": {str(blocker)!r} is a file, not a folder"
+            elif error.filename and Path(error.filename) != self.path:
+                reason += f": {str(error.filename)!r}"
+            raise ValueError(f"results dir {str(self.path)!r} cannot be written ({reason}); choose another "
+                             "--out") from None  # fmt: skip
 
     def _load(self) -> list[dict[str, Any]]:
         if not self.file.exists():
