@@ -304,6 +304,7 @@ def _diagnose_policies(files: list[str], algos: list[str], models: list[tuple[An
             raise ValueError(f"--policy-algo must be one of {sorted(ALGOS)}, got {algo!r}")
         if not Path(file).is_file():
             raise ValueError(f"--policy {file!r}: no such SB3 agent file (or use 'random')")
+        _check_sb3_file(file)
     policies = []
     for file, algo, (model, env_id) in zip(files, algos, models):
         if file == "random":
@@ -323,6 +324,22 @@ def _diagnose_policies(files: list[str], algos: list[str], models: list[tuple[An
                                  f"{mine}")  # fmt: skip
         policies.append(lambda obs, agent=agent: agent.predict(obs, deterministic=True)[0])
     return policies
+
+
+def _check_sb3_file(file: str) -> None:
+    """Refuse a file that is not an SB3 ``model.save`` archive before SB3 tries it (its errors then read as if the
+    file were of another algorithm)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"--policy {file!r} is not an SB3 agent file: not a zip archive as model.save() writes "
+                         f"({error}); is it truncated, or another kind of file?") from None  # fmt: skip
+    if not {"data", "policy.pth"} <= names:
+        raise ValueError(f"--policy {file!r} is a zip archive without SB3's 'data' and 'policy.pth' entries: not a "
+                         f"file written by an SB3 agent's save() (it holds {sorted(names)[:5]})")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

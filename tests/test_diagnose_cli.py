@@ -1,3 +1,5 @@
+import zipfile
+
 """`dream-envs diagnose` end to end on a shipped model, and its errors."""
 
 import json
@@ -82,7 +84,12 @@ def test_diagnose_refuses_a_policy_of_another_algorithm_or_other_spaces(tmp_path
     cases = [
         (["--policy", str(tmp_path / "cartpole.zip"), "--policy-algo", "sac"], "could not be loaded as a SAC agent"),
         (["--policy", str(tmp_path / "pendulum.zip")], "acts on observation space Box"),
+        (["--policy", str(tmp_path / "notes.zip")], "is not an SB3 agent file: not a zip archive"),
+        (["--policy", str(tmp_path / "other.zip")], "zip archive without SB3's 'data' and 'policy.pth' entries"),
     ]
+    (tmp_path / "notes.zip").write_text("not a zip")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("readme.txt", "a zip of something else")
     for args, message in cases:
         completed = diagnose("--model", "Dream-CartPole-v0", *args, "--out", str(tmp_path / "out"))
         assert completed.returncode == 2 and message in completed.stderr, completed.stderr
