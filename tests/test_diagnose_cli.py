@@ -1,10 +1,9 @@
-import zipfile
-
 """`dream-envs diagnose` end to end on a shipped model, and its errors."""
 
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
