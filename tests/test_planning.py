@@ -353,7 +353,7 @@ def test_mpc_agent_with_a_callable_reward_must_get_it_back_on_load(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(learning_starts=0), "learning_starts must be a positive integer"),
+        (dict(learning_starts=0), "learning_starts .* must be an integer >= 2"),
         (dict(optimizer="adam"), "optimizer must be 'auto', one of"),
         (dict(optimizer="cem", env="CartPole-v1"), "CEM plans Box actions"),
         (dict(particles=7), "particles must be a positive multiple"),

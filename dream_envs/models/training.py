@@ -25,7 +25,22 @@ __all__ = ["FitResult", "ModelFitError", "check_fit_kwargs", "fit_ensemble"]
 
 
 class ModelFitError(RuntimeError):
-    """A fit that produced no finite loss (it diverged from its first steps): the model is left as it was."""
+    """A fit that produced no finite loss (it diverged from its first steps): the model is left as it was.
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs import EnsembleDynamics, ModelFitError, TransitionBuffer
+
+        env = gym.make("CartPole-v1")
+        buffer = TransitionBuffer.from_env(env).collect(env, n_steps=200, seed=0)
+        model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=1,
+                                 hidden_sizes=(16,), seed=0)
+        try:
+            model.fit(buffer, learning_rate=1e12, max_epochs=2)
+        except ModelFitError as error:
+            print(error, bool(model.fitted))  # ... the model is left as it was ... False
+    """
 
 
 @dataclass
