@@ -70,9 +70,15 @@ class _ThresholdCheck(BaseCallback):
         """Evaluate now; False (stop training) when ``stop`` and this check completes the first streak of
         ``stay + 1`` passing checks. A streak broken by a failing check starts over at the next pass."""
         self._next += self.every
-        mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
-        self.curve.append((count, round(float(mean), 4)))
-        self.logger.record("eval/real_mean_return", float(mean))
+        returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes,
+                                           deterministic=True, return_episode_rewards=True)  # fmt: skip
+        mean = float(np.mean(returns))
+        self.curve.append((count, round(mean, 4)))
+        self.logger.record("eval/real_mean_return", mean)
+        # SB3's EvalCallback keys too, so that what reads them (rl-zoo3's and SB3's users' dashboards, tensorboard
+        # comparisons with stock runs) finds this check's numbers without knowing the project's own key.
+        self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         if self.verbose:
             print(f"{count} {unit}: mean return {mean:.3f}")
         if mean >= self.threshold and self.hit is None:
@@ -93,7 +99,9 @@ class RealStepsToThreshold(_ThresholdCheck):
     first check that starts ``stay + 1`` passing checks in a row ("solved and stays solved"; ``None`` if no such
     streak ends within the budget; equal to ``hit`` when ``stay`` is 0). ``curve`` holds every check as
     ``(real_steps, mean_return)``: the protocol of docs/ (10 episodes, checks every 250 real steps on CartPole,
-    200 on Pendulum; the first passing check counts, and the benchmark also reports ``stay=2``).
+    200 on Pendulum; the first passing check counts, and the benchmark also reports ``stay=2``). Each check logs
+    its mean return as ``eval/real_mean_return`` and, under the names of SB3's ``EvalCallback``, as
+    ``eval/mean_reward`` beside ``eval/mean_ep_length``; they reach the outputs at the agent's next log dump.
 
     :param env_id: the real env to evaluate on
     :param threshold: mean return that counts as solved
@@ -138,7 +146,8 @@ class EpisodesToThreshold(_ThresholdCheck):
     ``n_episodes`` deterministic episodes of a fresh env; ``hit`` is the episode count of the first passing check.
 
     The yardstick of tabular agents (episodes to solve FrozenLake or Taxi), for any SB3-shaped agent whose
-    ``learn`` exposes ``dones`` to callbacks (SB3's algorithms and :class:`dream_envs.agents.DynaQ` do).
+    ``learn`` exposes ``dones`` to callbacks (SB3's algorithms and :class:`dream_envs.agents.DynaQ` do). It logs
+    the same keys as :class:`RealStepsToThreshold`.
 
     :param env_id: the real env to evaluate on
     :param threshold: mean return that counts as solved
