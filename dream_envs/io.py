@@ -69,12 +69,17 @@ def atomic_write_text(path: str | os.PathLike, text: str | bytes) -> Path:
 
 
 def save_figure(figure: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as PNG atomically, then close it."""
-    import matplotlib.pyplot as plt
+    """Save a matplotlib figure as PNG atomically, then close it if pyplot manages it.
 
+    A bare ``matplotlib.figure.Figure`` (what the library draws) renders to PNG without any backend, so saving never
+    switches the user's backend (``matplotlib.use``) nor imports pyplot.
+    """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
+    if getattr(figure.canvas, "manager", None) is not None:  # a pyplot figure: free it from pyplot's registry
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
     return atomic_write_text(path, buffer.getvalue())
 
 

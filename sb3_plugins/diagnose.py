@@ -117,13 +117,11 @@ def _strict_json(value: Any) -> Any:
 
 
 def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the user's backend and figure registry stay untouched
 
     dims = curve.obs_std.shape[0]
-    fig, axes = plt.subplots(1, dims, figsize=(3.2 * dims, 3.0), squeeze=False)
+    fig = Figure(figsize=(3.2 * dims, 3.0))
+    axes = fig.subplots(1, dims, squeeze=False)
     steps = np.arange(1, curve.max_horizon + 1)
     for d, ax in enumerate(axes[0]):
         for name, errors in curve.errors.items():
@@ -138,12 +136,10 @@ def _plot_compounding(curve: Any, env_id: str, path: Path) -> None:
 
 
 def _plot_calibration(reports: dict[str, Any], env_id: str, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: the user's backend and figure registry stay untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 3.4))
+    axes = fig.subplots(1, 3)
     for trajectories, report in reports.items():
         u, e = report.one_step
         axes[0].scatter(u, e, s=3, alpha=0.3, label=trajectories)

@@ -244,14 +244,13 @@ def _median_curve(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, n
 def _figure(records: list[dict[str, Any]], log_x: bool) -> Any:
     """One panel per env, side by side: eval return vs REAL steps, median line and min-max band per algo."""
     import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
     from matplotlib import ticker
+    from matplotlib.figure import Figure  # not pyplot: a notebook's backend and figures stay untouched
 
     envs = sorted({r["env"] for r in records})
-    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(6 * max(len(envs), 1), 4.2), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(6 * max(len(envs), 1), 4.2))
+    axes = fig.subplots(1, max(len(envs), 1), squeeze=False)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     algos = sorted({r["algo"] for r in records})
     for ax, env in zip(axes[0], envs):
         by_algo: dict[str, list[dict]] = defaultdict(list)
