@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["generator_device", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -22,3 +22,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for but CUDA is not available here; use device='auto'")
     return resolved
+
+
+def generator_device(generator: torch.Generator | None, default: torch.device | str) -> torch.device:
+    """Where a draw from ``generator`` must be made: torch draws only on a generator's own device, so noise for a
+    model on another device is drawn there and moved (``default`` when ``generator`` is None: the global one)."""
+    return torch.device(default) if generator is None else generator.device

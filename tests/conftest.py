@@ -14,6 +14,17 @@ from dream_envs import EnsembleDynamics, TransitionBuffer
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` need CUDA: where it is absent they are skipped, so the default run stays green on CPU
+    machines while ``pytest -m gpu`` on a GPU machine runs them."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def cartpole_buffer() -> TransitionBuffer:
     env = gym.make("CartPole-v1")

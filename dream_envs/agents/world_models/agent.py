@@ -199,7 +199,7 @@ class WorldModels(ModelBasedAgent):
         self.start_latents = torch.zeros(1, self.latent_size)
         self._mid_episode_states: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         torch_seed = int(self.rng.integers(2**62))
-        self._generator = torch.Generator().manual_seed(torch_seed)
+        self._generator = torch.Generator(device=self._device).manual_seed(torch_seed)  # V's and M's, on their device
         self.store = FrameStore((FRAME_SIZE, FRAME_SIZE, 3), self.action_space)
         self.iterations = 0
         self.last_dream_return: float | None = None
@@ -266,7 +266,7 @@ class WorldModels(ModelBasedAgent):
                 explore = self.rng.random(n) < self.exploration
                 if explore.any():
                     random = torch.as_tensor(np.stack([self.action_space.sample() for _ in range(n)]))
-                    mask = torch.as_tensor(explore).reshape(n, *([1] * (actions.dim() - 1)))
+                    mask = torch.as_tensor(explore, device=actions.device).reshape(n, *([1] * (actions.dim() - 1)))
                     actions = torch.where(mask, random.to(actions), actions)
             _, (h, c) = self.mdn.step(z, encode_action(self.action_space, actions), (h, c))
         actions_np = actions.cpu().numpy().astype(self.action_space.dtype)

@@ -15,6 +15,7 @@ from gymnasium import spaces
 
 from dream_envs.agents.world_models.latent_dream import LatentDream
 from dream_envs.checks import check_int
+from dream_envs.device import generator_device
 from dream_envs.spaces import check_action_space
 
 __all__ = ["CMAResult", "LinearController", "dream_returns", "train_controller"]
@@ -103,17 +104,21 @@ def dream_returns(dream: LatentDream, controller: LinearController, params: torc
     The candidates share starting latents and sampling noise (common random numbers): their differences in
     return come from their actions, not from luckier draws.
     """
-    n_candidates, z_size = params.shape[0], dream.model.latent_size
+    n_candidates, z_size, device = params.shape[0], dream.model.latent_size, dream.model.device
     batch = n_candidates * episodes
     start = dream.sample_starts(episodes, generator)
     state = dream.reset(batch, start_index=start.repeat(n_candidates))  # row p * episodes + e
-    params = params.to(dream.model.device)
-    alive = torch.ones(batch, dtype=torch.bool, device=params.device)
-    total, length = torch.zeros(batch, device=params.device), torch.zeros(batch, device=params.device)
+    params = params.to(device)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    total, length = torch.zeros(batch, device=device), torch.zeros(batch, device=device)
+    # The noise is drawn where the generator lives (the model's device for train_controller's) and used on the model's
+    # device: a CPU draw added to CUDA latents would fail.
+    draw_on = generator_device(generator, device)
     for _ in range(max_steps):
         actions = controller.act(state.features().view(n_candidates, episodes, -1), params)  # (P, E, ...)
-        uniform = torch.rand(episodes, z_size, generator=generator).repeat(n_candidates, 1)  # (P E, Z)
-        normal = torch.randn(episodes, z_size, generator=generator).repeat(n_candidates, 1)
+        uniform = torch.rand(episodes, z_size, generator=generator, device=draw_on).to(device)  # (E, Z)
+        normal = torch.randn(episodes, z_size, generator=generator, device=draw_on).to(device)
+        uniform, normal = uniform.repeat(n_candidates, 1), normal.repeat(n_candidates, 1)  # (P E, Z)
         state, reward, terminated = dream.step(state, actions.flatten(0, 1), uniform, normal)
         total += reward * alive
         length += alive
@@ -133,12 +138,13 @@ def train_controller(dream: LatentDream, controller: LinearController, generatio
     The best candidate ever seen is a noisy maximum; the CMA-ES mean (``xfavorite``) is often better. Both play
     ``final_episodes`` fresh dream episodes and the higher mean return wins.
 
-    :param rng: drives CMA-ES's sampling and the dream's noise (a private generator; global state is untouched)
+    :param rng: drives CMA-ES's sampling and the dream's noise (a private generator on the dream model's device;
+        global state is untouched)
     :param final_dream: where the two finalists play (default: ``dream``), e.g. the dream from first frames only
         when CMA-ES also started dream episodes mid-episode
     """
     rng = rng if rng is not None else np.random.default_rng()
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    generator = torch.Generator(device=dream.model.device).manual_seed(int(rng.integers(2**62)))
     x0 = np.zeros(controller.num_params) if x0 is None else np.asarray(x0, np.float64)
     options = {"popsize": popsize, "seed": np.nan, "randn": lambda *shape: rng.standard_normal(shape),
                "verbose": -9, "verb_disp": 0, "verb_log": 0}  # fmt: skip

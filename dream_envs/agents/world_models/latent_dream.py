@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from dream_envs.agents.world_models.mdn_rnn import MDNRNN
 from dream_envs.checks import check_int
+from dream_envs.device import generator_device
 from dream_envs.spaces import check_action_space, encode_action
 
 __all__ = ["DreamState", "LatentDream", "LatentDreamEnv", "check_tau"]
@@ -97,7 +98,7 @@ class LatentDream:
                 raise ValueError(f"start_memory must be (h, c), each {n_starts} x {model.hidden_size}, got "
                                  f"{[tuple(m.shape) for m in start_memory]}")  # fmt: skip
         if start_weights is not None:
-            start_weights = torch.as_tensor(start_weights, dtype=torch.float32)
+            start_weights = torch.as_tensor(start_weights, dtype=torch.float32, device=model.device)
             if start_weights.shape != (n_starts,) or bool((start_weights < 0).any()) or not start_weights.sum() > 0:
                 raise ValueError(f"start_weights must be {n_starts} non-negative weights, not all zero")
         self.start_memory, self.start_weights = start_memory, start_weights
@@ -121,10 +122,12 @@ class LatentDream:
         return DreamState(self.start_latents[start_index], h, c)
 
     def sample_starts(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``batch`` start indices, uniform or by ``start_weights``."""
+        """``batch`` start indices, uniform or by ``start_weights``, on ``generator``'s device (the model's when
+        None)."""
+        device = generator_device(generator, self.start_latents.device)
         if self.start_weights is None:
-            return torch.randint(len(self.start_latents), (batch,), generator=generator)
-        return torch.multinomial(self.start_weights, batch, replacement=True, generator=generator)
+            return torch.randint(len(self.start_latents), (batch,), generator=generator, device=device)
+        return torch.multinomial(self.start_weights.to(device), batch, replacement=True, generator=generator)
 
     @torch.no_grad()
     def step(self, state: DreamState, actions: torch.Tensor, uniform: torch.Tensor | None = None,
@@ -174,7 +177,7 @@ class LatentDreamEnv(gym.Env):
         self.action_space = self.dream.action_space
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.dream.feature_size,), np.float32)
         self.max_episode_steps = int(max_episode_steps)
-        self._generator = torch.Generator()
+        self._generator = torch.Generator(device=model.device)  # draws where the dream steps
         self._state: DreamState | None = None
         self._steps = 0
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from dream_envs.checks import check_int, seed_int
+from dream_envs.device import generator_device
 
 __all__ = ["ConvVAE", "VAELoss", "fit_vae", "frames_to_tensor"]
 
@@ -130,7 +131,7 @@ class ConvVAE(nn.Module):
         to N(0, I), each dimension's floored at ``kl_tolerance`` nats (below it the KL gives no gradient, so each
         dimension is free to carry that much information)."""
         mu, logvar = self.encode(x)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+        noise = torch.randn(mu.shape, generator=generator, device=generator_device(generator, mu.device)).to(mu.device)
         # The decoder's output is linear, clamped only when decoding: a sigmoid saturates on the white background,
         # and a decoder stuck at an all-white frame (CartPole) gets no gradient for the dark cart (measured).
         reconstruction = self.decoder(mu + noise * (0.5 * logvar).exp())
@@ -152,8 +153,9 @@ def fit_vae(vae: ConvVAE, frames: np.ndarray, epochs: int, batch_size: int = 32,
     optimizer = optimizer or torch.optim.Adam(vae.parameters(), lr=lr)
     history = []
     vae.train()
+    draw_on = generator_device(generator, "cpu")  # the order indexes frames in RAM: it comes back to the host
     for _ in range(epochs):
-        order = torch.randperm(len(frames), generator=generator).numpy()
+        order = torch.randperm(len(frames), generator=generator, device=draw_on).cpu().numpy()
         sums, batches = np.zeros(3), 0
         for start in range(0, len(frames), batch_size):
             index = np.sort(order[start : start + batch_size])  # sorted: contiguous reads from the frame store
