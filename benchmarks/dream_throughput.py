@@ -2,12 +2,15 @@
 
     python benchmarks/dream_throughput.py                   # CPU (1 torch thread), and CUDA when present
     python benchmarks/dream_throughput.py --devices cpu --threads 2
+    python benchmarks/dream_throughput.py --devices cuda      # N up to 65,536; the CPU rows already there stay
+    python benchmarks/dream_throughput.py --devices cpu --sizes 1 8 --seconds 0.1 --out /tmp/throughput  # a smoke run
 
 For each N: dream env-steps per second of ``DreamVecEnv(Dream-CartPole-v0's model, n_envs=N)`` under random
 actions; the matmul FLOPs one dream step needs (2 * E * N * sum(in * out) over the layers); and, in the same run,
 the time torch.baddbmm takes for exactly those layer shapes. The ratio is the dream's FLOP rate over the pure
 matmul rate. At N = 1 the real CartPole-v1 in SB3's DummyVecEnv is timed beside it. Results go to
-docs/throughput.md and docs/throughput.json.
+docs/throughput.md and docs/throughput.json; rows of devices not measured in this run are kept from the JSON already
+there, so a GPU machine adds its rows beside the CPU ones.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -25,13 +30,19 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import dream_envs  # noqa: F401
 from dream_envs import EnsembleDynamics, pretrained_model_path
+from dream_envs.device import resolve_device
 from dream_envs.io import atomic_write_text
 from sb3_plugins import DreamVecEnv
 
+# N per device: a CPU saturates its matmul rate by N = 1,024; a GPU needs tens of thousands of rows to.
+DEFAULT_SIZES = {"cpu": [1, 16, 256, 1024, 4096], "cuda": [1, 16, 256, 1024, 4096, 16384, 65536]}
+WARMUP_CALLS = 3  # CUDA's first calls pay for kernel selection and the caching allocator's growth
+
 
 def _timed(fn, min_seconds: float) -> float:
-    """Seconds per call of ``fn``, repeated until ``min_seconds`` have passed (after one warm-up call)."""
-    fn()
+    """Seconds per call of ``fn``, repeated until ``min_seconds`` have passed (after a few warm-up calls)."""
+    for _ in range(WARMUP_CALLS):
+        fn()
     calls, started = 0, time.perf_counter()
     while True:
         fn()
@@ -79,24 +90,58 @@ def real_seconds(min_seconds: float) -> float:
     return _timed(lambda: venv.step(actions[next(step) % 64]), min_seconds)
 
 
+def _machine(device: torch.device, threads: int) -> dict:
+    """What a device's rows were measured on."""
+    info = {"command": shlex.join(["python", "benchmarks/dream_throughput.py", *sys.argv[1:]]),
+            "torch": torch.__version__, "python": platform.python_version(), "torch_threads": threads,
+            "processor": platform.processor() or platform.machine()}  # fmt: skip
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _earlier(path: Path, measured: set[str]) -> tuple[list[dict], dict[str, dict]]:
+    """Rows and machines of the devices this run does not measure, from an earlier JSON (either format)."""
+    if not path.exists():
+        return [], {}
+    earlier = json.loads(path.read_text())
+    rows = [r for r in earlier.get("rows", []) if r["device"] not in measured]
+    machines = earlier.get("machines")
+    if machines is None:  # the first format: one machine for every row
+        machines = {r["device"]: {k: earlier[k] for k in ("command", "torch", "python", "torch_threads", "processor")
+                                  if k in earlier} for r in rows}  # fmt: skip
+    return rows, {device: machines[device] for device in {r["device"] for r in rows} if device in machines}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[1, 16, 256, 1024, 4096])
-    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sizes", nargs="+", type=int, help="N values for every device (default: "
+                        + "; ".join(f"{d} {' '.join(map(str, n))}" for d, n in DEFAULT_SIZES.items()) + ")")
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
+                        help="cpu, cuda, cuda:1, ... (default: cpu, and cuda when present)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing window per measurement")
-    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="folder of throughput.md/.json (default docs)")
     args = parser.parse_args()
+    if args.sizes is not None and min(args.sizes) < 1:
+        parser.error(f"--sizes must be positive integers, got {args.sizes}")
+    if args.threads < 1 or not args.seconds > 0:
+        parser.error("--threads must be >= 1 and --seconds > 0")
+    try:
+        devices = [resolve_device(d) for d in args.devices]
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
-    rows = []
-    for device in args.devices:
+    rows, machines = _earlier(args.out / "throughput.json", {str(d) for d in devices})
+    for device in devices:
+        machines[str(device)] = _machine(device, args.threads)
         model = EnsembleDynamics.load(pretrained_model_path("CartPole-v1"), device=device)
         per_row_flops = 2 * model.config.ensemble_size * sum(i * o for i, o in layer_shapes(model))
-        for n in args.sizes:
+        for n in args.sizes or DEFAULT_SIZES.get(device.type, DEFAULT_SIZES["cpu"]):
             dream = dream_seconds(model, n, args.seconds)
             matmul = matmul_seconds(model, n, args.seconds)
             row = {
-                "device": device,
+                "device": str(device),
                 "n_envs": n,
                 "dream_steps_per_s": n / dream,
                 "dream_gflops": per_row_flops * n / dream / 1e9,
@@ -109,23 +154,25 @@ def main() -> None:
                 row["dream_step_vs_real_step"] = dream / real
             print(json.dumps(row), flush=True)
             rows.append(row)
-    record = {
-        "command": "python benchmarks/dream_throughput.py",
-        "torch_threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "model": "Dream-CartPole-v0 (E=7, hidden 128x3)",
-        "rows": rows,
-    }
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    rows.sort(key=lambda r: (r["device"] != "cpu", r["device"], r["n_envs"]))
+    record = {"model": "Dream-CartPole-v0 (E=7, hidden 128x3)", "machines": machines, "rows": rows}
     atomic_write_text(args.out / "throughput.json", json.dumps(record, indent=1))
     lines = [
         "# DreamVecEnv throughput",
         "",
-        f"`{record['command']}` on {record['processor']}, {args.threads} torch thread(s), torch {torch.__version__}.",
         "Model: the shipped Dream-CartPole-v0 ensemble (7 members, 3 hidden layers of 128). The matmul rate is",
         "torch.baddbmm on exactly the dream's layer shapes, timed in the same run; the fraction is the dream's",
         "FLOP rate over it (1.0 = the dream step costs no more than its matmuls).",
+        "",
+    ]
+    for device, machine in sorted(machines.items(), key=lambda item: (item[0] != "cpu", item[0])):
+        where = machine.get("gpu") or machine.get("processor", "?")
+        lines.append(f"- {device}: `{machine.get('command', '?')}` on {where}, {machine.get('torch_threads', '?')} "
+                     f"torch thread(s), torch {machine.get('torch', '?')}")  # fmt: skip
+    lines += [
         "",
         "| device | N envs | dream env-steps/s | dream GFLOP/s | matmul GFLOP/s | fraction of matmul rate |",
         "|---|---|---|---|---|---|",
