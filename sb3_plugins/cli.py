@@ -4,6 +4,7 @@ the calibration of its disagreement.
 
     dream-envs bench                                     # the default CartPole-v1 comparison, into results/
     dream-envs bench --env Pendulum-v1 --algos sac sac+dyna --seeds 5 --n-jobs 2 --out results/
+    dream-envs bench --tensorboard-log tb/                # then: tensorboard --logdir tb/ (one run folder per run)
     dream-envs report results/ --no-log-x
     dream-envs diagnose --model Dream-CartPole-v0 --out diagnostics/
 """
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--log-x", action=argparse.BooleanOptionalAction, default=True, help="log-scaled real-step "
                        "axis in curves.png (default; --no-log-x for a linear one)")  # fmt: skip
     bench.add_argument("--no-progress", action="store_true", help="no live progress display")
+    bench.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard logs of every agent, one run folder per "
+                       "run: DIR/<env>_<algo>_seed<seed>_1 (needs the tensorboard package); not part of a run's "
+                       "settings, so a benchmark resumes with or without it")  # fmt: skip
     report = commands.add_parser("report", help="re-draw summary.csv, summary.md and curves.png from saved results")
     report.add_argument("results_dir")
     report.add_argument("--log-x", action=argparse.BooleanOptionalAction, default=True, help="log-scaled "
@@ -122,7 +126,8 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     overrides = load_overrides(args.hyperparams) if args.hyperparams else None
     results = ResultsDir(args.out)
     specs = plan_runs(args.env, args.algos, args.seeds, args.budget, args.threshold, args.eval_every,
-                      args.eval_episodes, args.device, overrides, args.quick, not args.keep_training)  # fmt: skip
+                      args.eval_episodes, args.device, overrides, args.quick, not args.keep_training,
+                      args.tensorboard_log)  # fmt: skip
     todo = results.pending(specs)
     results.check_writable()  # every value is checked: the last thing to know before hours of training
     command = shlex.join(["dream-envs", *argv])

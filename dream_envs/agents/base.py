@@ -19,8 +19,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize, unwrap_vec_normalize
 
 from dream_envs.checks import check_int
@@ -57,7 +58,9 @@ class ModelBasedAgent(ABC):
     :param env: the real env (an id, a gymnasium Env, or a VecEnv of one env)
     :param seed: seeds the agent's random generator and the env
     :param verbose: 1 prints SB3's log table
-    :param tensorboard_log: folder for TensorBoard logs (SB3's logger), or None
+    :param tensorboard_log: folder for TensorBoard logs, or None: as SB3's agents do, each ``learn`` call writes into
+        its own run folder ``<tensorboard_log>/<tb_log_name>_<n>`` (the same one again with
+        ``reset_num_timesteps=False``); needs the ``tensorboard`` package
 
     Example::
 
@@ -87,6 +90,7 @@ class ModelBasedAgent(ABC):
         self.ep_info_buffer: deque = deque(maxlen=100)
         self._last_obs: np.ndarray | None = None
         self._logger: Logger | None = None
+        self._custom_logger = False  # set_logger's logger is kept by learn(), as SB3 keeps it
         self._total_timesteps = 0
         self._start_time = time.time_ns()
 
@@ -99,27 +103,37 @@ class ModelBasedAgent(ABC):
 
     @property
     def logger(self) -> Logger:
+        """SB3's logger: ``learn`` makes a fresh one per call (stdout with ``verbose=1``, TensorBoard with
+        ``tensorboard_log``) unless :meth:`set_logger` gave one; before the first ``learn``, a stdout-only one."""
         if self._logger is None:
-            formats = ["stdout"] if self.verbose >= 1 else []
-            if self.tensorboard_log is not None:
-                formats.append("tensorboard")
-            self._logger = configure(self.tensorboard_log, formats)
+            self._logger = configure_logger(self.verbose)
         return self._logger
 
     def set_logger(self, logger: Logger) -> None:
-        self._logger = logger
+        """Use ``logger`` from now on, in every ``learn`` call too (SB3's ``set_logger``)."""
+        self._logger, self._custom_logger = logger, True
 
-    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 10,
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 10, tb_log_name: str | None = None,
               reset_num_timesteps: bool = True, progress_bar: bool = False) -> ModelBasedAgent:  # fmt: skip
         """Act in the real env for ``total_timesteps`` steps (stock SB3 callbacks, ``progress_bar`` and logger work).
+        The arguments are SB3's ``learn``'s, in its order.
 
         :param total_timesteps: real steps
         :param callback: an SB3 ``BaseCallback``, a list of them, or a function ``(locals, globals) -> bool``
         :param log_interval: episodes between log dumps
-        :param reset_num_timesteps: False continues the step count and the current episode of an earlier call
+        :param tb_log_name: the TensorBoard run's name: its folder is ``<tensorboard_log>/<tb_log_name>_<n>`` (default:
+            the class name, e.g. ``MuZero``)
+        :param reset_num_timesteps: False continues the step count and the current episode of an earlier call (and
+            its TensorBoard run folder)
         :param progress_bar: show SB3's progress bar (tqdm + rich)
         """
         check_int("total_timesteps", total_timesteps)
+        tb_log_name = type(self).__name__ if tb_log_name is None else tb_log_name
+        if not isinstance(tb_log_name, str) or not tb_log_name:
+            raise ValueError(f"tb_log_name must be a non-empty string (the TensorBoard run's name), got "
+                             f"{tb_log_name!r}")  # fmt: skip
+        if not self._custom_logger:
+            self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
         if reset_num_timesteps:
             self.num_timesteps, self.episodes = 0, 0
         if reset_num_timesteps or self._last_obs is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -38,6 +39,7 @@ def plan_runs(
     overrides: dict[str, Any] | None = None,
     quick: bool = False,
     stop_at_threshold: bool = True,
+    tensorboard_log: str | None = None,
 ) -> list[RunSpec]:
     """Every (algo, seed) run of one env, resolved and checked: an unknown env or algo, an algo that cannot act
     in the env's action space, bad agent or DynaCallback settings and a budget below the check interval all raise
@@ -56,9 +58,12 @@ def plan_runs(
     :param overrides: parsed YAML hyperparameter overrides
     :param quick: the preview profile :data:`QUICK`
     :param stop_at_threshold: end each run once it is solved and stays solved (see :class:`RunSpec`)
+    :param tensorboard_log: a folder for the agents' TensorBoard logs, one run folder per run (``RunSpec.tb_log_name``)
     """
     defaults = env_defaults(env_id)
     resolve_device(device)
+    if tensorboard_log is not None:
+        tensorboard_log = _check_tensorboard_log(tensorboard_log)
     if algos is None:
         probe = gym.make(env_id)
         algos = default_algos(probe.action_space)
@@ -93,6 +98,20 @@ def plan_runs(
         params = hyperparams_for(env_id, algo, overrides)
         for seed in range(seeds):
             specs.append(RunSpec(env_id, algo, seed, algo_budget, None if threshold is None else float(threshold),
-                                 algo_every, eval_episodes, params, device, stop_at_threshold))  # fmt: skip
+                                 algo_every, eval_episodes, params, device, stop_at_threshold,
+                                 tensorboard_log=tensorboard_log))  # fmt: skip
         build_agent(specs[-1])  # fails now, with the offending value, rather than inside a worker later
     return specs
+
+
+def _check_tensorboard_log(folder: str) -> str:
+    """The folder as a string, or a ``ValueError`` before any run trains: TensorBoard logs need the ``tensorboard``
+    package, and a folder that is a file cannot hold them."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as error:
+        raise ValueError(f"--tensorboard-log needs the tensorboard package, which is not installed ({error}); "
+                         'pip install tensorboard (or pip install "dream-envs[bench]")') from None  # fmt: skip
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ValueError(f"--tensorboard-log {folder!r} is a file; expected a folder for the TensorBoard runs")
+    return str(folder)

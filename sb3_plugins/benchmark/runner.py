@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,9 @@ class RunSpec:
     :param stay: passing checks that must follow a first pass for the run to count as solved and staying solved;
         the record's ``real_steps_to_stay_solved`` is the real steps of the streak's first check, ``None`` if no
         streak ends within the budget (the budget is never extended to finish one)
+    :param tensorboard_log: a folder where the agent writes TensorBoard logs, one run folder per run
+        (``<tensorboard_log>/<tb_log_name>_1``, see :attr:`tb_log_name`), or None. Where the logs go is no setting
+        of the run: the record, and whether a resumed benchmark counts the run as done, do not depend on it
 
     Example::
 
@@ -86,10 +90,17 @@ class RunSpec:
     device: str = "auto"
     stop_at_threshold: bool = True
     stay: int = STAY
+    tensorboard_log: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
         return (self.env_id, self.algo, self.seed)
+
+    @property
+    def tb_log_name(self) -> str:
+        """The run's TensorBoard name, one per (env, algo, seed): ``CartPole-v1_ppo+dyna_seed0``; characters a
+        folder name should not hold (``/`` of a namespaced id, ``:`` of ``module:EnvId``) become ``_``."""
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{self.env_id}_{self.algo}_seed{self.seed}")
 
     def settings(self) -> dict[str, Any]:
         """What this run's record must match to count as done (JSON-normalised, as it is stored)."""
@@ -106,7 +117,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
         return _build_own_agent(spec), None
     env = make_vec_env(spec.env_id, n_envs=spec.hyperparams.get("n_envs", 1), seed=spec.seed)
     check_action_space(spec.algo, spec.env_id, env.action_space)
-    kwargs = _sb3_kwargs(spec, env.action_space)
+    kwargs = {**_sb3_kwargs(spec, env.action_space), **_tensorboard_kwargs(spec)}
     try:
         agent = ALGOS[base]("MlpPolicy", env, seed=spec.seed, device=spec.device, **kwargs)
     except (TypeError, ValueError, AssertionError) as error:
@@ -126,7 +137,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
 def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
     """One of dream-envs' own agents (MuZero, World Models) on the real env, with the run's settings."""
     cls = algorithm_class(spec.algo)
-    kwargs = copy.deepcopy(spec.hyperparams.get("agent") or {})
+    kwargs = {**copy.deepcopy(spec.hyperparams.get("agent") or {}), **_tensorboard_kwargs(spec)}
     if spec.algo == "muzero":
         probe = gym.make(spec.env_id)
         check_action_space(spec.algo, spec.env_id, probe.action_space)
@@ -137,6 +148,17 @@ def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{spec.env_id}/{spec.algo}: {cls.__name__} rejected the agent settings {kwargs}: "
                          f"{error}") from None  # fmt: skip
+
+
+def _tensorboard_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """``tensorboard_log`` for the agent's constructor, refused where the hyperparameters name another folder."""
+    if spec.tensorboard_log is None:
+        return {}
+    given = (spec.hyperparams.get("agent") or {}).get("tensorboard_log")
+    if given is not None and given != spec.tensorboard_log:
+        raise ValueError(f"{spec.env_id}/{spec.algo}: the hyperparameters set tensorboard_log={given!r} and "
+                         f"--tensorboard-log asks for {spec.tensorboard_log!r}; keep one of them")  # fmt: skip
+    return {"tensorboard_log": spec.tensorboard_log}
 
 
 def _check(spec: RunSpec, threshold: float) -> RealStepsToThreshold:
@@ -188,7 +210,7 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         if progress is not None:
             callbacks.append(_ReportProgress(progress, max(spec.budget // 100, 1)))
         started = time.perf_counter()
-        agent.learn(spec.budget, callback=callbacks)
+        agent.learn(spec.budget, callback=callbacks, tb_log_name=spec.tb_log_name)
         wall = time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
