@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +25,7 @@ from dream_envs.agents.muzero.replay import MuZeroReplay
 from dream_envs.agents.muzero.support import from_support, to_support
 from dream_envs.checks import check_bool, check_int, check_number, check_probability
 from dream_envs.device import resolve_device
+from dream_envs.io import ModelFileError
 from dream_envs.planning.mcts import BatchedMCTS
 
 __all__ = ["MuZero"]
@@ -73,7 +76,9 @@ class MuZero(ModelBasedAgent):
     :param hidden_size: width of the networks' hidden layers
     :param support_size: reward/value bins on each side of zero (values up to ``h^-1(support_size)``)
     :param train_ratio: gradient steps per real step
-    :param learning_starts: real steps before the first gradient step
+    :param learning_starts: searched states the replay must hold before the first gradient step: the first
+        ``learning_starts`` real steps of a fresh agent; an agent given a replay by :meth:`load_replay_buffer` that
+        holds that many trains from its first real step
     :param value_loss_weight: weight of the value loss (MuZero Reanalyse's 0.25)
     :param consistency_loss_weight: weight of EfficientZero's self-supervised consistency loss (each unrolled state
         must predict the representation of the real observation it stands for); 0 turns it off (plain MuZero)
@@ -91,6 +96,9 @@ class MuZero(ModelBasedAgent):
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param verbose: 1 prints SB3's log table every ``log_interval`` episodes
     :param tensorboard_log: folder for TensorBoard logs, or None
+
+    ``save`` keeps the networks, not the replay (it grows with every real step); :meth:`save_replay_buffer` and
+    :meth:`load_replay_buffer` keep it in a file of its own, as SB3's off-policy agents do.
 
     Example::
 
@@ -199,6 +207,7 @@ class MuZero(ModelBasedAgent):
                                           weight_decay=self.weight_decay)  # fmt: skip
         self.search_model = NetworkSearchModel(self.network, self._device)
         self.replay = MuZeroReplay(self.n_envs, self.observation_space.shape, n_actions, self.priority_alpha)
+        self._replay_obs: np.ndarray | None = None  # the observations the replay's open episodes go on from
         self.gradient_steps, self._pending_updates = 0, 0.0
 
     # ------------------------------------------------------------------ acting
@@ -251,6 +260,8 @@ class MuZero(ModelBasedAgent):
 
     # ------------------------------------------------------------------ learning
     def _train(self, total_timesteps: int, callback: BaseCallback) -> None:
+        if self._last_obs is not self._replay_obs:  # the envs were reset under the replay (a new learn, a loaded one)
+            self.replay.truncate_open_episodes()
         while self.num_timesteps < total_timesteps:
             obs = self._last_obs
             result = self.search.search(self.search_model, obs, add_noise=True)
@@ -265,14 +276,15 @@ class MuZero(ModelBasedAgent):
                 final = np.asarray(infos[i]["terminal_observation"], np.float32)
                 final_value = self._values(final[None])[0] if truncated else 0.0
                 self.replay.end_episode(int(i), final, terminated=not truncated, final_value=final_value)
-            self._last_obs = new_obs
+            self._last_obs = self._replay_obs = new_obs
             self.logger.record_mean("muzero/root_value", float(root_values.mean()))
             callback.update_locals(locals())
             if not callback.on_step():
                 return
             for i in np.flatnonzero(dones):
                 self._episode_done(infos[i])
-            if self.num_timesteps >= self.learning_starts:
+            # What the replay holds, not this call's step count: a loaded replay, or an earlier learn's, counts.
+            if len(self.replay) >= self.learning_starts:
                 self._pending_updates += self.n_envs * self.train_ratio
                 while self._pending_updates >= 1:
                     self._pending_updates -= 1
@@ -345,6 +357,35 @@ class MuZero(ModelBasedAgent):
         self.logger.record("train/n_updates", self.gradient_steps)
 
     # ------------------------------------------------------------------ persistence
+    def save_replay_buffer(self, path: str | os.PathLike) -> Path:
+        """Save the replay (every searched state, its targets' ingredients and priorities) atomically.
+
+        :param path: the file (a failed write keeps the old one)
+        """
+        return self.replay.save(path)
+
+    def load_replay_buffer(self, path: str | os.PathLike) -> None:
+        """Replace the replay by one saved with :meth:`save_replay_buffer` (loaded safely: no code runs). Its
+        episodes that were still being played end at their newest state when learning goes on (the envs start
+        new ones), and an agent whose loaded replay holds ``learning_starts`` states trains from its first step.
+
+        :param path: the file
+        :raises FileNotFoundError: no file at ``path``
+        :raises ModelFileError: truncated, corrupted or foreign file, or a replay of other spaces
+        :raises ValueError: a replay of another number of self-play envs than this agent's
+        """
+        replay = MuZeroReplay.load(path, self.priority_alpha)
+        source = repr(str(path))
+        if replay.obs_shape != self.observation_space.shape or replay.n_actions != self.action_space.n:
+            raise ModelFileError(f"{source} holds a replay of observations {replay.obs_shape} and "
+                                 f"{replay.n_actions} actions; this agent has {self.observation_space.shape} and "
+                                 f"{self.action_space.n}")  # fmt: skip
+        if replay.n_envs != self.n_envs:
+            raise ValueError(f"{source} holds the streams of {replay.n_envs} self-play envs; this agent plays "
+                             f"{self.n_envs}: make it with n_envs={replay.n_envs} (MuZero.load(path, env_id, "
+                             f"n_envs={replay.n_envs}))")  # fmt: skip
+        self.replay, self._replay_obs = replay, None
+
     def _get_state(self) -> dict[str, Any]:
         return {"network": {k: v.cpu() for k, v in self.network.state_dict().items()},
                 "target_network": {k: v.cpu() for k, v in self.target_network.state_dict().items()},

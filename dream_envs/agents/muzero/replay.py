@@ -3,12 +3,25 @@ unrolled targets (actions, rewards, n-step values, search policies) gathered for
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["MuZeroReplay", "UnrollTargets"]
+from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
+
+__all__ = ["REPLAY_FORMAT", "MuZeroReplay", "UnrollTargets"]
+
+REPLAY_FORMAT = "dream-envs/muzero-replay"
+REPLAY_FORMAT_VERSION = 1
+# The per-slot arrays (n_envs x slots x ...), their dtypes, and what an unused slot holds.
+_ARRAYS = {"obs": (np.float32, 0), "action": (np.int64, -1), "reward": (np.float32, 0),
+           "root_value": (np.float32, 0), "policy": (np.float32, 0), "last": (np.int64, -1),
+           "terminal": (np.bool_, False), "priority": (np.float64, 0)}  # fmt: skip
 
 
 @dataclass
@@ -63,6 +76,8 @@ class MuZeroReplay:
     :param alpha: priority exponent (0: uniform sampling)
     :param capacity: states per env before the rows grow (they double)
 
+    :meth:`save` and :meth:`load` keep a replay in a file (``MuZero.save_replay_buffer``/``load_replay_buffer``).
+
     Example::
 
         import numpy as np
@@ -93,10 +108,11 @@ class MuZeroReplay:
         self.episode_start = np.zeros(n_envs, np.int64)
         self.max_priority = 1.0
         self._rows = np.arange(n_envs)
+        self._searched = 0  # len(self), kept as a count: MuZero asks for it at every real step
 
     def __len__(self) -> int:
         """Searched states stored (positions an unroll can start from)."""
-        return int((self.action[:, : self.ptr.max()] >= 0).sum())
+        return self._searched
 
     @property
     def capacity(self) -> int:
@@ -124,6 +140,7 @@ class MuZeroReplay:
         self.policy[self._rows, at] = policies
         self.priority[self._rows, at] = self.max_priority  # new states are replayed at least once, soon
         self.ptr += 1
+        self._searched += self.n_envs
 
     def end_episode(self, env: int, final_observation: np.ndarray, terminated: bool, final_value: float) -> None:
         """Close ``env``'s episode with its final observation; ``final_value`` is used unless ``terminated``."""
@@ -135,6 +152,68 @@ class MuZeroReplay:
         self.priority[env, at] = 0.0
         self.last[env, self.episode_start[env] : at + 1] = at
         self.ptr[env] = self.episode_start[env] = at + 1
+
+    def truncate_open_episodes(self) -> None:
+        """End every episode still being played at its newest searched state, as a time limit would: that state
+        becomes the final one (no action; its search's value bootstraps the targets before it).
+
+        Called when the envs were reset under the replay (a new ``learn``, a loaded replay): the next state of a row
+        belongs to another episode, and targets must not run across (SB3's ``truncate_last_traj`` does the same).
+        """
+        for env in np.flatnonzero(self.ptr > self.episode_start):
+            at = self.ptr[env] - 1
+            self.action[env, at] = -1
+            self.terminal[env, at] = False
+            self.priority[env, at] = 0.0
+            self.last[env, self.episode_start[env] : at + 1] = at
+            self.episode_start[env] = self.ptr[env]
+            self._searched -= 1
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the replay atomically (a failed write keeps the old file): every stored state, its targets'
+        ingredients and priorities, as tensors (no pickled objects)."""
+        width = int(self.ptr.max())
+        payload = {
+            "format": REPLAY_FORMAT, "format_version": REPLAY_FORMAT_VERSION, "n_envs": self.n_envs,
+            "obs_shape": list(self.obs_shape), "n_actions": self.n_actions, "max_priority": self.max_priority,
+            "ptr": torch.from_numpy(self.ptr.copy()), "episode_start": torch.from_numpy(self.episode_start.copy()),
+            **{name: torch.from_numpy(np.ascontiguousarray(getattr(self, name)[:, :width])) for name in _ARRAYS},
+        }  # fmt: skip
+        return save_torch_file(path, payload)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, alpha: float = 1.0) -> MuZeroReplay:
+        """A replay written by :meth:`save`, loaded safely (``weights_only=True``: no code runs).
+
+        :param path: the file
+        :param alpha: the priority exponent to sample with (the priorities themselves are stored)
+        :raises FileNotFoundError: no file at ``path``
+        :raises ModelFileError: truncated, corrupted or foreign file, or arrays that do not fit together
+        """
+        payload = load_torch_file(path, REPLAY_FORMAT, REPLAY_FORMAT_VERSION, "MuZero replay buffer")
+        source = repr(str(path))
+        try:
+            n_envs, n_actions = int(payload["n_envs"]), int(payload["n_actions"])
+            obs_shape = tuple(int(d) for d in payload["obs_shape"])
+            arrays = {name: _array(payload, name) for name in (*_ARRAYS, "ptr", "episode_start")}
+            max_priority = float(payload["max_priority"])
+        except KeyError as error:
+            raise ModelFileError(f"{source} has no entry {error}: the file is damaged or was not written by "
+                                 "MuZeroReplay.save") from None  # fmt: skip
+        except (TypeError, ValueError) as error:
+            raise ModelFileError(f"{source} has a damaged header ({error})") from None
+        problem = _check_arrays(arrays, n_envs, obs_shape, n_actions, max_priority)
+        if problem is not None:
+            raise ModelFileError(f"{source} holds a damaged MuZero replay: {problem}")
+        width = int(arrays["ptr"].max())
+        replay = cls(n_envs, obs_shape, n_actions, alpha, capacity=max(2 * width, 1024))
+        for name in _ARRAYS:
+            getattr(replay, name)[:, :width] = arrays[name]
+        replay.ptr, replay.episode_start = arrays["ptr"].copy(), arrays["episode_start"].copy()
+        replay.max_priority = max_priority
+        replay._searched = int((arrays["action"] >= 0).sum())
+        return replay
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0) -> tuple[np.ndarray, ...]:
         """``(envs, positions, importance weights)`` of ``batch_size`` positions drawn by priority."""
@@ -204,3 +283,45 @@ class MuZeroReplay:
             policy_mask=has_action.astype(np.float32), next_observations=self.obs[e, clipped[:, 1:]],
             observation_mask=inside[:, 1:].astype(np.float32),
         )  # fmt: skip
+
+
+def _array(payload: dict[str, Any], name: str) -> np.ndarray:
+    value = payload[name]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"its {name!r} entry is a {type(value).__name__}, not a tensor")
+    return value.numpy()
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], n_envs: int, obs_shape: tuple[int, ...], n_actions: int,
+                  max_priority: float) -> str | None:  # fmt: skip
+    """What is wrong with a loaded replay's arrays, or None: shapes, dtypes, values a sampler or the targets would
+    read out of bounds or as NaN, and the layout of each env's row (states up to ``ptr``, then empty slots)."""
+    if n_envs < 1 or n_actions < 1 or any(d < 1 for d in obs_shape):
+        return f"n_envs {n_envs}, n_actions {n_actions} and obs_shape {obs_shape} must be positive"
+    ptr, start = arrays["ptr"], arrays["episode_start"]
+    if ptr.shape != (n_envs,) or start.shape != (n_envs,) or ptr.dtype != np.int64 or start.dtype != np.int64:
+        return f"ptr and episode_start must be {n_envs} int64 values each"
+    width = int(ptr.max())
+    if not (0 <= start).all() or not (start <= ptr).all():
+        return f"episode starts {start.tolist()} do not lie within the rows' lengths {ptr.tolist()}"
+    trailing = {"obs": obs_shape, "policy": (n_actions,)}
+    for name, (dtype, _) in _ARRAYS.items():
+        array = arrays[name]
+        shape = (n_envs, width, *trailing.get(name, ()))
+        if array.shape != shape or array.dtype != dtype:
+            return f"{name} is {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}"
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return f"{name} holds NaN or inf values"
+    action, last, priority = arrays["action"], arrays["last"], arrays["priority"]
+    if not (-1 <= action).all() or not (action < n_actions).all() or not (-1 <= last).all() or not (last < width).all():
+        return f"actions must lie in -1..{n_actions - 1} and final-state indices in -1..{width - 1}"
+    if not (priority >= 0).all() or not (np.isfinite(max_priority) and max_priority > 0):
+        return "priorities must be finite and >= 0 (their maximum > 0)"
+    slots = np.arange(width)
+    empty = slots >= ptr[:, None]  # (n_envs, width): past each row's newest state
+    if (action[empty] != -1).any():
+        return "a slot past its row's newest state holds an action"
+    playing = (slots >= start[:, None]) & ~empty  # the episode each env is still playing
+    if (action[playing] < 0).any() or (last[playing] != -1).any():
+        return "an episode still being played holds a final state"
+    return None
