@@ -210,7 +210,9 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         if progress is not None:
             callbacks.append(_ReportProgress(progress, max(spec.budget // 100, 1)))
         started = time.perf_counter()
-        agent.learn(spec.budget, callback=callbacks, tb_log_name=spec.tb_log_name)
+        # The run's name only matters where TensorBoard logs are written; otherwise learn() is called as it always was.
+        names = {"tb_log_name": spec.tb_log_name} if spec.tensorboard_log is not None else {}
+        agent.learn(spec.budget, callback=callbacks, **names)
         wall = time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
