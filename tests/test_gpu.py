@@ -16,8 +16,9 @@ from stable_baselines3 import PPO, SAC
 
 from dream_envs import DreamEnv, EnsembleDynamics, TransitionBuffer
 from dream_envs.agents import MPCAgent, MuZero, WorldModels
-from dream_envs.agents.world_models import LatentDream, LinearController, train_controller
+from dream_envs.agents.world_models import MDNRNN, ConvVAE, LatentDream, LinearController, train_controller
 from dream_envs.diagnostics import calibration, compounding_error
+from dream_envs.planning import ModelValueFunction
 from sb3_plugins import DreamVecEnv, DynaCallback
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
@@ -64,6 +65,27 @@ def test_ensemble_fits_steps_saves_and_diagnoses_on_its_device(fitted, tmp_path)
     assert np.isfinite(curve.errors["ts1"]).all()
     report = calibration(model, gym.make("CartPole-v1"), horizon=3, n_segments=40, seed=0)
     assert report.k_step.shape == (2, 40)
+
+
+def test_seeded_networks_follow_their_seed_and_leave_the_global_random_state(fitted):
+    model, _ = fitted
+    device = model.device
+
+    def global_state() -> list[torch.Tensor]:
+        return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])
+
+    def build() -> list[torch.nn.Module]:
+        return [ModelValueFunction(model, hidden_sizes=(8, 8), seed=0).network,
+                MuZero("CartPole-v1", n_envs=1, latent_size=8, hidden_size=16, seed=0, device=device.type).network,
+                ConvVAE(4, (4, 8, 8, 16), seed=0).to(device),
+                MDNRNN(4, 2, hidden_size=8, seed=0).to(device)]  # fmt: skip
+
+    before = global_state()
+    first, second = build(), build()
+    assert all(torch.equal(a, b) for a, b in zip(before, global_state()))
+    for one, other in zip(first, second):
+        assert all(torch.equal(p, q) and p.device.type == device.type
+                   for p, q in zip(one.parameters(), other.parameters()))  # fmt: skip
 
 
 def test_dream_env_and_dream_vec_env_step_on_the_models_device(fitted):

@@ -153,14 +153,16 @@ class ModelValueFunction:
         self.bounds: tuple[float, float] | None = None  # set by fit
 
     def _new_network(self) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        width = self.model.obs_dim
-        for hidden in self.hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
         seed = int(torch.randint(2**62, (1,), device=self.device, generator=self.generator))
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        # Every layer is initialised on the CPU inside the fork, from the CPU generator alone: the network follows
+        # ``seed`` and the user's random state (CPU and CUDA) is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            layers: list[nn.Module] = []
+            width = self.model.obs_dim
+            for hidden in self.hidden_sizes:
+                layers += [nn.Linear(width, hidden), nn.SiLU()]
+                width = hidden
             network = nn.Sequential(*layers, nn.Linear(width, 1))
         return network.to(self.device)
 

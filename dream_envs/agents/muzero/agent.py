@@ -194,14 +194,17 @@ class MuZero(ModelBasedAgent):
         self.dirichlet_alpha, self.exploration_fraction = float(dirichlet_alpha), float(exploration_fraction)
         self.pb_c_base, self.pb_c_init, self.device = float(pb_c_base), float(pb_c_init), device
         self._device = resolve_device(device)
-        if seed is not None:
-            torch.manual_seed(seed)
         n_actions = int(self.action_space.n)
         self.search = BatchedMCTS(n_actions, num_simulations, self.discount, self.pb_c_base, self.pb_c_init,
                                   self.dirichlet_alpha, self.exploration_fraction, seed=seed)  # fmt: skip
         obs_dim = int(np.prod(self.observation_space.shape))
-        self.network = MuZeroNetwork(obs_dim, n_actions, self.latent_size, self.hidden_size,
-                                     self.support_size).to(self._device)  # fmt: skip
+        # A seeded agent initialises its networks from ``seed`` on the CPU generator, inside a fork: the user's global
+        # random state (CPU and CUDA) is left as it was (torch.manual_seed here reseeded both for good).
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.random.default_generator.manual_seed(seed)
+            network = MuZeroNetwork(obs_dim, n_actions, self.latent_size, self.hidden_size, self.support_size)
+        self.network = network.to(self._device)
         self.target_network = copy.deepcopy(self.network).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.learning_rate,
                                           weight_decay=self.weight_decay)  # fmt: skip

@@ -176,5 +176,7 @@ def seeded_init(seed: int | None) -> Iterator[None]:
     seeded inside a fork and restored on exit, so the user's random state is untouched."""
     init_seed = seed_int(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
+        # The CPU generator alone (modules are built on the CPU): torch.manual_seed would reseed CUDA's too, which
+        # the fork does not restore.
+        torch.random.default_generator.manual_seed(init_seed)
         yield
