@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.vec_env import VecNormalize
 
 from dream_envs import EnsembleConfig, EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int, check_keywords, check_probability, is_number
@@ -53,18 +56,19 @@ class DynaCallback(BaseCallback):
     - Off-policy (DQN, SAC, TD3): MBPO. Every ``model_train_freq`` real steps the model is refitted, then
       ``rollout_batch_size`` branches of ``rollout_horizon`` steps start from real states and follow the current
       policy; the agent's ``train()`` then samples batches that are ``real_ratio`` real, the rest imagined, with
-      ``utd_ratio`` gradient steps per real step.
+      ``utd_ratio`` gradient steps per real step in all: the agent's own ``gradient_steps`` (never changed) plus
+      extra ``train()`` calls at the end of each rollout.
     - On-policy (PPO, A2C): every ``model_train_freq`` real steps (mid-rollout when the agent's rollout is longer)
       the model is refitted, and the agent runs ``dream_rollouts`` extra rounds of its own ``collect_rollouts`` +
-      ``train()`` on a :class:`DreamVecEnv` of ``dream_envs`` envs started at real states (uncertainty cutoff on),
+      ``train()`` on a :class:`DreamVecEnv` of ``n_dream_envs`` envs started at real states (uncertainty cutoff on),
       so its optimiser, schedules and logger are the stock ones.
     - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at the
       rate it trains at afterwards: SB3 waits for enough data, and the imagined branches are that data.
-    - DQN syncs its target network by env steps: its extra (imagined) gradient steps run between real rollouts in
-      pieces of as many steps as the stock agent takes towards one target, with a sync after each, so that
-      ``utd_ratio`` buys Bellman backups and not more steps towards one frozen target.
-    - When ``learn`` ends, an off-policy agent gets back its own ``gradient_steps`` and all-real batches: a later
-      plain ``learn()`` trains the stock agent.
+    - DQN and its kin (QR-DQN) sync their target network by env steps: their extra gradient steps run in pieces of
+      as many steps as the stock agent takes towards one target, with a sync after each, so that ``utd_ratio``
+      buys Bellman backups and not more steps towards one frozen target.
+    - When ``learn`` ends, an off-policy agent samples all-real batches again: a later plain ``learn()`` (or a
+      checkpoint of the agent) trains the stock agent with its own settings.
     - Do no harm (:mod:`sb3_plugins.model_trust`): every refit measures the model's holdout error (1 - R^2 of the
       observation change and of the learned reward) and scales the imagined share of the updates by a trust in
       [0, 1]: the imagined fraction of batches and the extra gradient steps (off-policy), the dream rounds
@@ -74,7 +78,8 @@ class DynaCallback(BaseCallback):
     errors and trust, the real ratio and gradient steps (off-policy) or dream rounds (on-policy) it led to, imagined
     steps, mean imagined rollout length, fraction of imagined episodes truncated by uncertainty, real steps.
 
-    :param model: an ensemble to train; default: a new one for the env's spaces (``ensemble_kwargs``)
+    :param dynamics: the dynamics model to train (an :class:`~dream_envs.EnsembleDynamics`; SB3's ``model`` is the
+        agent); default: a new one for the env's spaces (``ensemble_kwargs``), kept as :attr:`dynamics`
     :param ensemble_kwargs: arguments of the new :class:`EnsembleDynamics`
     :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...); default:
         sized from the data by :func:`~dream_envs.models.fit_schedule` (a budget of gradient steps, smaller for the
@@ -101,8 +106,8 @@ class DynaCallback(BaseCallback):
         on CartPole DQN and Pendulum SAC; MBPO used 0.05)
     :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
     :param imagined_capacity: imagined transitions kept (off-policy)
-    :param dream_envs: imagined envs per on-policy dream rollout
-    :param dream_rollouts: on-policy update rounds in the dream per refit; a round is ``dream_envs`` x
+    :param n_dream_envs: imagined envs per on-policy dream rollout
+    :param dream_rollouts: on-policy update rounds in the dream per refit; a round is ``n_dream_envs`` x
         ``min(n_steps, 32)`` imagined steps from fresh real start states
     :param trust_errors: ``(trusted, untrusted)`` holdout errors (1 - R^2): the model is fully trusted at or below
         the first, not used at or above the second, linearly between (:mod:`sb3_plugins.model_trust`); ``None``
@@ -118,14 +123,14 @@ class DynaCallback(BaseCallback):
 
         agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0)
         dyna = DynaCallback(model_train_freq=64, fit_kwargs={"max_epochs": 20}, ensemble_kwargs={"hidden_sizes": (32,)},
-                            dream_envs=4, seed=0)
+                            n_dream_envs=4, seed=0)
         agent.learn(128, callback=dyna)
         print(agent.num_timesteps, dyna.imagined_steps, dyna.trust_reason)  # 128 real steps; imagined ones apart
     """
 
     def __init__(
         self,
-        model: EnsembleDynamics | None = None,
+        dynamics: EnsembleDynamics | None = None,
         ensemble_kwargs: dict[str, Any] | None = None,
         fit_kwargs: dict[str, Any] | None = None,
         reward_fn: str | TaskFn | None = None,
@@ -141,7 +146,7 @@ class DynaCallback(BaseCallback):
         real_ratio: float = 0.5,
         utd_ratio: int | None = 10,
         imagined_capacity: int = 100_000,
-        dream_envs: int = 256,
+        n_dream_envs: int = 256,
         dream_rollouts: int = 10,
         trust_errors: tuple[float, float] | None = (TRUSTED_ERROR, UNTRUSTED_ERROR),
         seed: int | None = None,
@@ -149,15 +154,15 @@ class DynaCallback(BaseCallback):
     ):
         super().__init__(check_int("verbose", verbose, minimum=0))
         # Every setting is checked here, before learn() spends a real step (issue 15).
-        if model is not None and not isinstance(model, EnsembleDynamics):
-            raise TypeError(f"model must be an EnsembleDynamics or None, got {type(model).__name__}")
+        if dynamics is not None and not isinstance(dynamics, EnsembleDynamics):
+            raise TypeError(f"dynamics must be an EnsembleDynamics or None, got {type(dynamics).__name__}")
         real_ratio = check_probability("real_ratio", real_ratio)
         sizes = {
             "model_train_freq": model_train_freq, "min_real_steps": min_real_steps,
             "rollout_batch_size": rollout_batch_size, "imagined_capacity": imagined_capacity,
-            "dream_envs": dream_envs, "dream_rollouts": dream_rollouts,
+            "n_dream_envs": n_dream_envs, "dream_rollouts": dream_rollouts,
         }  # fmt: skip
-        (model_train_freq, min_real_steps, rollout_batch_size, imagined_capacity, dream_envs, dream_rollouts) = (
+        (model_train_freq, min_real_steps, rollout_batch_size, imagined_capacity, n_dream_envs, dream_rollouts) = (
             check_int(name, value) for name, value in sizes.items()
         )
         if utd_ratio is not None:
@@ -189,7 +194,7 @@ class DynaCallback(BaseCallback):
         self.trust_errors = trust_errors
         check_threshold(uncertainty_threshold)
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, uncertainty_threshold, gamma=0.99)
-        self.ensemble = model
+        self.dynamics = dynamics
         self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
         self.fit_kwargs = dict(fit_kwargs or {})
         self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
@@ -201,7 +206,7 @@ class DynaCallback(BaseCallback):
         self.real_ratio = float(real_ratio)
         self.utd_ratio = utd_ratio
         self.imagined_capacity = imagined_capacity
-        self.dream_envs = dream_envs
+        self.n_dream_envs = n_dream_envs
         self.dream_rollouts = dream_rollouts
         self.seed = seed
         self.real = None  # TransitionBuffer of every real transition seen
@@ -210,10 +215,55 @@ class DynaCallback(BaseCallback):
         self.trust, self.trust_reason = 1.0, "not fitted yet"
         self._steps_since_fit = 0
         self._pre_start_steps = 0
-        self._dqn_extra_steps = 0  # DQN: imagined gradient steps per rollout beyond the agent's own
+        self._extra_steps = 0  # off-policy: gradient steps per rollout beyond the agent's own
         self._dqn_steps_since_sync = 0
         self._rng = np.random.default_rng(seed)
+        self._seeded = seed is not None  # else the agent's seed, at the first learn()
         self._torch_generator: torch.Generator | None = None
+        self._imagined: ImaginedReplay | None = None
+        self._vec_normalize: VecNormalize | None = None
+        # what save() writes and load() passes back to the constructor
+        self._settings = {
+            "ensemble_kwargs": dict(ensemble_kwargs), "fit_kwargs": dict(fit_kwargs), "reward_fn": reward_fn,
+            "termination_fn": termination_fn, "env_id": env_id, "uncertainty_threshold": uncertainty_threshold,
+            "uncertainty_mode": uncertainty_mode, "uncertainty_penalty": uncertainty_penalty,
+            "model_train_freq": model_train_freq, "min_real_steps": min_real_steps,
+            "rollout_horizon": self._horizon_schedule, "rollout_batch_size": rollout_batch_size,
+            "real_ratio": self.real_ratio, "utd_ratio": utd_ratio, "imagined_capacity": imagined_capacity,
+            "n_dream_envs": n_dream_envs, "dream_rollouts": dream_rollouts, "trust_errors": trust_errors,
+            "seed": seed, "verbose": self.verbose,
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save everything this callback has learned and where it is, atomically, for a resumed ``learn(...,
+        reset_num_timesteps=False)`` that goes on exactly as if it had never stopped: the settings, the dynamics
+        model, the real transitions, the imagined replay (off-policy), the counters and the random generators. The
+        agent and its replay buffer are saved by SB3 (``model.save``, ``save_replay_buffer``, or
+        :class:`~sb3_plugins.checkpoint.DynaCheckpointCallback` for all three).
+
+        :param path: the file (a ``.pt`` torch file, loaded with ``weights_only=True``)
+        :raises ValueError: for a callable ``reward_fn``/``termination_fn`` (code is not saved): pass it again to
+            :meth:`load`
+        """
+        from sb3_plugins.checkpoint import save_dyna_state
+
+        return save_dyna_state(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", **settings: Any) -> DynaCallback:
+        """A callback restored from :meth:`save`'s file, to pass to the restored agent's ``learn(...,
+        reset_num_timesteps=False)``.
+
+        :param path: the file
+        :param device: where the dynamics model and imagined replay go (the agent's device)
+        :param settings: constructor arguments that replace the saved ones (e.g. a callable ``reward_fn``, or
+            ``verbose``)
+        :raises ModelFileError: a damaged, foreign or inconsistent file
+        """
+        from sb3_plugins.checkpoint import load_dyna_state
+
+        return load_dyna_state(cls, path, device, settings)
 
     # ------------------------------------------------------------------ set-up
     def check_agent(self, algo: BaseAlgorithm) -> None:
@@ -224,29 +274,35 @@ class DynaCallback(BaseCallback):
         :raises TypeError: for an algorithm DynaCallback cannot serve
         :raises ValueError: for a setting that does not fit the agent or its env, naming it
         """
-        if not isinstance(algo, (OnPolicyAlgorithm, OffPolicyAlgorithm)) or type(algo).__name__ not in (
-            "PPO", "A2C", "DQN", "SAC", "TD3",
-        ):  # fmt: skip
+        if not isinstance(algo, (OnPolicyAlgorithm, OffPolicyAlgorithm)):
             raise TypeError(
-                f"DynaCallback supports stock PPO, A2C, DQN, SAC and TD3; got {type(algo).__name__}. "
-                "Other algorithms need their own way of mixing in imagined experience."
+                f"DynaCallback serves SB3's on-policy (PPO, A2C, sb3-contrib's TRPO...) and off-policy (DQN, SAC, TD3, "
+                f"sb3-contrib's TQC, CrossQ, QRDQN...) algorithms and their subclasses; {type(algo).__name__} is "
+                "neither (it collects and learns its own way, e.g. ARS)"
             )
-        if algo.get_vec_normalize_env() is not None:
-            raise ValueError(
-                "DynaCallback learns its model from the env's raw observations; remove VecNormalize from the "
-                "training env (normalisation happens inside the model)."
+        if hasattr(algo, "_last_lstm_states"):
+            raise TypeError(
+                f"DynaCallback cannot serve {type(algo).__name__}: a recurrent policy's updates need its LSTM states "
+                "along each sequence, which imagined branches started from single real states do not have"
+            )
+        if "action_masks" in inspect.signature(algo.policy.predict).parameters:
+            raise TypeError(
+                f"DynaCallback cannot serve {type(algo).__name__}: an action-masking policy needs each state's valid "
+                "actions, which the env gives for real states and the model does not predict for imagined ones"
             )
         # The agent's own discount enters the "terminate" mode's auto penalty.
         resolve_uncertainty_mode(
             self.uncertainty_mode, self.uncertainty_penalty, self.uncertainty_threshold, algo.gamma
         )
         check_sb3_action_space(algo.action_space, "DynaCallback")
-        if self.ensemble is not None:
-            for name, mine, agents in (("observation", self.ensemble.observation_space, algo.observation_space),
-                                       ("action", self.ensemble.action_space, algo.action_space)):  # fmt: skip
+        if self.dynamics is not None:
+            for name, mine, agents in (("observation", self.dynamics.observation_space, algo.observation_space),
+                                       ("action", self.dynamics.action_space, algo.action_space)):  # fmt: skip
                 if not spaces_equal(mine, agents):
-                    raise ValueError(f"DynaCallback's model has the {name} space {mine}, the agent's env {agents}: "
-                                     "a model fitted for another env cannot be trained on this one")  # fmt: skip
+                    raise ValueError(
+                        f"DynaCallback's dynamics model has the {name} space {mine}, the agent's env {agents}: a "
+                        "model fitted for another env cannot be trained on this one"
+                    )
         env_id = self.env_id if self.env_id is not None else _env_id(algo.get_env())
         for name, value, known in (("reward_fn", self.reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", self.termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
@@ -255,21 +311,28 @@ class DynaCallback(BaseCallback):
     def _init_callback(self) -> None:
         algo: BaseAlgorithm = self.model
         self.check_agent(algo)
+        if not self._seeded and getattr(algo, "seed", None) is not None:
+            # rl-zoo's --seed (and any seeded agent) reaches the callback: the same run gives the same records
+            self.seed = check_int("the agent's seed", algo.seed, minimum=0)
+            self._rng, self._seeded = np.random.default_rng(self.seed), True
         if self.env_id is None:
             self.env_id = _env_id(self.training_env)
-        if self.ensemble is None:
-            self.ensemble = EnsembleDynamics(
+        if self.dynamics is None:
+            self.dynamics = EnsembleDynamics(
                 algo.observation_space, algo.action_space, env_id=self.env_id, device=algo.device, seed=self.seed,
                 **self.ensemble_kwargs,
             )  # fmt: skip
-        if self.ensemble.config.ensemble_size == 1 and self.uncertainty_threshold is not None:
+        if self.dynamics.config.ensemble_size == 1 and self.uncertainty_threshold is not None:
             warnings.warn("DynaCallback: an ensemble of one member has no disagreement, so the uncertainty cutoff "
                           "never fires; use ensemble_size >= 2", CutoffCalibrationWarning, stacklevel=2)  # fmt: skip
         if self.real is None:  # kept across learn() calls, like the agent's own replay buffer
             self.real = TransitionBuffer(algo.observation_space, algo.action_space)
-        self._torch_generator = torch.Generator(device=self.ensemble.device)
+        self._torch_generator = torch.Generator(device=self.dynamics.device)
         self._torch_generator.manual_seed(int(self._rng.integers(2**62)))
         self._off_policy = isinstance(algo, OffPolicyAlgorithm)
+        # DQN and its kin (QR-DQN): epsilon-greedy, with a target network synced every target_update_interval env
+        # steps, which the extra gradient steps must respect (see _train_agent)
+        self._epsilon_greedy = self._off_policy and _is_epsilon_greedy(algo)
         if self._horizon_schedule is None:
             # Measured on CartPole (docs/benchmarks.md): short branches for MBPO, whole 100-step dream
             # episodes for on-policy updates.
@@ -278,35 +341,35 @@ class DynaCallback(BaseCallback):
         if self._off_policy:
             if isinstance(algo.replay_buffer, MixedReplayBuffer):
                 mixed = algo.replay_buffer
-                # The agent's own gradient steps were kept where the first callback found them: the agent's
-                # attribute may still hold a callback's scaled value.
-                own = mixed.own_gradient_steps
-                self._own_gradient_steps = algo.gradient_steps if own is None else own
-                if getattr(self, "_imagined", None) is not mixed.imagined:
+                if self._imagined is not mixed.imagined:
                     # another callback's imagination came from another model: start afresh, at this one's capacity
                     mixed.imagined = self._new_imagined_replay(mixed.real)
                 self._imagined = mixed.imagined  # a second learn() call of this callback keeps what it imagined
             else:
-                self._own_gradient_steps = algo.gradient_steps
-                self._imagined = self._new_imagined_replay(algo.replay_buffer)
+                # A fresh agent, or a replay buffer loaded with load_replay_buffer (which holds the real data only):
+                # this callback's own imagination, if it has one, goes on.
+                if self._imagined is None:
+                    self._imagined = self._new_imagined_replay(algo.replay_buffer)
+                self._imagined.to(algo.device)
                 algo.replay_buffer = MixedReplayBuffer(algo.replay_buffer, self._imagined, self.real_ratio, algo.gamma)
-                algo.replay_buffer.own_gradient_steps = self._own_gradient_steps
             self._apply_trust(self.trust)
 
     def _new_imagined_replay(self, real_buffer: Any) -> ImaginedReplay:
         return ImaginedReplay(
-            self.imagined_capacity, self.ensemble.obs_dim, real_buffer.actions.shape[2:],
+            self.imagined_capacity, self.dynamics.obs_dim, real_buffer.actions.shape[2:],
             torch.as_tensor(real_buffer.actions[:1]).dtype, self.model.device, seed=int(self._rng.integers(2**62)),
         )  # fmt: skip
 
     def _on_training_end(self) -> None:
-        # A later plain learn() trains the stock agent: its own gradient steps, real batches only.
+        # A later plain learn() trains the stock agent: real batches only (its gradient steps were never changed).
         if self._off_policy:
-            self.model.gradient_steps = self._own_gradient_steps
             self.model.replay_buffer.real_ratio = 1.0
 
     def _on_training_start(self) -> None:
-        self._prev_obs = np.array(self.model._last_obs, copy=True)  # SB3 keeps the first observation only there
+        # SB3 keeps the first observation only there; the model learns from raw observations (VecNormalize keeps them)
+        self._vec_normalize = self.model.get_vec_normalize_env()
+        first = self.model._last_obs if self._vec_normalize is None else self._vec_normalize.get_original_obs()
+        self._prev_obs = np.array(first, copy=True)
         # SB3 resets the envs only when learn(reset_num_timesteps=True) (or on the first call): otherwise the agent
         # continues the episodes it was in, and its own flags say which observation starts one.
         starts = getattr(self.model, "_last_episode_starts", None)
@@ -337,10 +400,15 @@ class DynaCallback(BaseCallback):
         # SB3 exposes a step's results to callbacks only as the collection loop's locals.
         new_obs, rewards, dones, infos = (self.locals[k] for k in ("new_obs", "rewards", "dones", "infos"))
         actions = self.locals["clipped_actions"] if "clipped_actions" in self.locals else self.locals["actions"]
+        normalize = self._vec_normalize
+        if normalize is not None:  # the model learns the env's own units: VecNormalize keeps the raw step
+            new_obs, rewards = normalize.get_original_obs(), normalize.get_original_reward()
         next_obs = np.array(new_obs, copy=True)
         truncated = np.zeros(len(dones), dtype=bool)
         for i in np.flatnonzero(dones):  # only finished envs carry their true last observation in infos
-            next_obs[i] = infos[i]["terminal_observation"]
+            terminal = infos[i]["terminal_observation"]
+            # VecNormalize normalises it in place with the statistics of this very step: undone with the same ones
+            next_obs[i] = terminal if normalize is None else normalize.unnormalize_obs(terminal)
             truncated[i] = infos[i].get("TimeLimit.truncated", False)
         self.real.add(self._prev_obs, actions, rewards, next_obs, dones & ~truncated, truncated, self._episode_start)
         self._prev_obs = np.array(new_obs, copy=True)
@@ -352,7 +420,7 @@ class DynaCallback(BaseCallback):
             # The first fits hold too little data to calibrate the cutoff on; the threshold used is logged instead.
             warnings.simplefilter("ignore", CutoffCalibrationWarning)
             try:
-                result = self.ensemble.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
+                result = self.dynamics.fit(self.real, seed=int(self._rng.integers(2**31)), **self.fit_kwargs)
             except ModelFitError as error:  # the model is as it was: do no harm, train on real data alone
                 self._apply_trust(0.0)
                 self.trust_reason = f"the model fit diverged, the agent trains on real data alone: {error}"
@@ -389,15 +457,12 @@ class DynaCallback(BaseCallback):
             real_ratio = 1.0 - (1.0 - self.real_ratio) * self.trust
             algo.replay_buffer.real_ratio = real_ratio
             if self.utd_ratio is not None:
+                # The agent's own gradient steps stay as the user set them; the extra ones run in _on_rollout_end.
                 dyna_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
                 own = self._own_steps_per_rollout()
-                total = int(round(own + (dyna_steps - own) * self.trust))
-                if isinstance(algo, DQN):  # the extra steps run in _on_rollout_end, between target syncs
-                    self._dqn_extra_steps = max(0, total - own)
-                else:
-                    algo.gradient_steps = total
+                self._extra_steps = max(0, int(round((dyna_steps - own) * self.trust)))
             self.logger.record("dyna/real_ratio", real_ratio)
-            self.logger.record("dyna/gradient_steps", algo.gradient_steps + self._dqn_extra_steps)
+            self.logger.record("dyna/gradient_steps", self._own_steps_per_rollout() + self._extra_steps)
         else:
             self.logger.record("dyna/dream_rollouts", self._dream_rounds())
 
@@ -410,7 +475,7 @@ class DynaCallback(BaseCallback):
     def _dream_kwargs(self) -> dict[str, Any]:
         """What the imagined rollouts are made of, the same for MBPO branches and on-policy dream envs."""
         return {
-            "model": self.ensemble, "env_id": self.env_id, "reward_fn": self.reward_fn,
+            "model": self.dynamics, "env_id": self.env_id, "reward_fn": self.reward_fn,
             "termination_fn": self.termination_fn, "uncertainty_threshold": self.uncertainty_threshold,
             "uncertainty_mode": self.uncertainty_mode, "uncertainty_penalty": self.uncertainty_penalty,
             "gamma": self.model.gamma,
@@ -435,7 +500,7 @@ class DynaCallback(BaseCallback):
         per_real_step = 1.0
         if algo.train_freq.unit.value == "step" and algo.gradient_steps > 0:
             per_real_step = algo.gradient_steps / (algo.train_freq.frequency * algo.n_envs)
-            per_real_step += self._dqn_extra_steps / (algo.train_freq.frequency * algo.n_envs)
+            per_real_step += self._extra_steps / (algo.train_freq.frequency * algo.n_envs)
         gradient_steps = int(round(per_real_step * since))
         if gradient_steps:
             self._train_agent(gradient_steps)
@@ -443,8 +508,8 @@ class DynaCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         algo = self.model
-        if self._dqn_extra_steps and self.model_fits and self.trust > 0 and algo.num_timesteps > algo.learning_starts:
-            self._train_agent(self._dqn_extra_steps)
+        if self._extra_steps and self.model_fits and self.trust > 0 and algo.num_timesteps > algo.learning_starts:
+            self._train_agent(self._extra_steps)
 
     def _train_agent(self, gradient_steps: int) -> None:
         """``gradient_steps`` of the agent's own ``train()``. DQN syncs its target network by env steps, so a burst
@@ -452,7 +517,7 @@ class DynaCallback(BaseCallback):
         rollout, however many steps): the extra steps are cut into pieces of as many gradient steps as the stock
         agent takes towards one target, with a sync after each whole piece (a part piece carries over)."""
         algo = self.model
-        if not isinstance(algo, DQN):
+        if not self._epsilon_greedy:
             algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
             return
         piece = self._dqn_steps_per_target()
@@ -462,14 +527,16 @@ class DynaCallback(BaseCallback):
             gradient_steps -= steps
             self._dqn_steps_since_sync += steps
             if self._dqn_steps_since_sync >= piece:
-                polyak_update(algo.q_net.parameters(), algo.q_net_target.parameters(), algo.tau)
-                polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
+                for online, target in _target_networks(algo):  # DQN's q_net, QR-DQN's quantile_net...
+                    polyak_update(online.parameters(), target.parameters(), algo.tau)
+                if hasattr(algo, "batch_norm_stats_target"):
+                    polyak_update(algo.batch_norm_stats, algo.batch_norm_stats_target, 1.0)
                 self._dqn_steps_since_sync = 0
 
     def _own_steps_per_rollout(self) -> int:
         """The agent's own gradient steps per rollout of ``train_freq`` (SB3's -1: as many as env steps collected)."""
         algo = self.model
-        own = self._own_gradient_steps
+        own = algo.gradient_steps
         return algo.train_freq.frequency * algo.n_envs if own < 0 else own
 
     def _dqn_steps_per_target(self) -> int:
@@ -501,13 +568,15 @@ class DynaCallback(BaseCallback):
         data = self.real.transitions()
         starts = data.obs[self._rng.integers(len(data.obs), size=self.rollout_batch_size)]
         imagination = self._imagination(data.obs)
-        obs = torch.as_tensor(starts, device=self.ensemble.device)  # (B, obs_dim)
+        obs = torch.as_tensor(starts, device=self.dynamics.device)  # (B, obs_dim)
         alive = torch.ones(len(obs), dtype=torch.bool, device=obs.device)
         lengths = torch.zeros(len(obs), device=obs.device)
         cut = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
         recent = None  # branches start at real states: nothing accumulated yet
         for _ in range(self.rollout_horizon()):
             obs_np = obs.cpu().numpy().reshape(-1, *algo.observation_space.shape)
+            if self._vec_normalize is not None:  # the policy acts on what VecNormalize would show it
+                obs_np = self._vec_normalize.normalize_obs(obs_np)
             actions_np, _ = algo.predict(obs_np, deterministic=False)
             actions = torch.as_tensor(actions_np, device=obs.device)
             step = imagination.step(obs, actions.reshape(len(obs), -1), self._torch_generator, recent)
@@ -535,16 +604,17 @@ class DynaCallback(BaseCallback):
     def _dream_updates(self) -> None:
         algo: OnPolicyAlgorithm = self.model
         data = self.real.transitions()
-        dream = DreamVecEnv(
-            n_envs=self.dream_envs, start_states=data.obs, max_episode_steps=self._horizon_schedule[3],
+        raw_dream = DreamVecEnv(
+            n_envs=self.n_dream_envs, start_states=data.obs, max_episode_steps=self._horizon_schedule[3],
             seed=int(self._rng.integers(2**31)), **self._dream_kwargs(),
         )  # fmt: skip
-        # A dream round is dream_envs x at most DREAM_ROUND_STEPS steps: the agent's own n_steps (rl-zoo's Acrobot:
+        dream = raw_dream if self._vec_normalize is None else _normalized_view(raw_dream, self._vec_normalize)
+        # A dream round is n_dream_envs x at most DREAM_ROUND_STEPS steps: the agent's own n_steps (rl-zoo's Acrobot:
         # 256; SB3's default: 2,048) would make each round 65,536 or 524,288 imagined steps, every 250 real steps.
         steps = min(algo.n_steps, DREAM_ROUND_STEPS)
         dream_buffer = RolloutBuffer(
             steps, algo.observation_space, algo.action_space, device=algo.device, gamma=algo.gamma,
-            gae_lambda=algo.gae_lambda, n_envs=self.dream_envs,
+            gae_lambda=algo.gae_lambda, n_envs=self.n_dream_envs,
         )  # fmt: skip
         # collect_rollouts moves these; they belong to the real env and are put back untouched.
         saved = (algo.num_timesteps, algo._last_obs, algo._last_episode_starts, algo.rollout_buffer, algo.env)
@@ -554,17 +624,38 @@ class DynaCallback(BaseCallback):
             algo.rollout_buffer = dream_buffer
             for _ in range(self._dream_rounds()):
                 algo._last_obs = dream.reset()
-                algo._last_episode_starts = np.ones(self.dream_envs, dtype=bool)
+                algo._last_episode_starts = np.ones(self.n_dream_envs, dtype=bool)
                 algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=steps)
                 algo.train()
         finally:
             algo.num_timesteps, algo._last_obs, algo._last_episode_starts, algo.rollout_buffer, algo.env = saved
             algo.policy.set_training_mode(False)
-        self.imagined_steps += dream.imagined_steps
+        self.imagined_steps += raw_dream.imagined_steps
         self.logger.record("dyna/imagined_steps", self.imagined_steps)
-        if dream.episodes:
-            self.logger.record("dyna/mean_imagined_rollout_length", dream.episode_steps_total / dream.episodes)
-            self.logger.record("dyna/uncertainty_cutoff_fraction", dream.cutoff_episodes / dream.episodes)
+        if raw_dream.episodes:
+            self.logger.record("dyna/mean_imagined_rollout_length", raw_dream.episode_steps_total / raw_dream.episodes)
+            self.logger.record("dyna/uncertainty_cutoff_fraction", raw_dream.cutoff_episodes / raw_dream.episodes)
+
+
+def _normalized_view(dream: DreamVecEnv, normalize: VecNormalize) -> VecNormalize:
+    """The dream as the agent sees its real env: observations and rewards scaled by the real VecNormalize's running
+    statistics (shared, never updated by imagined data)."""
+    view = VecNormalize(dream, training=False, norm_obs=normalize.norm_obs, norm_reward=normalize.norm_reward,
+                        clip_obs=normalize.clip_obs, clip_reward=normalize.clip_reward, gamma=normalize.gamma,
+                        epsilon=normalize.epsilon, norm_obs_keys=normalize.norm_obs_keys)  # fmt: skip
+    view.obs_rms, view.ret_rms = normalize.obs_rms, normalize.ret_rms
+    return view
+
+
+def _is_epsilon_greedy(algo: BaseAlgorithm) -> bool:
+    """DQN-like by mechanism: epsilon-greedy exploration and a target network synced by env steps."""
+    return all(hasattr(algo, name) for name in ("exploration_rate", "exploration_final_eps", "target_update_interval"))
+
+
+def _target_networks(algo: BaseAlgorithm) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+    """The agent's (online, target) network pairs: every module attribute ``X`` with an ``X_target`` beside it."""
+    modules = {name: value for name, value in vars(algo).items() if isinstance(value, torch.nn.Module)}
+    return [(modules[name], modules[name + "_target"]) for name in modules if name + "_target" in modules]
 
 
 def _env_id(venv: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -55,6 +56,43 @@ class ImaginedReplay:
     def __len__(self) -> int:
         return self.size
 
+    _TENSORS = ("obs", "actions", "rewards", "next_obs", "dones")
+
+    def to(self, device: torch.device | str) -> ImaginedReplay:
+        """Move the stored rows (and the sampling generator's state) to ``device``; returns ``self``."""
+        device = torch.device(device)
+        if device != self.device:
+            for name in self._TENSORS:
+                setattr(self, name, getattr(self, name).to(device))
+            state = self._generator.get_state()
+            self._generator = torch.Generator(device=device)
+            self._generator.set_state(state)
+            self.device = device
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows (CPU tensors), the write position and the sampling generator's state."""
+        rows = {name: getattr(self, name)[: self.size].detach().cpu() for name in self._TENSORS}
+        return {**rows, "capacity": self.capacity, "pos": self.pos, "generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s rows into this buffer, which must have the same capacity and row shapes.
+
+        :raises ValueError: naming the first entry that does not fit
+        """
+        size = len(state["obs"])
+        if state["capacity"] != self.capacity or not 0 <= state["pos"] < max(self.capacity, 1) or size > self.capacity:
+            raise ValueError(f"imagined replay of capacity {state['capacity']} with {size} rows at position "
+                             f"{state['pos']} does not fit a buffer of capacity {self.capacity}")  # fmt: skip
+        for name in self._TENSORS:
+            rows, mine = state[name], getattr(self, name)
+            if rows.shape[1:] != mine.shape[1:] or len(rows) != size or rows.dtype != mine.dtype:
+                raise ValueError(f"imagined {name} of shape {tuple(rows.shape)} ({rows.dtype}) does not fit rows of "
+                                 f"shape {tuple(mine.shape[1:])} ({mine.dtype})")  # fmt: skip
+            mine[:size] = rows.to(self.device)
+        self.pos, self.size = int(state["pos"]), size
+        self._generator.set_state(state["generator"])
+
     def add(self, obs, actions, rewards, next_obs, dones) -> None:
         """Append ``B`` rows (tensors with a leading ``B``), overwriting the oldest when full."""
         n = len(obs)
@@ -78,8 +116,10 @@ class MixedReplayBuffer:
     """Stands in for an off-policy agent's ``replay_buffer``: stores real transitions as before, and samples
     batches that are ``real_ratio`` real and the rest imagined (all real while nothing is imagined yet).
 
-    Every attribute and method other than ``sample`` is the real buffer's, so SB3's collection, ``save_replay_buffer``
-    and ``load_replay_buffer`` keep working on real data.
+    Every attribute and method other than ``sample`` is the real buffer's, so SB3's collection keeps working on real
+    data. ``save_replay_buffer`` (and ``CheckpointCallback(save_replay_buffer=True)``) writes the real buffer itself,
+    so ``load_replay_buffer`` gives the agent the stock ``ReplayBuffer`` it expects; a :class:`DynaCallback` wraps it
+    again at the next ``learn()``, and its own state file keeps the imagined rows.
 
     :param real: the agent's own replay buffer
     :param imagined: imagined transitions
@@ -103,7 +143,6 @@ class MixedReplayBuffer:
         self.imagined = imagined
         self.real_ratio = float(real_ratio)
         self.gamma = float(gamma)
-        self.own_gradient_steps = None  # the agent's gradient_steps before DynaCallback scaled them
 
     def sample(self, batch_size: int, env: Any = None) -> ReplayBufferSamples:
         n_real = batch_size if len(self.imagined) == 0 else int(round(self.real_ratio * batch_size))
@@ -111,6 +150,8 @@ class MixedReplayBuffer:
         if n_imagined == 0:
             return self.real.sample(batch_size, env=env)
         imagined = self.imagined.sample(n_imagined)
+        if env is not None:  # a VecNormalize: SB3 normalises the raw rows it stored at sampling time, likewise these
+            imagined = _normalized(imagined, env)
         if n_real == 0:
             return imagined
         real = self.real.sample(n_real, env=env)
@@ -122,9 +163,27 @@ class MixedReplayBuffer:
             else torch.cat([real.discounts, torch.full_like(imagined.rewards, self.gamma)]),
         )
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Pickled (SB3's save_replay_buffer, CheckpointCallback) as the agent's own buffer: the file holds the real
+        # transitions, and load_replay_buffer gets the ReplayBuffer it expects. DynaCallback's state file keeps the
+        # imagined ones (DynaCallback.save).
+        # (copy.copy of the unpickled real buffer: a standard-library callable, so the file needs no dream-envs)
+        return copy.copy, (self.real,)
+
     def __getattr__(self, name: str) -> Any:
         # Only reached for names this class does not define: everything else is the real buffer's.
         # not set yet (e.g. while unpickling)
-        if name in ("real", "imagined", "real_ratio", "gamma", "own_gradient_steps"):
+        if name in ("real", "imagined", "real_ratio", "gamma"):
             raise AttributeError(name)
         return getattr(self.real, name)
+
+
+def _normalized(samples: ReplayBufferSamples, env: Any) -> ReplayBufferSamples:
+    """Imagined rows (raw units) scaled as SB3 scales the real ones it samples with a VecNormalize ``env``."""
+
+    def obs(x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(env.normalize_obs(x.cpu().numpy()), dtype=x.dtype, device=x.device)
+
+    reward = torch.as_tensor(env.normalize_reward(samples.rewards.cpu().numpy()), device=samples.rewards.device)
+    return samples._replace(observations=obs(samples.observations), next_observations=obs(samples.next_observations),
+                            rewards=reward.to(samples.rewards.dtype))  # fmt: skip

@@ -106,7 +106,7 @@ class _Capture(KVWriter):
 
 
 _SMALL = {"ensemble_kwargs": {"hidden_sizes": (32,)}, "fit_kwargs": {"max_epochs": 3}, "model_train_freq": 100,
-          "rollout_batch_size": 32, "dream_envs": 4, "dream_rollouts": 2, "seed": 0}  # fmt: skip
+          "rollout_batch_size": 32, "n_dream_envs": 4, "dream_rollouts": 2, "seed": 0}  # fmt: skip
 
 
 def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
@@ -132,7 +132,7 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
     assert trusting.trust == 1.0 and trusting.imagined_steps > 0
     # utd 10 x 4 real steps = 40 a rollout: DQN's own 1, and 39 more that the callback runs between target syncs
     assert capture.values["dyna/real_ratio"] == 0.5 and capture.values["dyna/gradient_steps"] == 40
-    assert trusting._dqn_extra_steps == 39
+    assert trusting._extra_steps == 39
     # once learn() ends the agent is the stock one again: its own gradient steps, all-real batches
     assert agent.gradient_steps == 1 and agent.replay_buffer.real_ratio == 1.0
 
@@ -145,7 +145,7 @@ def test_a_new_callback_on_an_agent_that_had_one_starts_from_the_agents_own_sett
     assert len(old_imagined) > 0 and agent.gradient_steps == 1
     second = DynaCallback(**{**_SMALL, "imagined_capacity": 500}, utd_ratio=None, trust_errors=None)
     agent.learn(50, callback=second, reset_num_timesteps=False)
-    assert second._own_gradient_steps == 1 and agent.gradient_steps == 1
+    assert second._own_steps_per_rollout() == 1 and agent.gradient_steps == 1
     # the other model's imagination is not this one's: a fresh replay at this callback's capacity
     assert agent.replay_buffer.imagined is not old_imagined and agent.replay_buffer.imagined.capacity == 500
     # the same callback's second learn() keeps what it imagined
@@ -160,7 +160,7 @@ def test_dqn_extra_gradient_steps_are_cut_into_pieces_between_target_syncs(monke
                 target_update_interval=4, seed=0, device="cpu")  # fmt: skip
     dyna = DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None)
     agent.learn(120, callback=dyna)
-    assert dyna._dqn_extra_steps == 10  # utd 4 x 4 env steps = 16 a rollout: the stock 6, and 10 more
+    assert dyna._extra_steps == 10  # utd 4 x 4 env steps = 16 a rollout: the stock 6, and 10 more
     import sb3_plugins.callbacks as callbacks
 
     calls, syncs = [], []
@@ -207,7 +207,7 @@ def test_the_default_callback_fits_by_the_schedule_and_trusts_a_learnable_model(
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=256, batch_size=64, seed=0, device="cpu")
     capture = _Capture()
     agent.set_logger(Logger(None, [capture]))
-    dyna = DynaCallback(ensemble_kwargs={"hidden_sizes": (64, 64)}, dream_envs=8, dream_rollouts=1, seed=0)
+    dyna = DynaCallback(ensemble_kwargs={"hidden_sizes": (64, 64)}, n_dream_envs=8, dream_rollouts=1, seed=0)
     agent.learn(256, callback=dyna)
     agent.logger.dump(agent.num_timesteps)
     assert dyna.model_fits == 1 and capture.values["dyna/model_gradient_steps"] > 300

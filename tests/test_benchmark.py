@@ -32,7 +32,7 @@ from sb3_plugins.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small enough that a +dyna run takes seconds: one tiny dream round per real rollout.
-TINY_DYNA = {"dream_envs": 16, "dream_rollouts": 1, "fit_kwargs": {"max_epochs": 2}, "trust_errors": None,
+TINY_DYNA = {"n_dream_envs": 16, "dream_rollouts": 1, "fit_kwargs": {"max_epochs": 2}, "trust_errors": None,
              "ensemble_kwargs": {"hidden_sizes": [32], "ensemble_size": 2, "num_elites": 2}}  # fmt: skip
 TINY_YAML = "CartPole-v1:\n  ppo+dyna:\n    dyna: " + json.dumps(TINY_DYNA) + "\n"
 

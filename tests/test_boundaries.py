@@ -23,7 +23,7 @@ from dream_envs.planning.mpc import MPCPlanner
 from sb3_plugins import DreamVecEnv, DynaCallback
 from sb3_plugins.benchmark import plan_runs
 
-FAST = {"fit_kwargs": {"max_epochs": 2}, "ensemble_kwargs": {"hidden_sizes": (16,)}, "dream_envs": 4,
+FAST = {"fit_kwargs": {"max_epochs": 2}, "ensemble_kwargs": {"hidden_sizes": (16,)}, "n_dream_envs": 4,
         "dream_rollouts": 1, "model_train_freq": 64, "min_real_steps": 32, "trust_errors": None, "seed": 0}  # fmt: skip
 
 
@@ -258,24 +258,25 @@ def test_dyna_callback_settings_fail_at_construction(kwargs, match):
 
 def test_numpy_settings_are_accepted_as_numbers():
     dyna = DynaCallback(real_ratio=np.float32(0.25), utd_ratio=np.int64(4), rollout_horizon=np.int64(5),
-                        dream_envs=np.int32(8), seed=np.int64(3))  # fmt: skip
-    assert (dyna.real_ratio, dyna.utd_ratio, dyna.dream_envs, dyna.seed) == (0.25, 4, 8, 3)
-    assert all(type(v) is int for v in (dyna.utd_ratio, dyna.dream_envs, dyna.seed))
+                        n_dream_envs=np.int32(8), seed=np.int64(3))  # fmt: skip
+    assert (dyna.real_ratio, dyna.utd_ratio, dyna.n_dream_envs, dyna.seed) == (0.25, 4, 8, 3)
+    assert all(type(v) is int for v in (dyna.utd_ratio, dyna.n_dream_envs, dyna.seed))
     assert DynaCallback(rollout_horizon=np.array([0, 100, 1, 5]))._horizon_schedule == (0, 100, 1, 5)
 
 
 @pytest.mark.parametrize(
     "model_spaces, match",
     [
-        ((spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2)), "model has the observation space"),
-        ((gym.make("CartPole-v1").observation_space, spaces.Discrete(3)), "model has the action space"),
+        ((spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2)), "dynamics model has the observation space"),
+        ((gym.make("CartPole-v1").observation_space, spaces.Discrete(3)), "dynamics model has the action space"),
     ],
 )
 def test_a_model_for_other_spaces_or_an_unknown_function_fails_before_any_real_step(model_spaces, match):
     model = EnsembleDynamics(*model_spaces, ensemble_size=2, num_elites=1, hidden_sizes=(8,), seed=0)
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, device="cpu", seed=0)
     with pytest.raises(ValueError, match=match):
-        agent.learn(64, callback=DynaCallback(model=model, **{k: v for k, v in FAST.items() if k != "ensemble_kwargs"}))
+        settings = {k: v for k, v in FAST.items() if k != "ensemble_kwargs"}
+        agent.learn(64, callback=DynaCallback(dynamics=model, **settings))
     assert agent.num_timesteps == 0
     unknown = DynaCallback(reward_fn="known", **FAST)  # the env id comes from the training env at learn()
     env = gym.make("InvertedDoublePendulum-v5")  # its reward reads the pole tip, which the observation lacks

@@ -1,10 +1,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.logger import KVWriter, Logger
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_plugins import DynaCallback
 from sb3_plugins.replay import MixedReplayBuffer
@@ -12,7 +11,7 @@ from sb3_plugins.replay import MixedReplayBuffer
 FAST = {
     "fit_kwargs": {"max_epochs": 3},
     "ensemble_kwargs": {"hidden_sizes": (32,)},
-    "dream_envs": 4,
+    "n_dream_envs": 4,
     "dream_rollouts": 2,
     "model_train_freq": 100,
     "rollout_batch_size": 32,
@@ -93,17 +92,6 @@ def test_composes_with_eval_checkpoint_progress_bar_and_save_load(tmp_path):
     assert loaded.num_timesteps == 400
 
 
-def test_unsupported_algorithm_and_vecnormalize_are_refused():
-    ddpg = DDPG("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=10, device="cpu")
-    with pytest.raises(TypeError, match="PPO, A2C, DQN, SAC and TD3; got DDPG"):
-        ddpg.learn(20, callback=DynaCallback(**FAST))
-    normalized = PPO(
-        "MlpPolicy", VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1")])), n_steps=64, device="cpu"
-    )
-    with pytest.raises(ValueError, match="VecNormalize"):
-        normalized.learn(64, callback=DynaCallback(**FAST))
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -113,8 +101,8 @@ def test_unsupported_algorithm_and_vecnormalize_are_refused():
         ({"rollout_horizon": (0, 100, 1, 0)}, "rollout_horizon"),
         ({"model_train_freq": 0}, "model_train_freq"),
         ({"utd_ratio": 0}, "utd_ratio"),
-        ({"dream_envs": 0}, "dream_envs"),
-        ({"model": "model.pt"}, "EnsembleDynamics"),
+        ({"n_dream_envs": 0}, "n_dream_envs"),
+        ({"dynamics": "model.pt"}, "EnsembleDynamics"),
         ({"uncertainty_threshold": "bogus"}, "uncertainty_threshold must be None, 'auto' or a number"),
         ({"uncertainty_threshold": -1.0}, "uncertainty_threshold must be >= 0"),
         ({"uncertainty_mode": "halt"}, "uncertainty_mode must be one of"),
@@ -158,11 +146,11 @@ def test_mbpo_branches_follow_the_uncertainty_mode(mode):
     imagined = agent.replay_buffer.imagined
     assert len(imagined) == dyna.imagined_steps > 0
     dones, rewards = imagined.dones[: len(imagined)], imagined.rewards[: len(imagined)]
-    low = dyna.ensemble.reward_range[0]
+    low = dyna.dynamics.reward_range[0]
     if mode == "terminate":
         # MOReL's HALT: terminal, with the "auto" penalty (Pendulum's rewards are <= 0) in the reward.
         penalty = agent.gamma * -low / (1 - agent.gamma)
-        assert bool((dones == 1).all()) and float(rewards.max()) <= dyna.ensemble.reward_range[1] - penalty + 1e-3
+        assert bool((dones == 1).all()) and float(rewards.max()) <= dyna.dynamics.reward_range[1] - penalty + 1e-3
     elif mode == "truncate":
         assert bool((dones == 0).all()) and float(rewards.min()) >= low - 1e-5
     else:  # MOPO: every reward lowered by penalty * disagreement / threshold, far below any real one here
