@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from dream_envs.checks import check_int
+from dream_envs.checks import check_bool, check_int
 from dream_envs.io import ModelFileError, atomic_write
 from dream_envs.spaces import (
     check_action_space,
@@ -142,8 +142,15 @@ class TransitionBuffer:
         :raises ValueError: if any value is NaN/inf (the message counts them per field, nothing is added), an action
             is outside the action space, or a shape or type does not fit (naming the argument)
         """
-        obs = check_observations(self.observation_space, obs, "obs", read_values=False)  # NaN is counted below
+        # tensors (a torch training loop's) are read as numpy arrays; NaN is counted below, per field
+        obs, action, reward, next_obs, terminated, truncated, episode_start = (
+            _host(value) for value in (obs, action, reward, next_obs, terminated, truncated, episode_start)
+        )
+        obs = check_observations(self.observation_space, obs, "obs", read_values=False)
         rows = len(obs)
+        if rows == 0:  # an empty batch adds nothing
+            check_observations(self.observation_space, next_obs, "next_obs", read_values=False)
+            return
         next_obs = check_observations(self.observation_space, next_obs, "next_obs", read_values=False)
         if len(next_obs) != rows:
             raise ValueError(f"next_obs has {len(next_obs)} row(s) where obs has {rows}")
@@ -203,6 +210,9 @@ class TransitionBuffer:
             others are kept), and if ``env`` or ``policy`` raises, the steps taken before are added first.
         """
         check_int("n_steps", n_steps)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)  # gymnasium's reset takes Python ints only
+        progress_bar = check_bool("progress_bar", progress_bar)
         if env.observation_space.shape != self.observation_space.shape or env.action_space != self.action_space:
             raise ValueError(
                 f"env spaces ({env.observation_space}, {env.action_space}) differ from this buffer's "
@@ -233,21 +243,25 @@ class TransitionBuffer:
         return self
 
     def _add_finite_rows(self, columns: dict[str, np.ndarray]) -> None:
-        """Add collected rows, leaving out those with NaN/inf values with a warning that counts them per field."""
+        """Add collected rows, leaving out those with NaN/inf values or an action outside the action space (that the
+        env took anyway) with a warning that counts them per field."""
         n = len(columns["reward"])
         if n == 0:
             return
+        if self._discrete and columns["action"].dtype == bool:  # the env took True/False as its actions 1/0
+            columns["action"] = columns["action"].astype(np.int64)
         bad = {
             name: ~np.isfinite(columns[name].astype(np.float64).reshape(n, -1)).all(axis=1)
             for name in ("obs", "action", "reward", "next_obs")
             if columns[name].dtype.kind in "iuf"
         }
+        bad["action"] = bad.get("action", np.zeros(n, bool)) | ~_valid_actions(self.action_space, columns["action"], n)
         dropped = np.logical_or.reduce(list(bad.values()))
         if dropped.any():
             detail = ", ".join(f"{name}: {int(mask.sum())}" for name, mask in bad.items() if mask.any())
             warnings.warn(
-                f"TransitionBuffer.collect: left out {int(dropped.sum())} of {n} transitions with NaN/inf values "
-                f"({detail}); the other {n - int(dropped.sum())} were added",
+                f"TransitionBuffer.collect: left out {int(dropped.sum())} of {n} transitions with NaN/inf values or "
+                f"actions outside {self.action_space} ({detail}); the other {n - int(dropped.sum())} were added",
                 stacklevel=3,
             )
             columns = {name: value[~dropped] for name, value in columns.items()}
@@ -462,3 +476,26 @@ def _check_columns(content: dict[str, np.ndarray], buffer: TransitionBuffer, sou
         if kind is np.floating and not np.isfinite(array).all():
             bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
             raise ModelFileError(f"{source}: its {name!r} column holds NaN/inf in {bad} of {n} row(s)")
+
+
+def _host(value: Any) -> Any:
+    """A tensor as a numpy array (detached, on the CPU); anything else as it is."""
+    import torch
+
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _valid_actions(space: gym.spaces.Space, actions: np.ndarray, n: int) -> np.ndarray:
+    """Per row, whether its action is in ``space`` (collect keeps the rows whose actions are)."""
+    try:
+        check_actions(space, actions, n)
+        return np.ones(n, bool)
+    except ValueError:
+        valid = np.zeros(n, bool)
+        for i in range(n):  # only when the batch holds a bad action: find which
+            try:
+                check_actions(space, actions[i], 1)
+                valid[i] = True
+            except ValueError:
+                pass
+        return valid

@@ -101,10 +101,15 @@ def check_actions(
     values = _numeric(action, name)
     discrete = isinstance(space, spaces.Discrete)
     width = 1 if discrete else int(np.prod(space.shape))
-    size = values.numel() if isinstance(values, torch.Tensor) else values.size
-    if size != rows * width:
+    shape = () if discrete else tuple(space.shape)
+    # one action per row, as a batch of the space's shape (or flattened); a single one may come without the batch
+    allowed = {(rows, *shape), (rows, width)} | ({shape, (width,)} if rows == 1 else set())
+    if discrete or width == 1:
+        allowed |= {(rows,)} | ({()} if rows == 1 else set())
+    if tuple(values.shape) not in allowed:
         expected = f"{rows} action(s)" if discrete else f"{rows} action(s) of shape {space.shape}"
-        raise ValueError(f"{name} of shape {tuple(values.shape)} does not fit {space!r}: expected {expected}")
+        raise ValueError(f"{name} of shape {tuple(values.shape)} does not fit {space!r}: expected {expected}, as an "
+                         f"array of shape {(rows, *shape)}")  # fmt: skip
     on_host = not (isinstance(values, torch.Tensor) and values.device.type != "cpu")
     flat = values.reshape(rows) if discrete else values.reshape(rows, width)
     if on_host and read_values:
@@ -136,7 +141,7 @@ def check_observations(space: spaces.Box, obs: Any, name: str = "obs", read_valu
     if given == shape:
         rows = 1
     elif len(given) >= 1 and (given[1:] == shape or given[1:] == (flat_dim,)):
-        rows = given[0]
+        rows = given[0]  # may be 0: an empty batch, which each caller judges
     else:
         raise ValueError(f"{name} of shape {given} does not fit the observation space {space!r}: expected {shape} "
                          f"or a batch (B, {', '.join(map(str, shape))})")  # fmt: skip

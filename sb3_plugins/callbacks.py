@@ -26,7 +26,7 @@ from dream_envs.envs.imagination import Imagination, check_threshold, resolve_un
 from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
 from dream_envs.models.training import ModelFitError, check_fit_kwargs
-from dream_envs.spaces import check_sb3_action_space, spaces_equal
+from dream_envs.spaces import check_observation_space, check_sb3_action_space, spaces_equal
 from sb3_plugins.dream_vec_env import DreamVecEnv
 from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust, valid_trust_bounds
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
@@ -295,6 +295,7 @@ class DynaCallback(BaseCallback):
             self.uncertainty_mode, self.uncertainty_penalty, self.uncertainty_threshold, algo.gamma
         )
         check_sb3_action_space(algo.action_space, "DynaCallback")
+        check_observation_space(algo.observation_space)  # a Discrete or Dict observation: named before any step
         if self.dynamics is not None:
             for name, mine, agents in (("observation", self.dynamics.observation_space, algo.observation_space),
                                        ("action", self.dynamics.action_space, algo.action_space)):  # fmt: skip
@@ -306,7 +307,8 @@ class DynaCallback(BaseCallback):
         env_id = self.env_id if self.env_id is not None else _env_id(algo.get_env())
         for name, value, known in (("reward_fn", self.reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", self.termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
-            resolve_task_fn(value, known, name, env_id)  # "known" for an env without a known function
+            # "known" for an env without a known function, or another env's function for this one's spaces
+            resolve_task_fn(value, known, name, env_id, (algo.observation_space, algo.action_space))
 
     def _init_callback(self) -> None:
         algo: BaseAlgorithm = self.model

@@ -197,8 +197,7 @@ class DreamVecEnv(VecEnv):
 
     def seed(self, seed: int | None = None) -> Sequence[None | int]:
         """Seed the next ``reset()`` (SB3 semantics: env ``i`` gets ``seed + i``)."""
-        if seed is None:
-            seed = seed_int()
+        seed = seed_int() if seed is None else check_int("seed", seed, minimum=0)
         self._seeds = [seed + i for i in range(self.num_envs)]
         return self._seeds
 

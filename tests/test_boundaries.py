@@ -321,7 +321,7 @@ def test_a_diverging_fit_raises_and_leaves_the_model_as_it_was(cartpole_buffer):
         ({"holdout_ratio": 1.0}, r"holdout_ratio must be a number in \[0, 1\)"),
         ({"weight_decay": math.nan}, "weight_decay"),
         ({"bootstrap": "yes"}, "bootstrap must be True or False"),
-        ({"uncertainty_horizon": 10**9}, "uncertainty_horizon must be at most the buffer's 3000 transitions"),
+        ({"uncertainty_horizon": 0}, "uncertainty_horizon .* must be a positive integer"),
         ({"uncertainty_tolerance": -1}, "uncertainty_tolerance"),
         ({"seed": -3}, "seed must be an integer >= 0"),
     ],
@@ -360,8 +360,8 @@ class _FaultyEnv(gym.Wrapper):
 def test_collect_keeps_the_good_rows_and_counts_the_bad_ones():
     env = _FaultyEnv(nan_at=999)
     buffer = TransitionBuffer.from_env(env)
-    with pytest.warns(UserWarning, match=r"left out 1 of 1000 transitions with NaN/inf values \(reward: 1\); the "
-                                         r"other 999 were added"):  # fmt: skip
+    with pytest.warns(UserWarning, match=r"left out 1 of 1000 transitions with NaN/inf values or actions outside "
+                                         r"Discrete\(2\) \(reward: 1\); the other 999 were added"):  # fmt: skip
         buffer.collect(env, 1000, seed=0)
     assert len(buffer) == 999 and np.isfinite(buffer.transitions().reward).all()
 
@@ -433,3 +433,109 @@ def test_mpc_agent_takes_numpy_settings():
     agent = MPCAgent("Pendulum-v1", random_noise_beta=np.float32(2.0), terminal_value=np.bool_(False), gamma=1.0,
                      learning_starts=np.int64(50), ensemble_kwargs={"hidden_sizes": (8,)})  # fmt: skip
     assert (agent.random_noise_beta, agent.terminal_value, agent.learning_starts) == (2.0, False, 50)
+
+
+# ---------------------------------------------------------------- what a new user's trial found (issue 15)
+def test_a_fit_that_would_train_on_nothing_or_is_interrupted_leaves_the_model_as_it_was(cartpole_model, monkeypatch):
+    import dream_envs.models.training as training
+
+    weights = {k: v.clone() for k, v in cartpole_model.state_dict().items()}
+    ranges = (cartpole_model.reward_range, cartpole_model.cutoff_calibration)
+    buffer = TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 300, seed=0)
+    with pytest.raises(ValueError, match="holds out 300 of the 300 transitions, leaving 0 to train on"):
+        cartpole_model.fit(buffer, max_epochs=1, holdout_ratio=0.999)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "choose_threshold", interrupted)  # the last stage, after every weight changed
+    with pytest.raises(KeyboardInterrupt):
+        cartpole_model.fit(buffer, max_epochs=1)
+    torch.testing.assert_close(cartpole_model.state_dict(), weights, rtol=0, atol=0, equal_nan=True)
+    assert (cartpole_model.reward_range, cartpole_model.cutoff_calibration) == ranges
+
+
+def test_few_transitions_or_a_long_uncertainty_horizon_fit_with_the_default_cutoff():
+    from dream_envs.models.calibration import CutoffCalibrationWarning
+
+    env = gym.make("CartPole-v1")
+    for rows, horizon in ((5, 10), (300, 10**9)):
+        buffer = TransitionBuffer.from_env(env).collect(env, rows, seed=0)
+        model = small_model("CartPole-v1")
+        with pytest.warns(CutoffCalibrationWarning, match="could not be calibrated"):
+            model.fit(buffer, max_epochs=1, uncertainty_horizon=horizon)
+        assert model.fitted
+    agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, device="cpu", seed=0)
+    dyna = DynaCallback(**{**FAST, "min_real_steps": 4, "model_train_freq": 8})
+    agent.learn(16, callback=dyna)  # the first fit on 8 transitions: shorter than the cutoff's horizon of 10
+    assert dyna.model_fits == 2
+
+
+def test_torch_tensors_are_data_like_numpy_arrays(cartpole_model):
+    buffer = TransitionBuffer(cartpole_model.observation_space, cartpole_model.action_space)
+    buffer.add(torch.zeros(2, 4, requires_grad=True), torch.tensor([0, 1]), torch.ones(2), torch.zeros(2, 4),
+               torch.tensor([False, True]))  # fmt: skip
+    assert len(buffer) == 2 and buffer.transitions().terminated.tolist() == [False, True]
+    with pytest.raises(ValueError, match="obs holds NaN or inf"):
+        cartpole_model.predict(torch.full((2, 4), math.nan), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"action \[0.69999.*\] not in Discrete\(2\)"):
+        cartpole_model.step(torch.zeros(2, 4), torch.tensor([0.7, 1.0]))
+    with pytest.raises(ValueError, match=r"action \[5\] not in Discrete\(2\)"):
+        cartpole_model.disagreement(torch.zeros(2, 4), torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="empty batch"):
+        cartpole_model.step(np.zeros((0, 4)), np.zeros(0, np.int64))
+    buffer.add(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool))  # adds nothing
+    assert len(buffer) == 2
+
+
+def test_box_actions_must_have_the_space_layout():
+    buffer = TransitionBuffer(spaces.Box(-10, 10, (2,), np.float32), spaces.Box(-10, 10, (3,), np.float32))
+    with pytest.raises(ValueError, match=r"action of shape \(3, 2\) does not fit .* as an array of shape \(2, 3\)"):
+        buffer.add(np.zeros((2, 2)), [[1, 2], [3, 4], [5, 6]], [0, 0], np.zeros((2, 2)), [False, False])
+    buffer.add(np.zeros((2, 2)), [[1, 2, 3], [4, 5, 6]], [0, 0], np.zeros((2, 2)), [False, False])
+    assert buffer.transitions().action.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_collect_keeps_steps_whose_actions_the_env_took_and_an_empty_buffer_round_trips(tmp_path):
+    env = gym.make("CartPole-v1")
+    buffer = TransitionBuffer.from_env(env).collect(env, 10, policy=lambda obs: True, seed=0)  # CartPole takes True
+    assert len(buffer) == 10 and buffer.transitions().action.tolist() == [1] * 10
+    empty = TransitionBuffer.from_env(env)
+    assert len(TransitionBuffer.load(empty.save(tmp_path / "empty.npz"), env.observation_space, env.action_space)) == 0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda model: DreamEnv(model=model, seed=True), "seed must be an integer >= 0, got True"),
+        (lambda model: DreamEnv(model=model).reset(seed=-1), "seed must be an integer >= 0, got -1"),
+        (lambda model: DreamEnv(model=model).reset(options="start_state"), "options must be None or a dict"),
+        (lambda model: DreamVecEnv(model, n_envs=2).seed(-5), "seed must be an integer >= 0, got -5"),
+        (lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 5,
+                                                                                   seed=1.5), "seed must be"),
+        (lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 5,
+                                                                                   progress_bar="no"), "progress_bar"),
+        (lambda model: DreamEnv(model=model, deterministic="no"), "deterministic must be True or False"),
+        (lambda model: model.step(np.zeros((1, 4)), [0], deterministic=0), "deterministic must be True or False"),
+        (lambda model: model.step(np.zeros((1, 4)), [0], generator=5), "generator must be None or a torch.Generator"),
+        (lambda model: DreamEnv(model=model, reward_fn="Pendulum-v1"), "reward_fn='Pendulum-v1' is for Pendulum-v1"),
+        (lambda model: DreamVecEnv(model, n_envs=2, env_id="Pendulum-v1", termination_fn="known"),
+         "termination_fn='Pendulum-v1' is for Pendulum-v1, whose spaces"),
+        (lambda model: DreamEnv(model=model, start_states=[["a", "b", "c", "d"]]), "start_states must hold real"),
+    ],
+)
+def test_seeds_flags_and_known_functions_are_checked_like_everywhere_else(cartpole_model, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(cartpole_model)
+
+
+def test_numpy_seeds_are_seeds_everywhere(cartpole_model):
+    dream = DreamEnv(model=cartpole_model, seed=np.int64(3))
+    first = dream.reset(seed=np.int64(4))[0]
+    assert np.array_equal(first, DreamEnv(model=cartpole_model).reset(seed=4)[0])
+    TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 5, seed=np.int64(2))
+
+
+def test_an_agent_whose_observations_the_model_cannot_take_is_refused_at_plan_time():
+    with pytest.raises(ValueError, match="observation space Discrete\\(16\\)"):
+        plan_runs("FrozenLake-v1", ["ppo+dyna"], seeds=1, budget=1000)

@@ -172,9 +172,13 @@ def test_the_planner_passes_the_non_finite_error_on(deterministic_pendulum, cart
         return torch.full((len(obs),), np.nan)
 
     for model, obs in ((deterministic_pendulum, np.zeros(3, np.float32)), (cartpole_model, np.zeros(4, np.float32))):
-        planner = MPCPlanner(model, horizon=3, population=16, iterations=2, particles=4, reward_fn=nan_reward, seed=0)
+        planner = MPCPlanner(model, horizon=3, population=16, iterations=2, particles=4, seed=0)
+        planner.evaluator.returns = lambda obs, actions, generator: torch.full((len(actions),), np.nan)
         with pytest.raises(NonFiniteObjectiveError, match="all 16 candidate returns of iteration 1/2"):
             planner.plan(obs)  # the categorical CEM used to return None here, and plan failed with a TypeError
+        planner = MPCPlanner(model, horizon=3, population=16, iterations=2, particles=4, reward_fn=nan_reward, seed=0)
+        with pytest.raises(NonFiniteObjectiveError, match="all 16 candidate returns of iteration 1/2"):
+            planner.plan(obs)  # a user's NaN rewards count only where no termination came before them
 
 
 # ---------------------------------------------------------------- particle evaluation

@@ -80,7 +80,8 @@ class ModelBasedAgent(ABC):
         if self.env.num_envs != 1 and not self._vectorized:
             raise ValueError(f"{type(self).__name__} learns from one env; got a VecEnv of {self.env.num_envs}")
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
-        self.seed, self.verbose, self.tensorboard_log = seed, verbose, tensorboard_log
+        seed = None if seed is None else check_int("seed", seed, minimum=0)  # numpy ints too; never True or -1
+        self.seed, self.verbose, self.tensorboard_log = seed, check_int("verbose", verbose, minimum=0), tensorboard_log
         self.rng = np.random.default_rng(seed)
         if seed is not None:
             self.env.seed(seed)

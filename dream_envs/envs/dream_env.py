@@ -11,6 +11,7 @@ import torch
 from gymnasium.utils import seeding
 
 from dream_envs.buffer import TransitionBuffer
+from dream_envs.checks import check_int
 from dream_envs.envs.imagination import Imagination
 from dream_envs.envs.rendering import StateRenderer
 from dream_envs.models.ensemble import EnsembleDynamics
@@ -136,12 +137,16 @@ class DreamEnv(gym.Env):
         self._generator = torch.Generator(device=model.device)
         self._state: torch.Tensor | None = None  # (1, obs_dim) on the model's device
         self._recent: torch.Tensor | None = None  # (1, window): the episode's last disagreements
-        if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        if seed is not None:  # gymnasium's own check takes Python ints only, and True
+            self._np_random, self._np_random_seed = seeding.np_random(check_int("seed", seed, minimum=0))
             self._generator.manual_seed(int(self._np_random.integers(2**62)))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start an imagined episode from a random real start state (or ``options["start_state"]``)."""
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"options must be None or a dict such as {{'start_state': obs}}, got {options!r}")
         super().reset(seed=seed)
         if seed is not None or self._state is None:
             self._generator.manual_seed(int(self.np_random.integers(2**62)))

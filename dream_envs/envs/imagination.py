@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from dream_envs.buffer import TransitionBuffer
-from dream_envs.checks import check_number, is_number
+from dream_envs.checks import check_bool, check_number, is_number
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
+from dream_envs.spaces import check_observations
 
 __all__ = [
     "UNCERTAINTY_MODES",
@@ -211,9 +212,12 @@ class Imagination:
                 "(EnsembleDynamics.load) before dreaming with it."
             )
         self.model = model
+        if env_id is not None and not isinstance(env_id, str):
+            raise ValueError(f"env_id must be None or a gymnasium env id, got {env_id!r}")
         self.env_id = env_id if env_id is not None else model.env_id
-        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id)
-        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id)
+        spaces = (model.observation_space, model.action_space)  # another env's functions read another layout
+        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id, spaces)
+        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id, spaces)
         self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
         if uncertainty_mode == "penalty" and uncertainty_threshold == "auto" and self.uncertainty_threshold == 0:
             raise ValueError("uncertainty_mode='penalty' needs a threshold > 0, and this model's 'auto' threshold is 0 "
@@ -234,7 +238,7 @@ class Imagination:
         if propagation not in ("ts1", "mean"):
             raise ValueError(f"propagation must be 'ts1' or 'mean', got {propagation!r}")
         self.propagation = propagation
-        self.deterministic = bool(deterministic)
+        self.deterministic = check_bool("deterministic", deterministic)
         self.start_states = self._check_start_states(start_states)  # (K, obs_dim) on the model's device
         self._obs_low, self._obs_high = model.observation_bounds()
 
@@ -258,7 +262,9 @@ class Imagination:
         elif isinstance(start_states, TransitionBuffer):
             states = torch.as_tensor(start_states.start_states())
         else:
-            states = torch.as_tensor(np.asarray(start_states, np.float32))
+            states = torch.as_tensor(
+                check_observations(self.model.observation_space, _host(start_states), "start_states", read_values=False)
+            )
         states = (states.reshape(len(states), -1) if states.ndim > 1 else states.reshape(1, -1)).float()
         if len(states) == 0 or states.shape[1] != obs_dim:
             raise ValueError(
@@ -280,9 +286,8 @@ class Imagination:
         """Imagine one env step for ``B`` rows: ``obs`` ``(B, obs_dim)``, raw ``action`` ``(B, ...)``, and
         ``recent`` ``(B, window)`` the disagreements of the episodes' previous steps (``ImaginedStep.recent`` of
         the last call; ``None``: episodes that start here)."""
-        model_step = self.model.step(
-            obs, action, generator=generator, propagation=self.propagation, deterministic=self.deterministic
-        )
+        # the library's own tensors: the dream and DynaCallback check what users hand them where it enters
+        model_step = self.model._step(obs, action, generator, self.propagation, self.deterministic)
         next_obs = model_step.next_obs
         reward = self.reward_fn(obs, action, next_obs) if self.reward_fn is not None else model_step.reward
         if self.termination_fn is not None:
@@ -316,3 +321,8 @@ class Imagination:
             reward = reward - (self.uncertainty_penalty * scaled).clamp(max=_FLOAT32_MAX)
         return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty, disagreement,
                             recent)  # fmt: skip
+
+
+def _host(value: Any) -> Any:
+    """A tensor as a numpy array (detached, on the CPU); anything else as it is."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value

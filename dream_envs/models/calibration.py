@@ -136,8 +136,7 @@ def open_loop(
     low, high = model.observation_bounds()
     states, disagreement = [], []
     for t in range(actions.shape[1]):
-        step = model.step(state, actions[:, t], generator=generator, propagation=propagation,
-                          deterministic=propagation != "ts1")  # fmt: skip
+        step = model._step(state, actions[:, t], generator, propagation, propagation != "ts1")
         state = torch.minimum(torch.maximum(step.next_obs, low), high)
         states.append(state)
         disagreement.append(step.disagreement)

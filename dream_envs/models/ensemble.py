@@ -298,12 +298,13 @@ class EnsembleDynamics(nn.Module):
         return (x - self.in_mean) / self.in_std
 
     def _checked(self, obs: Any, action: Any) -> tuple[Any, Any]:
-        """``obs`` as ``(B, obs_dim)`` and ``B`` actions checked against the spaces, with errors that name them. The
-        values of tensors are not read (the library's inner loops pass tensors it made): their shapes are."""
-        read = not isinstance(obs, torch.Tensor)
-        obs = check_observations(self.observation_space, obs, read_values=read)
-        action = check_actions(self.action_space, action, len(obs), read_values=not isinstance(action, torch.Tensor))
-        return obs, action
+        """``obs`` as ``(B, obs_dim)`` and ``B`` actions checked against the spaces, with errors that name them
+        (values included, except on a CUDA device, where reading them would wait for it). The library's own inner
+        loops call :meth:`_step` with tensors they made."""
+        obs = check_observations(self.observation_space, obs)
+        if len(obs) == 0:
+            raise ValueError("obs is an empty batch: give at least one observation")
+        return obs, check_actions(self.action_space, action, len(obs))
 
     @torch.no_grad()
     def predict(self, obs: Any, action: Any) -> EnsemblePrediction:
@@ -340,8 +341,21 @@ class EnsembleDynamics(nn.Module):
         :param deterministic: use predicted means instead of sampling the Gaussian heads
         :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
-        obs, action = self._checked(obs, action)
-        obs_t = _as_tensor(obs, self.device, torch.float32)
+        if propagation not in ("ts1", "mean", "single"):
+            raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be None or a torch.Generator, got {generator!r}")
+        return self._step(
+            *self._checked(obs, action), generator, propagation, check_bool("deterministic", deterministic)
+        )
+
+    @torch.no_grad()
+    def _step(
+        self, obs: Any, action: Any, generator: torch.Generator | None, propagation: str, deterministic: bool
+    ) -> ModelStep:
+        """:meth:`step` without its input checks: the library's inner loops (dreams, planners), on tensors they made
+        with the right shapes."""
+        obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
         raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)

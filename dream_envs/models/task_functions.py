@@ -17,9 +17,12 @@ docstring says how far it can differ. Written from gymnasium 1.4's source.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
+import gymnasium as gym
 import torch
 
 __all__ = ["TaskFn", "KNOWN_REWARDS", "KNOWN_TERMINATIONS", "resolve_task_fn"]
@@ -203,7 +206,11 @@ KNOWN_REWARDS: dict[str, TaskFn] = {
 
 
 def resolve_task_fn(
-    value: str | TaskFn | None, known: dict[str, TaskFn], what: str, env_id: str | None = None
+    value: str | TaskFn | None,
+    known: dict[str, TaskFn],
+    what: str,
+    env_id: str | None = None,
+    spaces: tuple[Any, Any] | None = None,
 ) -> TaskFn | None:
     """Turn ``None`` (learned), an env id, ``"known"`` or a callable into a function (``None``: the learned head).
 
@@ -212,6 +219,8 @@ def resolve_task_fn(
     :param known: the table to look env ids up in
     :param what: ``"reward_fn"`` or ``"termination_fn"``, for error messages
     :param env_id: the env whose function ``"known"`` means
+    :param spaces: the model's ``(observation_space, action_space)``: a known function is for its env's spaces, and
+        another env's is refused (CartPole's termination reads a pole angle a Pendulum observation does not hold)
     """
     if value == "known":
         if env_id is None:
@@ -223,6 +232,8 @@ def resolve_task_fn(
         return _checked_task_fn(value, what)
     if isinstance(value, str):
         if value in known:
+            if spaces is not None:
+                check_env_spaces(value, *spaces, what=f"{what}={value!r}")
             return known[value]
         raise ValueError(
             f"{what}={value!r} is not an env id with a known function; known ids: {sorted(known)}; "
@@ -261,3 +272,30 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     checked.__name__ = getattr(fn, "__name__", "checked")
     checked.__wrapped__ = fn  # type: ignore[attr-defined]
     return checked
+
+
+@functools.lru_cache(maxsize=64)
+def _env_spaces(env_id: str) -> tuple[Any, Any]:
+    env = gym.make(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def check_env_spaces(env_id: str, observation_space: Any, action_space: Any, what: str = "env_id") -> None:
+    """Refuse an env id whose env has other spaces than a model's (its known functions read another layout).
+
+    :raises ValueError: naming ``what``, the env's spaces and the model's
+    """
+    from dream_envs.spaces import spaces_equal
+
+    try:
+        env_obs, env_act = _env_spaces(env_id)
+    except Exception as error:  # not registered, a missing extra (MuJoCo): the id cannot be judged
+        raise ValueError(
+            f"{what}: cannot make {env_id!r} to check its spaces ({type(error).__name__}: {error})"
+        ) from None
+    if env_obs.shape != observation_space.shape or not spaces_equal(env_act, action_space):
+        raise ValueError(f"{what} is for {env_id}, whose spaces ({env_obs}, {env_act}) differ from the model's "
+                         f"({observation_space}, {action_space})")  # fmt: skip

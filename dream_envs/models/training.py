@@ -101,7 +101,27 @@ class FitResult:
     warm: bool = False
 
 
-def fit_ensemble(
+def fit_ensemble(model: EnsembleDynamics, buffer: TransitionBuffer, **settings: Any) -> FitResult:
+    """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments): whatever stops a fit part-way (a bad
+    argument, a diverged loss, an interrupt) leaves the model as it was."""
+    before = (
+        {name: value.detach().clone() for name, value in model.state_dict().items()},
+        {name: getattr(model, name) for name in _FIT_ATTRIBUTES},
+    )
+    try:
+        return _fit(model, buffer, **settings)
+    except BaseException:
+        model.load_state_dict(before[0])
+        for name, value in before[1].items():
+            setattr(model, name, value)
+        raise
+
+
+# what a fit sets besides the state dict
+_FIT_ATTRIBUTES = ("reward_range", "observed_obs_range", "start_states", "cutoff_calibration")
+
+
+def _fit(
     model: EnsembleDynamics,
     buffer: TransitionBuffer,
     max_epochs: int | None,
@@ -118,7 +138,6 @@ def fit_ensemble(
     uncertainty_tolerance: float,
     uncertainty_horizon: int,
 ) -> FitResult:
-    """The body of :meth:`EnsembleDynamics.fit` (see there for the arguments)."""
     _check_buffer(model, buffer)
     settings = _check_fit_values({
         "max_epochs": max_epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -133,12 +152,7 @@ def fit_ensemble(
     learning_rate, weight_decay = settings["learning_rate"], settings["weight_decay"]
     holdout_ratio, max_holdout = settings["holdout_ratio"], settings["max_holdout"]
     uncertainty_tolerance, uncertainty_horizon = settings["uncertainty_tolerance"], settings["uncertainty_horizon"]
-    if uncertainty_horizon > len(buffer):  # a horizon longer than the data holds can calibrate nothing
-        raise ValueError(f"uncertainty_horizon must be at most the buffer's {len(buffer)} transitions, got "
-                         f"{uncertainty_horizon}")  # fmt: skip
     from tqdm.auto import tqdm
-
-    before = {name: value.detach().clone() for name, value in model.state_dict().items()}
 
     E = model.config.ensemble_size
     rng = np.random.default_rng(seed if seed is not None else model.seed)
@@ -164,6 +178,11 @@ def fit_ensemble(
     hold_idx = torch.as_tensor(hold_rows, dtype=torch.long, device=model.device)
     train_idx = torch.as_tensor(rest, dtype=torch.long, device=model.device)
     n_train = len(train_idx)
+    if n_train < 2:
+        raise ValueError(
+            f"holdout_ratio={holdout_ratio:g} holds out {n_holdout} of the {n} transitions, leaving {n_train} to "
+            "train on: at least 2 are needed (lower holdout_ratio or max_holdout)"
+        )
     warm = bool(model.fitted)
     if None in (max_epochs, batch_size, patience):  # sized in gradient steps, for whatever batch size is used
         schedule = fit_schedule(max(n_train, 1), warm=warm, batch_size=batch_size)
@@ -225,8 +244,7 @@ def fit_ensemble(
     bar.close()
     model.eval()
     finite = bool(torch.isfinite(best).any()) if n_holdout else math.isfinite(result.train_loss[-1])
-    if not finite:  # a diverged fit must not pass for a fitted model: put every weight and statistic back
-        model.load_state_dict(before)
+    if not finite:  # a diverged fit must not pass for a fitted model (fit_ensemble puts everything back)
         raise ModelFitError(
             f"fit diverged: no finite {'holdout' if n_holdout else 'training'} loss in {result.epochs} epoch(s) "
             f"(last training loss {result.train_loss[-1]}) with learning_rate={learning_rate:g}; the model is left "
@@ -310,6 +328,8 @@ def _holdout_split(
     same rows serve early stopping (one step) and the cutoff's calibration (``horizon`` steps).
     """
     n = len(buffer)
+    if horizon > n:  # no run of that many transitions exists: single rows only (the cutoff keeps its default)
+        return rng.permutation(n)[:n_holdout].astype(np.int64), np.zeros((0, horizon), np.int64)
     run = _RUN_HORIZONS * horizon
     successors = buffer.successors()
     runs = buffer.segments(run, n_holdout // run, seed=int(rng.integers(2**31)), successors=successors)

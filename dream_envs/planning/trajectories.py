@@ -109,7 +109,7 @@ class TrajectoryEvaluator:
         for t in range(horizon):
             action = actions[candidate, t]
             if self.propagation == "expectation":
-                step = model.step(state, action, propagation="mean", deterministic=True)
+                step = model._step(state, action, None, "mean", True)
                 next_state, reward, terminated = step.next_obs, step.reward, step.terminated
             else:
                 # TS-1: a fresh random assignment of rows to members at every step.

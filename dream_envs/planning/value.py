@@ -203,7 +203,7 @@ class ModelValueFunction:
         tried = actions.shape[1]
         flat_states = states.repeat_interleave(tried, dim=0)
         flat_actions = actions.reshape(rows * tried, *actions.shape[2:])
-        step = self.model.step(flat_states, flat_actions, propagation="mean", deterministic=True)
+        step = self.model._step(flat_states, flat_actions, None, "mean", True)
         next_states, reward, terminated = step.next_obs, step.reward, step.terminated
         if self.reward_fn is not None:
             reward = self.reward_fn(flat_states, flat_actions, next_states)
@@ -226,7 +226,7 @@ class ModelValueFunction:
             random_choice = torch.randint(q.shape[1], (rows,), device=self.device, generator=self.generator)
             choice = torch.where(explore, random_choice, choice)
             action = actions[torch.arange(rows, device=self.device), choice]
-            step = self.model.step(states, action, self.generator, propagation="ts1")
+            step = self.model._step(states, action, self.generator, "ts1", False)
             terminated = step.terminated
             if self.termination_fn is not None:
                 terminated = self.termination_fn(states, action, step.next_obs)
