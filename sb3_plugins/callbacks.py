@@ -357,10 +357,16 @@ class DynaCallback(BaseCallback):
             self._apply_trust(self.trust)
 
     def _new_imagined_replay(self, real_buffer: Any) -> ImaginedReplay:
-        return ImaginedReplay(
-            self.imagined_capacity, self.dynamics.obs_dim, real_buffer.actions.shape[2:],
-            torch.as_tensor(real_buffer.actions[:1]).dtype, self.model.device, seed=int(self._rng.integers(2**62)),
-        )  # fmt: skip
+        try:
+            return ImaginedReplay(
+                self.imagined_capacity, self.dynamics.obs_dim, real_buffer.actions.shape[2:],
+                torch.as_tensor(real_buffer.actions[:1]).dtype, self.model.device,
+                seed=int(self._rng.integers(2**62)),
+            )  # fmt: skip
+        except (RuntimeError, MemoryError) as error:  # the allocator's own words name no setting
+            size = self.imagined_capacity * (2 * self.dynamics.obs_dim + 2) * 4
+            raise ValueError(f"imagined_capacity={self.imagined_capacity:,} needs about {size / 2**30:.1f} GiB for its "
+                             f"rows, which could not be allocated ({error}); lower imagined_capacity") from None
 
     def _on_training_end(self) -> None:
         # A later plain learn() trains the stock agent: real batches only (its gradient steps were never changed).
@@ -672,12 +678,9 @@ def _check_horizon(value: int | tuple[int, int, int, int]) -> tuple[int, int, in
         return (0, 1, value, value)
     if isinstance(value, np.ndarray):
         value = tuple(value.tolist())
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 4
-        and all(is_number(v) and float(v) == int(v) for v in value)
-    ):
-        start, end, low, high = (int(v) for v in value)
+    if isinstance(value, (tuple, list)) and len(value) == 4:
+        names = ("start_step", "end_step", "min_h", "max_h")
+        start, end, low, high = (check_int(f"rollout_horizon's {n}", v, minimum=0) for n, v in zip(names, value))
         value = (start, end, low, high)
         if low < 1 or high < 1 or end < start:
             raise ValueError(

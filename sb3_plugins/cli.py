@@ -21,11 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from sb3_plugins.benchmark.backends import BACKENDS, RunFailed, execute
 from sb3_plugins.benchmark.hyperparams import load_overrides
 from sb3_plugins.benchmark.plan import QUICK, plan_runs
 from sb3_plugins.benchmark.report import format_speedup, format_steps, summarize, write_report
-from sb3_plugins.benchmark.results import ResultsDir
+from sb3_plugins.benchmark.results import ResultsDir, check_writable_folder
 from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["main"]
@@ -272,7 +274,16 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise ValueError(f"--segments {args.segments} x calibration horizon {horizon} ({env_id}) = "
                              f"{args.segments * horizon} held-out pairs; at least 100 are needed for rank "
                              "correlations (raise --segments)")  # fmt: skip
+    for (_, env_id), horizon in zip(models, horizons):
+        # a rollout of k real steps needs an episode of k + 1 observations: longer than the time limit, none exists
+        limit = gym.spec(env_id).max_episode_steps if env_id in gym.registry else None
+        longest = max([*args.horizons, horizon, args.max_horizon or 0])
+        if limit is not None and longest > limit:
+            raise ValueError(f"a horizon of {longest} model steps is longer than {env_id}'s episodes (at most {limit} "
+                             "steps): no real trajectory is that long; lower --horizons, --max-horizon or "
+                             "--calibration-horizon")  # fmt: skip
     policies = _diagnose_policies(args.policy, args.policy_algo, models)
+    check_writable_folder(args.out, "--out")  # after every other check: a refused command leaves no folder
     console = Console()
     summaries = []
     for (model, env_id), name, policy, horizon, label in zip(models, args.model, policies, horizons, labels):

@@ -539,3 +539,57 @@ def test_numpy_seeds_are_seeds_everywhere(cartpole_model):
 def test_an_agent_whose_observations_the_model_cannot_take_is_refused_at_plan_time():
     with pytest.raises(ValueError, match="observation space Discrete\\(16\\)"):
         plan_runs("FrozenLake-v1", ["ppo+dyna"], seeds=1, budget=1000)
+
+
+def test_bench_yaml_with_a_misspelt_env_or_a_layer_torch_refuses_is_named(tmp_path, capsys):
+    from sb3_plugins.cli import main
+
+    cases = [("CartPol-v1:\n  ppo: {agent: {learning_rate: 0.5}}\n", "entry 'CartPol-v1' is not a registered gymnasium "
+              "env id (did you mean 'CartPole-v1'"),
+             ("CartPole-v1:\n  ppo: {agent: {policy_kwargs: {net_arch: [-5]}}}\n", "PPO rejected the agent settings")]
+    for text, message in cases:
+        (tmp_path / "h.yml").write_text(text)
+        assert main(["bench", "--env", "CartPole-v1", "--algos", "ppo", "--seeds", "1", "--hyperparams",
+                     str(tmp_path / "h.yml"), "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+def test_diagnose_refuses_horizons_no_episode_holds_and_an_unwritable_out_before_any_work(tmp_path, capsys):
+    from sb3_plugins.cli import main
+
+    (tmp_path / "afile").write_text("")
+    cases = [(["--horizons", "600"], "a horizon of 600 model steps is longer than CartPole-v1's episodes"),
+             (["--out", str(tmp_path / "afile" / "sub")], "is a file, not a folder")]  # fmt: skip
+    for args, message in cases:
+        argv = ["diagnose", "--model", "Dream-CartPole-v0", "--out", str(tmp_path / "out"), *args]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda p: p.update(start_states=torch.zeros(2, 3, 4)), r"start states of shape \(2, 3, 4\)"),
+        (lambda p: p.update(start_states=torch.zeros(0, 4)), r"start states of shape \(0, 4\)"),
+        (lambda p: p.update(start_states=torch.zeros(2, 4, dtype=torch.long)), "start states of shape"),
+        (lambda p: p["state_dict"].update(in_std=torch.zeros_like(p["state_dict"]["in_std"])), "spreads must be > 0"),
+        (lambda p: p["observation_space"].update(dtype="int64"), "damaged header"),
+    ],
+)
+def test_model_files_with_values_no_fit_writes_are_refused(cartpole_model, tmp_path, damage, match):
+    from dream_envs import ModelFileError
+    from dream_envs.io import save_torch_file
+
+    payload = cartpole_model.to_payload()
+    damage(payload)
+    save_torch_file(tmp_path / "model.pt", payload)
+    with pytest.raises(ModelFileError, match=match):
+        EnsembleDynamics.load(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("schedule", [(0, 100, 1, math.inf), (0, 100, 1, math.nan), (0, 100, 1, 5.0)])
+def test_a_rollout_horizon_schedule_takes_whole_numbers(schedule):
+    with pytest.raises(ValueError, match="rollout_horizon's max_h must be an integer >= 0"):
+        DynaCallback(rollout_horizon=schedule)

@@ -597,7 +597,7 @@ class EnsembleDynamics(nn.Module):
             file_obs = space_from_dict(payload["observation_space"])
             file_act = space_from_dict(payload["action_space"])
             config = EnsembleConfig(**{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])})
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise ModelFileError(f"{source} has a damaged header ({error!r})") from error
         for name, expected, found in (
             ("observation", observation_space, file_obs),
@@ -644,8 +644,16 @@ class EnsembleDynamics(nn.Module):
         except (KeyError, RuntimeError, TypeError, AttributeError) as error:
             raise ModelFileError(f"{source} holds weights that do not fit its own header ({error})") from error
         starts = payload.get("start_states")
-        if starts is not None and (not isinstance(starts, torch.Tensor) or starts.shape[-1] != model.obs_dim):
-            raise ModelFileError(f"{source} holds start states of the wrong shape")
+        if starts is not None and (
+            not isinstance(starts, torch.Tensor)
+            or starts.ndim != 2
+            or starts.shape[0] == 0
+            or starts.shape[1] != model.obs_dim
+            or not starts.is_floating_point()
+        ):
+            shape = tuple(starts.shape) if isinstance(starts, torch.Tensor) else type(starts).__name__
+            raise ModelFileError(f"{source} holds start states of shape {shape}: a fit writes (K >= 1, "
+                                 f"{model.obs_dim}) float observations")  # fmt: skip
         if starts is not None and not bool(torch.isfinite(starts).all()):
             raise ModelFileError(f"{source} holds NaN/inf start states")
         model.start_states = starts
@@ -688,6 +696,10 @@ def _check_header_values(model: EnsembleDynamics) -> None:
         low, high = model.observed_obs_range
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):
             raise ValueError("observed_obs_range must hold finite bounds, low <= high")
+    # a fit writes spreads > 0 for the inputs and >= 0 for the outputs (0: an output that never changed)
+    if not bool((model.in_std > 0).all()) or not bool((model.out_std >= 0).all()):
+        raise ValueError("the normalisation spreads must be > 0 (inputs) and >= 0 (outputs): predictions would be "
+                         "NaN or inf")  # fmt: skip
     elites = model.elite_idx
     if len(elites.unique()) != len(elites) or not bool(((elites >= 0) & (elites < model.config.ensemble_size)).all()):
         raise ValueError(f"elite indices must be distinct members of 0..{model.config.ensemble_size - 1}, got "

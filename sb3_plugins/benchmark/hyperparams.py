@@ -9,6 +9,7 @@ Everything here can be overridden from a YAML file (:func:`load_overrides`).
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,14 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"the hyperparameter file {str(path)!r} must map env ids to algos, got {type(data).__name__}")
     for env_id, algos in data.items():
+        if env_id != "*":  # a misspelt id would be ignored silently: the run would use the defaults
+            try:
+                check_env_id(env_id)
+            except ValueError:
+                near = difflib.get_close_matches(str(env_id), list(gym.registry), n=3)
+                hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+                raise ValueError(f"{path}: entry {env_id!r} is not a registered gymnasium env id{hint}; use an env id "
+                                 "or '*' for every env") from None  # fmt: skip
         if not isinstance(algos, dict):
             raise ValueError(f"{path}: entry {env_id!r} must map algo names to settings, got {algos!r}")
         for algo, entry in algos.items():

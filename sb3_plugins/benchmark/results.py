@@ -48,19 +48,7 @@ class ResultsDir:
 
         :raises ValueError: naming the folder and what the system said
         """
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".write-probe-"):
-                pass  # removed on close
-        except OSError as error:
-            reason = error.strerror or str(error) or type(error).__name__
-            blocker = next((parent for parent in self.path.parents if parent.is_file()), None)
-            if blocker is not None:
-                reason += f": {str(blocker)!r} is a file, not a folder"
-            elif error.filename and Path(error.filename) != self.path:
-                reason += f": {str(error.filename)!r}"
-            raise ValueError(f"results dir {str(self.path)!r} cannot be written ({reason}); choose another "
-                             "--out") from None  # fmt: skip
+        check_writable_folder(self.path, "results dir")
 
     def _load(self) -> list[dict[str, Any]]:
         if not self.file.exists():
@@ -112,3 +100,24 @@ class ResultsDir:
                 raise ValueError(f"{self.file} already holds {name} with other settings ({details}). Use another "
                                  "--out, or the same settings to resume.")  # fmt: skip
         return todo
+
+
+def check_writable_folder(path: str | Path, what: str = "--out") -> None:
+    """Create ``path`` and write and remove a probe file in it, so that a folder that cannot take a command's output
+    (below a regular file, read-only, on a full disk) is found before the work, not after it.
+
+    :raises ValueError: naming the folder and what the system said
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass  # removed on close
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        blocker = next((parent for parent in path.parents if parent.is_file()), None)
+        if blocker is not None:
+            reason += f": {str(blocker)!r} is a file, not a folder"
+        elif error.filename and Path(error.filename) != path:
+            reason += f": {str(error.filename)!r}"
+        raise ValueError(f"{what} {str(path)!r} cannot be written ({reason}); choose another --out") from None

@@ -120,7 +120,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
     kwargs = {**_sb3_kwargs(spec, env.action_space), **_tensorboard_kwargs(spec)}
     try:
         agent = ALGOS[base]("MlpPolicy", env, seed=spec.seed, device=spec.device, **kwargs)
-    except (TypeError, ValueError, AssertionError) as error:
+    except (TypeError, ValueError, AssertionError, RuntimeError) as error:  # torch: e.g. a negative layer width
         raise ValueError(f"{spec.env_id}/{spec.algo}: {ALGOS[base].__name__} rejected the agent settings "
                          f"{kwargs}: {error}") from None  # fmt: skip
     callback = None
