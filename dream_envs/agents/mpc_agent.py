@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -71,7 +74,9 @@ class MPCAgent(ModelBasedAgent):
     :param seed: seeds the model, the planner, the random phase and the env
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param verbose: 1 prints SB3's log table every ``log_interval`` episodes
-    :param tensorboard_log: folder for TensorBoard logs, or None
+    :param tensorboard_log: folder for TensorBoard logs (a string or a path), or None
+    :raises ValueError: for any setting out of range or of the wrong kind, and unknown keys of ``ensemble_kwargs``,
+        ``fit_kwargs``, ``value_kwargs`` or ``optimizer_kwargs``, all before the first real step
 
     Example::
 
@@ -130,18 +135,34 @@ class MPCAgent(ModelBasedAgent):
             )  # fmt: skip
         else:
             gamma = check_number("gamma", gamma, 0.0, 1.0, low_open=True)
-        for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations),
-                            ("action_repeat", action_repeat)):  # fmt: skip
-            check_int(name, value)
+        # As Python ints: a numpy int among the saved hyperparameters would not load with weights_only=True.
+        horizon, population, iterations, action_repeat, particles = (
+            check_int(name, value) for name, value in (("horizon", horizon), ("population", population),
+                                                        ("iterations", iterations), ("action_repeat", action_repeat),
+                                                        ("particles", particles))
+        )  # fmt: skip
         ensemble_kwargs = check_keywords("ensemble_kwargs", ensemble_kwargs, EnsembleDynamics.__init__, {
             "observation_space": "the env's", "action_space": "the env's", "env_id": "the env's",
             "device": "pass MPCAgent(device=...)", "seed": "pass MPCAgent(seed=...)",
         })  # fmt: skip
         fit_kwargs = check_fit_kwargs(fit_kwargs, reserved={"seed": "the fits draw from MPCAgent(seed=...)"})
-        value_kwargs = dict(value_kwargs or {})
-        shared = sorted({"gamma", "reward_fn", "termination_fn", "model"} & set(value_kwargs))
-        if shared:
-            raise ValueError(f"value_kwargs must not set {shared}: the value uses the agent's own")
+        # Checked whether or not terminal_value is on: a typo must not wait for the run that turns the value on.
+        value_kwargs = check_keywords("value_kwargs", value_kwargs, ModelValueFunction.__init__, {
+            "model": "the value uses the agent's model", "gamma": "the value uses the agent's gamma",
+            "reward_fn": "the value uses the agent's reward_fn", "termination_fn": "the value uses the agent's "
+            "termination_fn", "seed": "the value draws from MPCAgent(seed=...)",
+        })  # fmt: skip
+        # Its keys are checked against the optimiser's signature by the planner, made below before any real step;
+        # the planner's own arguments (population, horizon, ...) are the agent's.
+        if optimizer_kwargs is not None and (
+            not isinstance(optimizer_kwargs, Mapping) or not all(isinstance(key, str) for key in optimizer_kwargs)
+        ):
+            raise ValueError(f"optimizer_kwargs must be a dict of keyword arguments of the optimiser, got "
+                             f"{optimizer_kwargs!r}")  # fmt: skip
+        own = sorted(set(optimizer_kwargs or ()) & set(inspect.signature(MPCPlanner.__init__).parameters))
+        if own:
+            raise ValueError(f"optimizer_kwargs may not set {own[0]!r}: pass {own[0]}= to MPCAgent itself")
+        tensorboard_log = _check_tensorboard_log(tensorboard_log)
         super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         self.optimizer, self.horizon, self.population, self.iterations = optimizer, horizon, population, iterations
         self.particles, self.propagation, self.action_repeat = particles, propagation, action_repeat
@@ -312,3 +333,19 @@ class MPCAgent(ModelBasedAgent):
         data = {name: value.numpy() for name, value in state["buffer"].items()}
         if len(data["obs"]):
             self.buffer.add(*(data[name] for name in _FIELDS))
+
+
+def _check_tensorboard_log(tensorboard_log: Any) -> str | None:
+    """``tensorboard_log`` as a string (a path is stored as one: agent files hold plain values), or ``None``; a
+    ``ValueError`` for anything else, or for an existing file, found here rather than at ``learn``."""
+    if tensorboard_log is None:
+        return None
+    if not isinstance(tensorboard_log, (str, os.PathLike)) or not os.fspath(tensorboard_log):
+        raise ValueError(f"tensorboard_log must be None or a folder (a non-empty string or path) for TensorBoard "
+                         f"logs, got {tensorboard_log!r}")  # fmt: skip
+    folder = os.fspath(tensorboard_log)
+    if not isinstance(folder, str):  # a bytes path
+        raise ValueError(f"tensorboard_log must be a folder given as a string or path, got {tensorboard_log!r}")
+    if os.path.isfile(folder):
+        raise ValueError(f"tensorboard_log={folder!r} is a file; TensorBoard logs need a folder")
+    return folder

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dream_envs.checks import check_int, seeded_generator
+from dream_envs.checks import check_int, check_keywords, seeded_generator
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.planning.optimizers import OPTIMIZERS, TrajectoryOptimizer
 from dream_envs.planning.trajectories import TrajectoryEvaluator
+from dream_envs.spaces import check_observations, spaces_equal
 
 __all__ = ["MPCPlanner"]
 
@@ -31,7 +32,7 @@ class MPCPlanner:
     a block, the current decision is held for the ``k - j`` steps left of it, and the warm start moves on by one
     decision once a whole block has passed. A new plan is still made at every real step.
 
-    :param model: a fitted ensemble
+    :param model: an ensemble; it must be fitted (or loaded) before the first plan, which refuses an unfitted one
     :param optimizer: ``"auto"`` (CEM for Box actions, categorical CEM for Discrete), ``"cem"``, ``"mppi"``,
         ``"categorical-cem"``, or a :class:`TrajectoryOptimizer`
     :param horizon: planning horizon in model steps (a multiple of ``action_repeat``)
@@ -46,7 +47,11 @@ class MPCPlanner:
     :param terminal_value: ``None``, or a callable giving the value of the horizon's last states (a fitted
         :class:`~dream_envs.planning.ModelValueFunction` with the same ``gamma``): the return beyond the horizon
     :param seed: seeds the planner's sampling
-    :param optimizer_kwargs: further arguments of the optimiser (``elite_fraction``, ``alpha``, ``temperature``, ...)
+    :param optimizer_kwargs: further arguments of the named optimiser (``elite_fraction``, ``alpha``,
+        ``temperature``, ...), checked against its signature; the planner sets the action space, sizes and device
+    :raises TypeError: for a model that is not an :class:`~dream_envs.EnsembleDynamics`
+    :raises ValueError: for a setting out of range, an unknown optimiser name or keyword, or a given optimiser of
+        another action space, horizon or device
 
     Example::
 
@@ -78,26 +83,34 @@ class MPCPlanner:
         seed: int | None = None,
         **optimizer_kwargs: Any,
     ):
-        check_int("action_repeat", action_repeat)
-        check_int("horizon", horizon)
+        if not isinstance(model, EnsembleDynamics):
+            raise TypeError(f"model must be an EnsembleDynamics (fitted or loaded), got {type(model).__name__}")
+        action_repeat = check_int("action_repeat", action_repeat)
+        horizon = check_int("horizon", horizon)
         if horizon % action_repeat:
             raise ValueError(f"horizon must be a multiple of action_repeat ({action_repeat}), got {horizon!r}")
         self.model, self.horizon, self.action_repeat = model, horizon, action_repeat
         self.evaluator = TrajectoryEvaluator(model, particles, propagation, reward_fn, termination_fn, gamma=gamma,
                                              terminal_value=terminal_value)  # fmt: skip
         if isinstance(optimizer, TrajectoryOptimizer):
-            if optimizer.horizon != horizon // action_repeat:
-                raise ValueError(f"the optimizer plans {optimizer.horizon} steps, but horizon={horizon} with "
-                                 f"action_repeat={action_repeat} needs {horizon // action_repeat}")  # fmt: skip
+            _check_given_optimizer(optimizer, model, horizon // action_repeat, horizon, action_repeat, optimizer_kwargs)
             self.optimizer = optimizer
         else:
-            if optimizer == "auto":
-                optimizer = "categorical-cem" if isinstance(model.action_space, spaces.Discrete) else "cem"
-            if optimizer not in OPTIMIZERS:
+            if not isinstance(optimizer, str) or (optimizer != "auto" and optimizer not in OPTIMIZERS):
                 raise ValueError(f"optimizer must be 'auto', one of {sorted(OPTIMIZERS)} or a TrajectoryOptimizer, "
                                  f"got {optimizer!r}")  # fmt: skip
+            if optimizer == "auto":
+                optimizer = "categorical-cem" if isinstance(model.action_space, spaces.Discrete) else "cem"
             sizes = {"horizon": horizon // action_repeat, "population": population, "iterations": iterations}
-            self.optimizer = OPTIMIZERS[optimizer](model.action_space, device=model.device, **sizes, **optimizer_kwargs)
+            cls = OPTIMIZERS[optimizer]
+            optimizer_kwargs = check_keywords("optimizer_kwargs", optimizer_kwargs, cls.__init__, {
+                "action_space": "the planner plans in the model's action space",
+                "horizon": "the planner sets it to horizon // action_repeat (pass horizon= to MPCPlanner or MPCAgent)",
+                "population": "pass population= to MPCPlanner or MPCAgent",
+                "iterations": "pass iterations= to MPCPlanner or MPCAgent",
+                "device": "the optimiser runs on the model's device",
+            })  # fmt: skip
+            self.optimizer = cls(model.action_space, device=model.device, **sizes, **optimizer_kwargs)
         self.generator = seeded_generator(seed, model.device)
         self._phase = 0  # real steps taken in the current block of action_repeat steps
         self._seed = seed
@@ -123,8 +136,19 @@ class MPCPlanner:
     def plan(self, obs: Any) -> np.ndarray:
         """The action to take in ``obs`` (a numpy value shaped like the action space), planned from (and moving on)
         the planner's one warm start, for one env stepped in order. Raises the optimiser's
-        :class:`~dream_envs.planning.NonFiniteObjectiveError` unchanged when no candidate's return is finite."""
-        action, self._phase = self._plan_from(self.optimizer, self._phase, self.generator, obs)
+        :class:`~dream_envs.planning.NonFiniteObjectiveError` unchanged when no candidate's return is finite.
+
+        :param obs: one observation, shaped like the observation space (or flattened); a batch goes to
+            :meth:`plan_batch`
+        :raises ValueError: for an unfitted model, or an observation of another shape, not numeric, or holding NaN
+            or +-inf (each would be the model's fault further in)
+        """
+        self._check_fitted()
+        flat = check_observations(self.model.observation_space, obs, "obs")
+        if len(flat) != 1:
+            raise ValueError(f"plan takes one observation of shape {self.model.observation_space.shape}, got a batch "
+                             f"of {len(flat)}; plan each env's observations with plan_batch")  # fmt: skip
+        action, self._phase = self._plan_from(self.optimizer, self._phase, self.generator, flat[0])
         return action
 
     def plan_batch(self, observations: Any, episode_start: Any = None) -> np.ndarray:
@@ -143,14 +167,18 @@ class MPCPlanner:
             episode in env ``i``); None continues every index. A batch of another size than the last is another set
             of envs: every index starts afresh
         :return: ``B`` actions, each shaped like the action space
-        :raises ValueError: for observations that are not ``B x obs_dim``, or an ``episode_start`` that is not one
-            boolean per observation
+        :raises ValueError: for an unfitted model, observations that are not a batch of the observation space's
+            (``B x *shape``, or flattened), not numeric, or holding NaN or +-inf, or an ``episode_start`` that is not
+            one boolean per observation
         """
-        obs = np.asarray(observations)
-        obs_shape = self.model.observation_space.shape
-        if obs.ndim != len(obs_shape) + 1 or obs.shape[1:] != obs_shape:
-            raise ValueError(f"observations of shape {obs.shape} are not a batch of observations of shape "
-                             f"{obs_shape}")  # fmt: skip
+        self._check_fitted()
+        obs = check_observations(self.model.observation_space, observations, "observations")
+        obs_shape = tuple(self.model.observation_space.shape)
+        given = tuple(observations.shape if isinstance(observations, torch.Tensor) else np.shape(observations))
+        if given == obs_shape:  # one observation without its batch dimension
+            raise ValueError(f"observations of shape {given} are one observation, not a batch of observations of "
+                             f"shape {obs_shape}: give a batch (1, {', '.join(map(str, obs_shape))}), or plan one "
+                             f"observation with plan")  # fmt: skip
         starts = _episode_starts(episode_start, len(obs))
         if len(self._warm_starts) != len(obs):
             self._warm_starts, starts = [self._fresh_warm_start(i) for i in range(len(obs))], np.zeros(len(obs), bool)
@@ -161,6 +189,13 @@ class MPCPlanner:
             action, warm.phase = self._plan_from(warm.optimizer, warm.phase, warm.generator, obs[i])
             actions.append(action)
         return np.stack(actions) if actions else np.zeros((0, *self.model.action_space.shape))
+
+    def _check_fitted(self) -> None:
+        if not bool(self.model.fitted):
+            raise ValueError(
+                "model has not been fitted: its predictions are random, and so would the plans be. Call "
+                "model.fit(buffer) or load a saved model (EnsembleDynamics.load) before planning"
+            )
 
     def _plan_from(self, optimizer: TrajectoryOptimizer, phase: int, generator: torch.Generator,
                    obs: Any) -> tuple[np.ndarray, int]:  # fmt: skip
@@ -182,6 +217,24 @@ class MPCPlanner:
 
     def _fresh_warm_start(self, index: int) -> _WarmStart:
         return _WarmStart(self._fresh_optimizer(), 0, seeded_generator(self._seed, self.model.device, stream=index + 1))
+
+
+def _check_given_optimizer(optimizer: TrajectoryOptimizer, model: EnsembleDynamics, decisions: int, horizon: int,
+                           action_repeat: int, optimizer_kwargs: dict[str, Any]) -> None:  # fmt: skip
+    """A ``ValueError`` for an optimiser given to :class:`MPCPlanner` that cannot plan for ``model``."""
+    if optimizer_kwargs:
+        raise ValueError(f"optimizer_kwargs {sorted(optimizer_kwargs)} are for an optimiser named by a string; the "
+                         f"given {type(optimizer).__name__} has its own settings")  # fmt: skip
+    if optimizer.horizon != decisions:
+        raise ValueError(f"the optimizer plans {optimizer.horizon} steps, but horizon={horizon} with "
+                         f"action_repeat={action_repeat} needs {decisions}")  # fmt: skip
+    if not spaces_equal(optimizer.action_space, model.action_space):
+        raise ValueError(f"the optimizer plans actions of {optimizer.action_space}, but the model takes "
+                         f"{model.action_space}")  # fmt: skip
+    ours, theirs = torch.device(optimizer.device), torch.device(model.device)
+    if ours.type != theirs.type or (ours.index is not None and theirs.index is not None and ours.index != theirs.index):
+        raise ValueError(f"the optimizer's sequences are on {ours}, the model on {theirs}: make the optimizer with "
+                         f"device={str(theirs)!r}")  # fmt: skip
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 from gymnasium import spaces
 
 from dream_envs.checks import check_int, check_number, check_probability
+from dream_envs.device import resolve_device
 
 __all__ = [
     "CEM",
@@ -92,7 +93,9 @@ class TrajectoryOptimizer(ABC):
     :param horizon: steps per planned sequence
     :param population: candidate sequences per iteration
     :param iterations: refinement rounds per real step
-    :param device: where the sequences live (the model's device)
+    :param device: where the sequences live (the model's device): a torch device, ``"cpu"``, ``"cuda"`` or
+        ``"auto"``
+    :raises ValueError: for a size that is not a positive integer, or a device torch does not know
 
     Example::
 
@@ -107,11 +110,10 @@ class TrajectoryOptimizer(ABC):
 
     def __init__(self, action_space: spaces.Space, horizon: int, population: int, iterations: int,
                  device: torch.device | str = "cpu"):  # fmt: skip
-        for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations)):
-            check_int(name, value)
+        horizon, population, iterations, device = _check_settings(horizon, population, iterations, device)
         self.action_space, self.horizon = action_space, horizon
         self.population, self.iterations = population, iterations
-        self.device = torch.device(device)
+        self.device = device
         self.reset()
 
     @abstractmethod
@@ -128,14 +130,29 @@ class TrajectoryOptimizer(ABC):
         """After acting: drop the first step of the distribution and append a fresh last step."""
 
 
+def _check_settings(horizon: object, population: object, iterations: object,
+                    device: object) -> tuple[int, int, int, torch.device]:  # fmt: skip
+    """The sizes as ints and the device resolved, or a ``ValueError`` (``TypeError`` for a device of another kind)
+    naming the offending one, before any tensor is made from them."""
+    sizes = [check_int(name, value) for name, value in
+             (("horizon", horizon), ("population", population), ("iterations", iterations))]  # fmt: skip
+    return sizes[0], sizes[1], sizes[2], resolve_device(device)
+
+
 class _Gaussian(TrajectoryOptimizer):
     def __init__(self, action_space: spaces.Box, horizon: int, population: int, iterations: int,
-                 device: torch.device | str, init_std: float):  # fmt: skip
+                 device: torch.device | str, init_std: float, std_name: str = "init_std"):  # fmt: skip
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"{type(self).__name__} plans Box actions; got {action_space}. Use CategoricalCEM.")
+        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+            raise ValueError(f"{type(self).__name__} samples actions between the bounds of the action space, and "
+                             f"{action_space} has infinite ones (its sequences would be NaN); give the action space "
+                             f"finite bounds (a gymnasium.ActionWrapper with a bounded action_space)")  # fmt: skip
+        self.init_std = check_number(f"{std_name} (a fraction of the action range's half width)", init_std, 0.0,
+                                     math.inf, low_open=True, high_open=True)  # fmt: skip
+        horizon, population, iterations, device = _check_settings(horizon, population, iterations, device)
         self.low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device).reshape(-1)
         self.high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device).reshape(-1)
-        self.init_std = float(init_std)
         super().__init__(action_space, horizon, population, iterations, device)
 
     def reset(self) -> None:
@@ -184,7 +201,8 @@ class CEM(_Gaussian):
                  device: torch.device | str = "cpu"):  # fmt: skip
         elite_fraction = check_probability("elite_fraction", elite_fraction, zero=False)
         alpha = check_probability("alpha", alpha, one=False)
-        self.n_elites, self.alpha = max(1, int(round(elite_fraction * check_int("population", population)))), alpha
+        population = check_int("population", population)
+        self.n_elites, self.alpha = max(1, int(round(elite_fraction * population))), alpha
         super().__init__(action_space, horizon, population, iterations, device, init_std)
 
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
@@ -301,10 +319,8 @@ class MPPI(_Gaussian):
 
     def __init__(self, action_space: spaces.Box, horizon: int = 15, population: int = 400, iterations: int = 1,
                  temperature: float = 1.0, noise_std: float = 0.5, device: torch.device | str = "cpu"):  # fmt: skip
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
-        super().__init__(action_space, horizon, population, iterations, device, noise_std)
+        self.temperature = check_number("temperature", temperature, 0.0, math.inf, low_open=True, high_open=True)
+        super().__init__(action_space, horizon, population, iterations, device, noise_std, "noise_std")
 
     def optimize(self, objective: Objective, generator: torch.Generator) -> torch.Tensor:
         for iteration in range(self.iterations):
@@ -349,6 +365,7 @@ class CategoricalCEM(TrajectoryOptimizer):
         elite_fraction = check_probability("elite_fraction", elite_fraction, zero=False)
         alpha = check_probability("alpha", alpha, one=False)
         min_probability = check_probability("min_probability", min_probability, one=False)
+        population = check_int("population", population)
         self.n, self.start = int(action_space.n), int(action_space.start)
         self.n_elites = max(1, int(round(elite_fraction * population)))
         self.alpha, self.min_probability = alpha, min_probability

@@ -66,6 +66,10 @@ class TrajectoryEvaluator:
         gamma: float = 1.0,
         terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
+        if not isinstance(model, EnsembleDynamics):
+            raise TypeError(f"model must be an EnsembleDynamics, got {type(model).__name__}")
+        if env_id is not None and not isinstance(env_id, str):
+            raise ValueError(f"env_id must be None or a gymnasium env id, got {env_id!r}")
         if terminal_value is not None and not callable(terminal_value):
             raise TypeError(f"terminal_value must be None or a callable, got {type(terminal_value).__name__}")
         if propagation not in PARTICLE_PROPAGATIONS:
@@ -81,8 +85,9 @@ class TrajectoryEvaluator:
         self.terminal_value = terminal_value
         self.particles = 1 if propagation == "expectation" else particles
         env_id = env_id or model.env_id
-        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", env_id)
-        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", env_id)
+        spaces = (model.observation_space, model.action_space)  # another env's functions read another layout
+        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", env_id, spaces)
+        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", env_id, spaces)
 
     @torch.no_grad()
     def returns(self, obs: object, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

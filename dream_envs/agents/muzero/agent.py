@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -416,14 +416,29 @@ def _self_play_env(env: gym.Env | VecEnv | str, n_envs: int | None, seed: int | 
     return env
 
 
-def _check_schedule(schedule: Sequence[Sequence[float]]) -> tuple[tuple[int, float], ...]:
-    try:
-        pairs = tuple((int(step), float(temperature)) for step, temperature in schedule)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature_schedule must be a list of (from_real_step, temperature) pairs, got "
-                         f"{schedule!r}") from None  # fmt: skip
-    if not pairs or pairs[0][0] != 0 or any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])):
-        raise ValueError(f"temperature_schedule must start at step 0 and increase, got {schedule!r}")
-    if any(t < 0 for _, t in pairs):
-        raise ValueError(f"temperatures must be >= 0, got {schedule!r}")
-    return pairs
+def _check_schedule(schedule: Any) -> tuple[tuple[int, float], ...]:
+    """``temperature_schedule`` as ``((from_real_step, temperature), ...)``, or a ``ValueError`` naming the entry at
+    fault: a non-empty list of pairs whose steps are integers starting at 0 and strictly increasing (the
+    temperature of a step is that of the last entry at or before it, :func:`visit_temperature`), and whose
+    temperatures are finite numbers >= 0 (0 takes the most visited action, :meth:`BatchedMCTS.action_from_visits`)."""
+    expected = "a non-empty list of (from_real_step, temperature) pairs, e.g. [(0, 1.0), (10000, 0.5)]"
+    if isinstance(schedule, (str, bytes, Mapping)) or not isinstance(schedule, (Sequence, np.ndarray)):
+        raise ValueError(f"temperature_schedule must be {expected}, got {schedule!r}")
+    pairs = []
+    for index, entry in enumerate(schedule):
+        if isinstance(entry, (str, bytes)) or not isinstance(entry, (Sequence, np.ndarray)) or len(entry) != 2:
+            raise ValueError(f"temperature_schedule must be {expected}; entry {index} is {entry!r}")
+        step = check_int(f"temperature_schedule[{index}]'s step (real steps)", entry[0], minimum=0)
+        temperature = check_number(f"temperature_schedule[{index}]'s temperature (0: the most visited action)",
+                                   entry[1], 0.0, math.inf, high_open=True)  # fmt: skip
+        pairs.append((step, temperature))
+    if not pairs:
+        raise ValueError(f"temperature_schedule must be {expected}, got {schedule!r}")
+    if pairs[0][0] != 0:
+        raise ValueError(f"temperature_schedule must start at step 0 (the first self-play step needs a temperature), "
+                         f"got {schedule!r}")  # fmt: skip
+    for index, (before, after) in enumerate(zip(pairs, pairs[1:]), start=1):
+        if after[0] <= before[0]:
+            raise ValueError(f"temperature_schedule's steps must increase strictly; entry {index} at step {after[0]} "
+                             f"follows step {before[0]}: got {schedule!r}")  # fmt: skip
+    return tuple(pairs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +19,7 @@ from dream_envs.agents.world_models.frames import FrameStore
 from dream_envs.agents.world_models.latent_dream import LatentDream, LatentDreamEnv, check_tau
 from dream_envs.agents.world_models.mdn_rnn import MDNRNN, fit_mdn_rnn
 from dream_envs.agents.world_models.vae import FRAME_SIZE, ConvVAE, fit_vae
-from dream_envs.checks import check_int, check_probability
+from dream_envs.checks import check_int, check_number, check_probability
 from dream_envs.device import resolve_device
 from dream_envs.envs.pixels import PixelObservation, is_image_space, resize_frames
 from dream_envs.spaces import action_input_dim, check_action_space, encode_action
@@ -48,6 +50,14 @@ def pixel_env(env: gym.Env | VecEnv | str) -> gym.Env | VecEnv:
             f"gym.make({name!r}, render_mode='rgb_array')"
         )
     return PixelObservation(env, size=FRAME_SIZE)
+
+
+def _check_channels(channels: Any) -> tuple[int, ...]:
+    """``vae_channels`` as four ints, or a ``ValueError`` naming the one at fault (``8.7`` is not truncated)."""
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, (Sequence, np.ndarray)) or len(channels) != 4:
+        raise ValueError(f"vae_channels must be 4 positive integers (the widths of the VAE's four convolutions), got "
+                         f"{channels!r}")  # fmt: skip
+    return tuple(check_int(f"vae_channels[{index}]", width) for index, width in enumerate(channels))
 
 
 class WorldModels(ModelBasedAgent):
@@ -168,22 +178,20 @@ class WorldModels(ModelBasedAgent):
         if max_dream_steps is not None:
             max_dream_steps = check_int("max_dream_steps", max_dream_steps)
         self.max_dream_steps = max_dream_steps
-        for name, value in (("learning_rate", learning_rate), ("cma_sigma0", cma_sigma0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if isinstance(kl_tolerance, bool) or not isinstance(kl_tolerance, (int, float)) or kl_tolerance < 0:
-            raise ValueError(f"kl_tolerance must be a number >= 0 (nats per latent dimension), got {kl_tolerance!r}")
-        if termination_pos_weight is not None and not (
-            isinstance(termination_pos_weight, (int, float)) and termination_pos_weight > 0
-        ):
-            raise ValueError(f"termination_pos_weight must be a positive number or None (auto), got "
-                             f"{termination_pos_weight!r}")  # fmt: skip
-        exploration = check_probability("exploration", exploration)
+        # Numbers of Python or numpy (np.float32(1e-3) too), finite: NaN or inf here would train V, M or C on NaN.
+        self.learning_rate = check_number("learning_rate", learning_rate, 0.0, math.inf, low_open=True,
+                                          high_open=True)  # fmt: skip
+        self.cma_sigma0 = check_number("cma_sigma0", cma_sigma0, 0.0, math.inf, low_open=True, high_open=True)
+        self.kl_tolerance = check_number("kl_tolerance (nats per latent dimension)", kl_tolerance, 0.0, math.inf,
+                                         high_open=True)  # fmt: skip
+        self.termination_pos_weight = None if termination_pos_weight is None else check_number(
+            "termination_pos_weight (None: auto)", termination_pos_weight, 0.0, math.inf, low_open=True,
+            high_open=True,
+        )  # fmt: skip
+        self.exploration = check_probability("exploration", exploration)
         self.mid_episode_starts = check_probability("mid_episode_starts", mid_episode_starts)
-        self.learning_rate, self.cma_sigma0 = float(learning_rate), float(cma_sigma0)
-        self.kl_tolerance, self.exploration = float(kl_tolerance), float(exploration)
-        self.termination_pos_weight = None if termination_pos_weight is None else float(termination_pos_weight)
-        self.vae_channels = tuple(int(c) for c in vae_channels)
+        self.vae_channels = _check_channels(vae_channels)
+        check_int("verbose", verbose, minimum=0)  # again by the base class, after the env is made
         self.device = device
         super().__init__(pixel_env(env), seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         if not is_image_space(self.observation_space):

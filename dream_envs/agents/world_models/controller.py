@@ -6,6 +6,7 @@ step covers every episode of every candidate (the candidates' weights are stacke
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import cma
@@ -14,7 +15,7 @@ import torch
 from gymnasium import spaces
 
 from dream_envs.agents.world_models.latent_dream import LatentDream
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, check_number
 from dream_envs.device import generator_device
 from dream_envs.spaces import check_action_space
 
@@ -143,6 +144,10 @@ def train_controller(dream: LatentDream, controller: LinearController, generatio
     :param final_dream: where the two finalists play (default: ``dream``), e.g. the dream from first frames only
         when CMA-ES also started dream episodes mid-episode
     """
+    generations, popsize = check_int("generations", generations), check_int("popsize", popsize, 2)
+    episodes, max_steps = check_int("episodes", episodes), check_int("max_steps", max_steps)
+    final_episodes = check_int("final_episodes", final_episodes)
+    sigma0 = check_number("sigma0", sigma0, 0.0, math.inf, low_open=True, high_open=True)
     rng = rng if rng is not None else np.random.default_rng()
     generator = torch.Generator(device=dream.model.device).manual_seed(int(rng.integers(2**62)))
     x0 = np.zeros(controller.num_params) if x0 is None else np.asarray(x0, np.float64)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dream_envs.agents.world_models.vae import seeded_init
-from dream_envs.checks import check_int
+from dream_envs.checks import check_int, check_number
 from dream_envs.device import generator_device
 
 __all__ = ["MDNRNN", "MDNOutput", "LatentSequences", "MDNLoss", "fit_mdn_rnn"]
@@ -224,6 +224,10 @@ def fit_mdn_rnn(model: MDNRNN, sequences: LatentSequences, epochs: int, batch_si
     Sequences are sorted by length and batched with their neighbours, each batch cut to its longest sequence, so
     short early episodes do not pay for the padding of long later ones.
     """
+    epochs, batch_size = check_int("epochs", epochs, minimum=0), check_int("batch_size", batch_size)
+    lr = check_number("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
+    pos_weight = check_number("pos_weight", pos_weight, 0.0, math.inf, low_open=True, high_open=True)
+    grad_clip = check_number("grad_clip", grad_clip, 0.0, math.inf, low_open=True, high_open=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.argsort(sequences.lengths, descending=True)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dream_envs.checks import check_int, seed_int
+from dream_envs.checks import check_int, check_number, seed_int
 from dream_envs.device import generator_device
 
 __all__ = ["ConvVAE", "VAELoss", "fit_vae", "frames_to_tensor"]
@@ -148,6 +149,10 @@ def fit_vae(vae: ConvVAE, frames: np.ndarray, epochs: int, batch_size: int = 32,
             optimizer: torch.optim.Optimizer | None = None) -> list[VAELoss]:  # fmt: skip
     """Train ``vae`` on ``N x 64 x 64 x 3`` uint8 ``frames`` for ``epochs`` passes; returns each epoch's mean losses
     (as floats in a :class:`VAELoss`). Warm start: call it again on the grown data set."""
+    epochs, batch_size = check_int("epochs", epochs, minimum=0), check_int("batch_size", batch_size)
+    lr = check_number("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
+    kl_weight = check_number("kl_weight", kl_weight, 0.0, math.inf, high_open=True)
+    kl_tolerance = check_number("kl_tolerance", kl_tolerance, 0.0, math.inf, high_open=True)
     if not bool(vae.output_bias_set):
         vae.init_output_bias(frames)
     optimizer = optimizer or torch.optim.Adam(vae.parameters(), lr=lr)
