@@ -143,7 +143,7 @@ def check_keywords(
         if key in reserved:
             raise ValueError(f"{name} may not set {key!r}: {reserved[key]}")
         if key not in takes:
-            near = difflib.get_close_matches(key, takes, n=3)
+            near = difflib.get_close_matches(key, [k for k in takes if k not in reserved], n=3)
             hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
             allowed = [k for k in takes if k not in reserved]
             raise ValueError(f"{name} has an unknown key {key!r}{hint}; {function.__qualname__} takes {allowed}")
