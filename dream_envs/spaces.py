@@ -75,7 +75,7 @@ def _numeric(value: Any, name: str) -> np.ndarray | torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.dtype == torch.bool or value.is_complex():
             raise ValueError(f"{name} must hold real numbers, got a {value.dtype} tensor")
-        return value
+        return value.detach()  # data, not a graph: a tensor that requires grad is read like any other
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as error:  # ragged nested lists
@@ -151,9 +151,12 @@ def check_observations(space: spaces.Box, obs: Any, name: str = "obs", read_valu
         if read_values and flat.device.type == "cpu" and not torch.isfinite(flat).all():
             raise ValueError(f"{name} holds NaN or inf values")
         return flat
-    flat = flat.astype(np.float32, copy=False)
     if read_values and not np.isfinite(flat).all():
         raise ValueError(f"{name} holds NaN or inf values ({int((~np.isfinite(flat)).sum())} of {flat.size})")
+    with np.errstate(over="ignore"):
+        flat = flat.astype(np.float32, copy=False)
+    if read_values and not np.isfinite(flat).all():  # finite as given, beyond float32 (the model's precision)
+        raise ValueError(f"{name} holds values beyond float32's range (+-3.4e38), which the model computes in")
     return flat
 
 

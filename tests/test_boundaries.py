@@ -593,3 +593,18 @@ def test_model_files_with_values_no_fit_writes_are_refused(cartpole_model, tmp_p
 def test_a_rollout_horizon_schedule_takes_whole_numbers(schedule):
     with pytest.raises(ValueError, match="rollout_horizon's max_h must be an integer >= 0"):
         DynaCallback(rollout_horizon=schedule)
+
+
+@pytest.mark.parametrize("name", ["DynaQ", "MuZero", "WorldModels", "MPCAgent"])
+def test_every_own_agent_checks_its_tensorboard_folder_at_construction(name, tmp_path):
+    import dream_envs.agents as agents
+
+    env_id = {"DynaQ": "FrozenLake-v1", "MuZero": "CartPole-v1", "WorldModels": "CartPole-v1"}.get(name, "Pendulum-v1")
+    with pytest.raises(ValueError, match="tensorboard_log must be None or a folder"):
+        getattr(agents, name)(env_id, tensorboard_log=5)
+
+
+def test_observations_beyond_float32_and_tensors_that_require_grad(cartpole_model):
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        cartpole_model.predict(np.full((1, 4), 1e39), [0])
+    cartpole_model.predict(torch.zeros(1, 4, requires_grad=True), torch.tensor([0]))

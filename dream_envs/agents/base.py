@@ -81,6 +81,7 @@ class ModelBasedAgent(ABC):
             raise ValueError(f"{type(self).__name__} learns from one env; got a VecEnv of {self.env.num_envs}")
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
         seed = None if seed is None else check_int("seed", seed, minimum=0)  # numpy ints too; never True or -1
+        tensorboard_log = _check_tensorboard_log(tensorboard_log)  # found here, not at the first learn()
         self.seed, self.verbose, self.tensorboard_log = seed, check_int("verbose", verbose, minimum=0), tensorboard_log
         self.rng = np.random.default_rng(seed)
         if seed is not None:
@@ -308,3 +309,19 @@ def _non_finite(value: Any, where: str) -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _check_tensorboard_log(tensorboard_log: Any) -> str | None:
+    """``tensorboard_log`` as a string (a path is stored as one: agent files hold plain values), or ``None``; a
+    ``ValueError`` for anything else, or for an existing file, found here rather than at ``learn``."""
+    if tensorboard_log is None:
+        return None
+    if not isinstance(tensorboard_log, (str, os.PathLike)) or not os.fspath(tensorboard_log):
+        raise ValueError(f"tensorboard_log must be None or a folder (a non-empty string or path) for TensorBoard "
+                         f"logs, got {tensorboard_log!r}")  # fmt: skip
+    folder = os.fspath(tensorboard_log)
+    if not isinstance(folder, str):  # a bytes path
+        raise ValueError(f"tensorboard_log must be a folder given as a string or path, got {tensorboard_log!r}")
+    if os.path.isfile(folder):
+        raise ValueError(f"tensorboard_log={folder!r} is a file; TensorBoard logs need a folder")
+    return folder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -162,7 +161,6 @@ class MPCAgent(ModelBasedAgent):
         own = sorted(set(optimizer_kwargs or ()) & set(inspect.signature(MPCPlanner.__init__).parameters))
         if own:
             raise ValueError(f"optimizer_kwargs may not set {own[0]!r}: pass {own[0]}= to MPCAgent itself")
-        tensorboard_log = _check_tensorboard_log(tensorboard_log)
         super().__init__(env, seed=seed, verbose=verbose, tensorboard_log=tensorboard_log)
         self.optimizer, self.horizon, self.population, self.iterations = optimizer, horizon, population, iterations
         self.particles, self.propagation, self.action_repeat = particles, propagation, action_repeat
@@ -333,19 +331,3 @@ class MPCAgent(ModelBasedAgent):
         data = {name: value.numpy() for name, value in state["buffer"].items()}
         if len(data["obs"]):
             self.buffer.add(*(data[name] for name in _FIELDS))
-
-
-def _check_tensorboard_log(tensorboard_log: Any) -> str | None:
-    """``tensorboard_log`` as a string (a path is stored as one: agent files hold plain values), or ``None``; a
-    ``ValueError`` for anything else, or for an existing file, found here rather than at ``learn``."""
-    if tensorboard_log is None:
-        return None
-    if not isinstance(tensorboard_log, (str, os.PathLike)) or not os.fspath(tensorboard_log):
-        raise ValueError(f"tensorboard_log must be None or a folder (a non-empty string or path) for TensorBoard "
-                         f"logs, got {tensorboard_log!r}")  # fmt: skip
-    folder = os.fspath(tensorboard_log)
-    if not isinstance(folder, str):  # a bytes path
-        raise ValueError(f"tensorboard_log must be a folder given as a string or path, got {tensorboard_log!r}")
-    if os.path.isfile(folder):
-        raise ValueError(f"tensorboard_log={folder!r} is a file; TensorBoard logs need a folder")
-    return folder
