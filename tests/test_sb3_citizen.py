@@ -21,7 +21,9 @@ SMALL = {"ensemble_kwargs": {"hidden_sizes": (16,)}, "fit_kwargs": {"max_epochs"
     "make",
     [
         lambda: TQC("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu"),
-        lambda: CrossQ("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu"),
+        # CrossQ's own critics are 2 x 2,048 wide: small ones keep the test in seconds
+        lambda: CrossQ("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu",
+                       policy_kwargs={"net_arch": {"pi": [64, 64], "qf": [64, 64]}}),
         lambda: QRDQN("MlpPolicy", "CartPole-v1", learning_starts=50, target_update_interval=50, seed=0, device="cpu"),
         lambda: TRPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=64, seed=0, device="cpu"),
         lambda: DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu"),  # a TD3 subclass
@@ -110,9 +112,9 @@ def test_the_agents_seed_reaches_the_callback_and_its_settings_are_left_alone():
     for seed in (3, 3, 4):
         agent = SAC("MlpPolicy", "Pendulum-v1", learning_starts=50, gradient_steps=3, train_freq=2, seed=seed,
                     device="cpu")  # fmt: skip
-        dyna = DynaCallback(**{**SMALL, "utd_ratio": 10})
-        agent.learn(150, callback=dyna)
+        dyna = DynaCallback(**{**SMALL, "utd_ratio": 4})
+        agent.learn(120, callback=dyna)
         assert dyna.seed == seed and agent.gradient_steps == 3  # the user's gradient steps, never replaced
-        assert dyna._extra_steps == 10 * 2 - 3  # utd 10 x 2 real steps a rollout: the agent's 3, and 17 more
+        assert dyna._extra_steps == 4 * 2 - 3  # utd 4 x 2 real steps a rollout: the agent's 3, and 5 more
         runs.append(dyna.dynamics.state_dict()["hidden.0.weight"].clone())
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
