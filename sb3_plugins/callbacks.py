@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import time
@@ -114,6 +115,8 @@ class DynaCallback(BaseCallback):
         always trusts it fully (MBPO as published)
     :param seed: seeds the model, rollout starts and sampling
     :param verbose: 1 prints a line per model fit
+    :param unknown: nothing: an unknown keyword is refused with the nearest valid ones, and the renamed ``model``
+        and ``dream_envs`` with their new names
 
     Example::
 
@@ -151,7 +154,9 @@ class DynaCallback(BaseCallback):
         trust_errors: tuple[float, float] | None = (TRUSTED_ERROR, UNTRUSTED_ERROR),
         seed: int | None = None,
         verbose: int = 0,
+        **unknown: Any,
     ):
+        _refuse_unknown_settings(unknown)
         super().__init__(check_int("verbose", verbose, minimum=0))
         # Every setting is checked here, before learn() spends a real step (issue 15).
         if dynamics is not None and not isinstance(dynamics, EnsembleDynamics):
@@ -222,6 +227,7 @@ class DynaCallback(BaseCallback):
         self._torch_generator: torch.Generator | None = None
         self._imagined: ImaginedReplay | None = None
         self._vec_normalize: VecNormalize | None = None
+        self._kind: str | None = None  # "off-policy" or "on-policy" once it has served an agent
         # what save() writes and load() passes back to the constructor
         self._settings = {
             "ensemble_kwargs": dict(ensemble_kwargs), "fit_kwargs": dict(fit_kwargs), "reward_fn": reward_fn,
@@ -296,6 +302,10 @@ class DynaCallback(BaseCallback):
         )
         check_sb3_action_space(algo.action_space, "DynaCallback")
         check_observation_space(algo.observation_space)  # a Discrete or Dict observation: named before any step
+        kind = "off-policy" if isinstance(algo, OffPolicyAlgorithm) else "on-policy"
+        if self._kind is not None and self._kind != kind:
+            raise ValueError(f"this DynaCallback served an {self._kind} agent (its branches, replay and schedules are "
+                             f"one kind's), and {type(algo).__name__} is {kind}: use a new DynaCallback")  # fmt: skip
         if self.dynamics is not None:
             for name, mine, agents in (("observation", self.dynamics.observation_space, algo.observation_space),
                                        ("action", self.dynamics.action_space, algo.action_space)):  # fmt: skip
@@ -332,6 +342,7 @@ class DynaCallback(BaseCallback):
         self._torch_generator = torch.Generator(device=self.dynamics.device)
         self._torch_generator.manual_seed(int(self._rng.integers(2**62)))
         self._off_policy = isinstance(algo, OffPolicyAlgorithm)
+        self._kind = "off-policy" if self._off_policy else "on-policy"
         # DQN and its kin (QR-DQN): epsilon-greedy, with a target network synced every target_update_interval env
         # steps, which the extra gradient steps must respect (see _train_agent)
         self._epsilon_greedy = self._off_policy and _is_epsilon_greedy(algo)
@@ -348,6 +359,13 @@ class DynaCallback(BaseCallback):
                     mixed.imagined = self._new_imagined_replay(mixed.real)
                 self._imagined = mixed.imagined  # a second learn() call of this callback keeps what it imagined
             else:
+                if len(self.real) == 0 and algo.replay_buffer.size() > 0:
+                    warnings.warn(
+                        f"DynaCallback: the agent's replay buffer holds {algo.replay_buffer.size()} transitions that "
+                        "this new callback has not seen; its model learns from the real steps of this learn() on. To "
+                        "go on with the model and data of an earlier callback, load its state (DynaCallback.load)",
+                        stacklevel=2,
+                    )
                 # A fresh agent, or a replay buffer loaded with load_replay_buffer (which holds the real data only):
                 # this callback's own imagination, if it has one, goes on.
                 if self._imagined is None:
@@ -643,6 +661,21 @@ class DynaCallback(BaseCallback):
         if raw_dream.episodes:
             self.logger.record("dyna/mean_imagined_rollout_length", raw_dream.episode_steps_total / raw_dream.episodes)
             self.logger.record("dyna/uncertainty_cutoff_fraction", raw_dream.cutoff_episodes / raw_dream.episodes)
+
+
+_RENAMED = {"model": "dynamics (SB3's model is the agent)", "dream_envs": "n_dream_envs"}
+
+
+def _refuse_unknown_settings(unknown: dict[str, Any]) -> None:
+    """A ``ValueError`` for keywords DynaCallback does not take: the renamed ones get their new name, typos the
+    nearest valid ones (a YAML of rl-zoo or of the benchmark names them as a user typed them)."""
+    for key in unknown:
+        if key in _RENAMED:
+            raise ValueError(f"DynaCallback({key}=...) was renamed: use {_RENAMED[key]}")
+        takes = [key for key in inspect.signature(DynaCallback.__init__).parameters if key not in ("self", "unknown")]
+        near = difflib.get_close_matches(key, takes, n=3)
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        raise ValueError(f"DynaCallback has no setting {key!r}{hint}; it takes {takes}")
 
 
 def _normalized_view(dream: DreamVecEnv, normalize: VecNormalize) -> VecNormalize:

@@ -7,6 +7,7 @@ counters and the callback's random generators are all restored (SB3 restores the
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ FORMAT = "dream-envs/dyna-callback"
 FORMAT_VERSION = 1
 # Counters and schedules that say where the callback is (the rest of its attributes are settings or rebuilt).
 _PROGRESS = ("imagined_steps", "model_fits", "trust", "trust_reason", "env_id", "_steps_since_fit", "_pre_start_steps",
-             "_extra_steps", "_dqn_steps_since_sync", "_horizon_schedule", "seed", "_seeded")  # fmt: skip
+             "_extra_steps", "_dqn_steps_since_sync", "_horizon_schedule", "seed", "_seeded", "_kind")  # fmt: skip
 
 
 def save_dyna_state(callback: DynaCallback, path: str | os.PathLike) -> Path:
@@ -65,6 +66,14 @@ def load_dyna_state(
     cls: type[DynaCallback], path: str | os.PathLike, device: str | torch.device, overrides: dict[str, Any]
 ) -> DynaCallback:
     """Rebuild a callback from :func:`save_dyna_state`'s file (see :meth:`DynaCallback.load`)."""
+    from sb3_plugins.callbacks import _refuse_unknown_settings
+
+    # the caller's own keywords are checked first: a typo there is not the file's fault
+    takes = inspect.signature(cls.__init__).parameters
+    _refuse_unknown_settings({key: value for key, value in overrides.items() if key not in takes or key == "unknown"})
+    if "dynamics" in overrides:
+        raise ValueError("DynaCallback.load restores the dynamics model of its file; to train another one, build "
+                         "DynaCallback(dynamics=...)")  # fmt: skip
     payload = load_torch_file(path, FORMAT, FORMAT_VERSION, "DynaCallback state")
     source = repr(str(path))
     try:
@@ -166,6 +175,9 @@ class DynaCheckpointCallback(CheckpointCallback):
         self.dyna = dyna
 
     def _on_step(self) -> bool:
+        if self.dyna.n_calls < self.n_calls:  # the step's real transition and refit would miss the saved state
+            raise ValueError("DynaCheckpointCallback must come after its DynaCallback in the callback list, e.g. "
+                             "callback=[dyna, DynaCheckpointCallback(dyna, ...)]")  # fmt: skip
         if self.n_calls % self.save_freq == 0:
             path = self.dyna.save(self._checkpoint_path("dyna_", extension="pt"))
             if self.verbose >= 2:

@@ -136,3 +136,37 @@ def test_a_callable_reward_is_passed_again_and_damaged_state_files_are_refused(t
     (tmp_path / "short.pt").write_bytes(path.read_bytes()[: len(data) // 3])
     with pytest.raises(ModelFileError):
         DynaCallback.load(tmp_path / "short.pt", reward_fn=reward)
+
+
+def test_a_state_of_another_kind_of_agent_or_a_mistyped_keyword_is_refused_before_any_step(tmp_path):
+    from stable_baselines3 import DQN
+
+    dqn = DQN("MlpPolicy", "CartPole-v1", learning_starts=50, seed=0, device="cpu")
+    dyna = DynaCallback(**SMALL)
+    dqn.learn(150, callback=dyna)
+    path = dyna.save(tmp_path / "dqn_dyna.pt")
+    ppo = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, device="cpu")
+    with pytest.raises(ValueError, match="served an off-policy agent .* PPO is on-policy"):
+        ppo.learn(64, callback=DynaCallback.load(path, device="cpu"))
+    assert ppo.num_timesteps == 0
+    with pytest.raises(ValueError, match="no setting 'modle_train_freq' \\(did you mean 'model_train_freq'"):
+        DynaCallback.load(path, modle_train_freq=3)
+    with pytest.raises(ValueError, match="restores the dynamics model of its file"):
+        DynaCallback.load(path, dynamics=None)
+    assert DynaCallback.load(path, verbose=1).verbose == 1
+
+
+@pytest.mark.parametrize("old, new", [("model", "use dynamics"), ("dream_envs", "use n_dream_envs")])
+def test_the_renamed_settings_say_their_new_names(old, new):
+    with pytest.raises(ValueError, match=f"DynaCallback\\({old}=...\\) was renamed: {new}"):
+        DynaCallback(**{old: None})
+
+
+def test_the_checkpoint_must_follow_its_callback_and_a_new_callback_says_what_it_did_not_see(tmp_path):
+    agent = SAC("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu")
+    dyna = DynaCallback(**SMALL)
+    with pytest.raises(ValueError, match="must come after its DynaCallback"):
+        agent.learn(10, callback=[DynaCheckpointCallback(dyna, 5, str(tmp_path)), dyna])
+    agent = SAC("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu").learn(60)
+    with pytest.warns(UserWarning, match="replay buffer holds 60 transitions that this new callback has not seen"):
+        agent.learn(10, callback=DynaCallback(**SMALL), reset_num_timesteps=False)
