@@ -34,12 +34,23 @@ COMMANDS = [
     # 1 seed so far (a +dyna run takes about 20 minutes on one core), the issue asks for 5
     ["bench", "--env", "InvertedDoublePendulum-v5", "--algos", "sac", "sac+dyna", "--seeds", "1", "--out", OUT],
     # Reacher and HalfCheetah compare returns at a number of real steps: full curves (--keep-training), 1 seed so far
-    ["bench", "--env", "Reacher-v5", "--algos", "sac+dyna", "--seeds", "1", "--budget", "5000", "--keep-training",
-     "--out", OUT],
+    [
+        "bench",
+        "--env",
+        "Reacher-v5",
+        "--algos",
+        "sac+dyna",
+        "--seeds",
+        "1",
+        "--budget",
+        "5000",
+        "--keep-training",
+        "--out",
+        OUT,
+    ],
     ["bench", "--env", "Reacher-v5", "--algos", "sac", "--seeds", "1", "--keep-training", "--out", OUT],
     # HalfCheetah: the stock rows so far; sac+dyna (hours per seed on one core) runs next, resumable
-    ["bench", "--env", "HalfCheetah-v5", "--algos", "sac", "sac+dyna", "--seeds", "3", "--keep-training", "--out",
-     OUT],
+    ["bench", "--env", "HalfCheetah-v5", "--algos", "sac", "sac+dyna", "--seeds", "3", "--keep-training", "--out", OUT],
     # dream-envs' own agents, 3 seeds as their issue asks, in the same results as the stock agents above.
     ["bench", "--env", "CartPole-v1", "--algos", "muzero", "world-models", "--seeds", "3", "--out", OUT],
 ]

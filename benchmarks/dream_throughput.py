@@ -115,10 +115,20 @@ def _earlier(path: Path, measured: set[str]) -> tuple[list[dict], dict[str, dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", type=int, help="N values for every device (default: "
-                        + "; ".join(f"{d} {' '.join(map(str, n))}" for d, n in DEFAULT_SIZES.items()) + ")")
-    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
-                        help="cpu, cuda, cuda:1, ... (default: cpu, and cuda when present)")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        help="N values for every device (default: "
+        + "; ".join(f"{d} {' '.join(map(str, n))}" for d, n in DEFAULT_SIZES.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"],
+        help="cpu, cuda, cuda:1, ... (default: cpu, and cuda when present)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum timing window per measurement")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder of throughput.md/.json (default docs)")

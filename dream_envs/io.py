@@ -160,8 +160,10 @@ def _check_zip(path: Path, data: bytes, what: str) -> None:
         except Exception as error:  # a damaged header makes zipfile raise other types (EOFError, NotImplementedError)
             problem = f"its zip structure is damaged: {type(error).__name__}: {error}"
     if problem is not None:
-        raise ModelFileError(f"{str(path)!r} could not be read as a {what} file: it is truncated, corrupted or not a "
-                             f"torch file ({problem})")
+        raise ModelFileError(
+            f"{str(path)!r} could not be read as a {what} file: it is truncated, corrupted or not a "
+            f"torch file ({problem})"
+        )
 
 
 def _current_umask() -> int:

@@ -383,8 +383,10 @@ class DynaCallback(BaseCallback):
             )  # fmt: skip
         except (RuntimeError, MemoryError) as error:  # the allocator's own words name no setting
             size = self.imagined_capacity * (2 * self.dynamics.obs_dim + 2) * 4
-            raise ValueError(f"imagined_capacity={self.imagined_capacity:,} needs about {size / 2**30:.1f} GiB for its "
-                             f"rows, which could not be allocated ({error}); lower imagined_capacity") from None
+            raise ValueError(
+                f"imagined_capacity={self.imagined_capacity:,} needs about {size / 2**30:.1f} GiB for its "
+                f"rows, which could not be allocated ({error}); lower imagined_capacity"
+            ) from None
 
     def _on_training_end(self) -> None:
         # A later plain learn() trains the stock agent: real batches only (its gradient steps were never changed).

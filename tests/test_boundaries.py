@@ -179,11 +179,16 @@ def _termination_float(obs, action, next_obs):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"reward_fn": _reward_shape_b1}, r"reward_fn '_reward_shape_b1' returned shape \(1, 1\) for a batch of 1: "
-                                          r"expected \(1,\)"),  # fmt: skip
+        (
+            {"reward_fn": _reward_shape_b1},
+            r"reward_fn '_reward_shape_b1' returned shape \(1, 1\) for a batch of 1: "
+            r"expected \(1,\)",
+        ),  # fmt: skip
         ({"reward_fn": _reward_float}, "reward_fn '_reward_float' returned float 1.0: it must return a tensor"),
-        ({"termination_fn": _termination_float}, "termination_fn returned torch.float32 values: terminations must be "
-                                                 "booleans"),  # fmt: skip
+        (
+            {"termination_fn": _termination_float},
+            "termination_fn returned torch.float32 values: terminations must be booleans",
+        ),  # fmt: skip
     ],
 )
 def test_user_reward_and_termination_functions_are_held_to_one_value_per_row(cartpole_model, kwargs, match):
@@ -511,16 +516,26 @@ def test_collect_keeps_steps_whose_actions_the_env_took_and_an_empty_buffer_roun
         (lambda model: DreamEnv(model=model).reset(seed=-1), "seed must be an integer >= 0, got -1"),
         (lambda model: DreamEnv(model=model).reset(options="start_state"), "options must be None or a dict"),
         (lambda model: DreamVecEnv(model, n_envs=2).seed(-5), "seed must be an integer >= 0, got -5"),
-        (lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 5,
-                                                                                   seed=1.5), "seed must be"),
-        (lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(gym.make("CartPole-v1"), 5,
-                                                                                   progress_bar="no"), "progress_bar"),
+        (
+            lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(
+                gym.make("CartPole-v1"), 5, seed=1.5
+            ),
+            "seed must be",
+        ),
+        (
+            lambda model: TransitionBuffer.from_env(gym.make("CartPole-v1")).collect(
+                gym.make("CartPole-v1"), 5, progress_bar="no"
+            ),
+            "progress_bar",
+        ),
         (lambda model: DreamEnv(model=model, deterministic="no"), "deterministic must be True or False"),
         (lambda model: model.step(np.zeros((1, 4)), [0], deterministic=0), "deterministic must be True or False"),
         (lambda model: model.step(np.zeros((1, 4)), [0], generator=5), "generator must be None or a torch.Generator"),
         (lambda model: DreamEnv(model=model, reward_fn="Pendulum-v1"), "reward_fn='Pendulum-v1' is for Pendulum-v1"),
-        (lambda model: DreamVecEnv(model, n_envs=2, env_id="Pendulum-v1", termination_fn="known"),
-         "termination_fn='Pendulum-v1' is for Pendulum-v1, whose spaces"),
+        (
+            lambda model: DreamVecEnv(model, n_envs=2, env_id="Pendulum-v1", termination_fn="known"),
+            "termination_fn='Pendulum-v1' is for Pendulum-v1, whose spaces",
+        ),
         (lambda model: DreamEnv(model=model, start_states=[["a", "b", "c", "d"]]), "start_states must hold real"),
     ],
 )
@@ -544,9 +559,13 @@ def test_an_agent_whose_observations_the_model_cannot_take_is_refused_at_plan_ti
 def test_bench_yaml_with_a_misspelt_env_or_a_layer_torch_refuses_is_named(tmp_path, capsys):
     from sb3_plugins.cli import main
 
-    cases = [("CartPol-v1:\n  ppo: {agent: {learning_rate: 0.5}}\n", "entry 'CartPol-v1' is not a registered gymnasium "
-              "env id (did you mean 'CartPole-v1'"),
-             ("CartPole-v1:\n  ppo: {agent: {policy_kwargs: {net_arch: [-5]}}}\n", "PPO rejected the agent settings")]
+    cases = [
+        (
+            "CartPol-v1:\n  ppo: {agent: {learning_rate: 0.5}}\n",
+            "entry 'CartPol-v1' is not a registered gymnasium env id (did you mean 'CartPole-v1'",
+        ),
+        ("CartPole-v1:\n  ppo: {agent: {policy_kwargs: {net_arch: [-5]}}}\n", "PPO rejected the agent settings"),
+    ]
     for text, message in cases:
         (tmp_path / "h.yml").write_text(text)
         assert main(["bench", "--env", "CartPole-v1", "--algos", "ppo", "--seeds", "1", "--hyperparams",

@@ -162,7 +162,7 @@ def test_the_cli_with_one_job_records_the_other_runs_and_exits_1(tmp_path, monke
 
 # ---------------------------------------------------------------- pool workers end with their parent
 
-PARENT = '''
+PARENT = """
 import multiprocessing, sys
 
 from sb3_plugins.benchmark import RunSpec, execute, hyperparams_for
@@ -180,7 +180,7 @@ if __name__ == "__main__":
     specs = [RunSpec("CartPole-v1", "ppo", seed, 50_000, None, 50_000, 1, hyperparams_for("CartPole-v1", "ppo"),
                      "cpu") for seed in (0, 1)]
     execute(specs, print, report, n_jobs=2)
-'''
+"""
 
 
 def alive(pid: int) -> bool:

@@ -129,8 +129,11 @@ def test_plan_checks_its_one_observation(pendulum_model, obs, message):
         planner(pendulum_model).plan(obs)
 
 
-@pytest.mark.parametrize("obs", [np.zeros(3, np.float32), [0.0, 1.0, 0.0], torch.zeros(3), np.zeros((1, 3)),
-                                 np.zeros(3, np.int64)], ids=["float32", "list", "tensor", "batch-of-1", "ints"])
+@pytest.mark.parametrize(
+    "obs",
+    [np.zeros(3, np.float32), [0.0, 1.0, 0.0], torch.zeros(3), np.zeros((1, 3)), np.zeros(3, np.int64)],
+    ids=["float32", "list", "tensor", "batch-of-1", "ints"],
+)
 def test_plan_takes_one_observation_in_any_numeric_form(pendulum_model, obs):
     action = planner(pendulum_model).plan(obs)
     assert action.shape == (1,) and np.isfinite(action).all()

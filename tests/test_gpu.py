@@ -22,9 +22,17 @@ from dream_envs.planning import ModelValueFunction
 from sb3_plugins import DreamVecEnv, DynaCallback
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
-TINY_DYNA = {"ensemble_kwargs": {"hidden_sizes": (16,)}, "fit_kwargs": {"max_epochs": 2}, "model_train_freq": 100,
-             "n_dream_envs": 8, "dream_rollouts": 1, "rollout_batch_size": 32, "utd_ratio": 2,
-             "trust_errors": None, "seed": 0}  # seconds on a CPU; trust_errors=None: the dream is used regardless
+TINY_DYNA = {
+    "ensemble_kwargs": {"hidden_sizes": (16,)},
+    "fit_kwargs": {"max_epochs": 2},
+    "model_train_freq": 100,
+    "n_dream_envs": 8,
+    "dream_rollouts": 1,
+    "rollout_batch_size": 32,
+    "utd_ratio": 2,
+    "trust_errors": None,
+    "seed": 0,
+}  # seconds on a CPU; trust_errors=None: the dream is used regardless
 
 
 def on(tensor: torch.Tensor, device: str) -> bool:

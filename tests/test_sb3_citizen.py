@@ -22,8 +22,14 @@ SMALL = {"ensemble_kwargs": {"hidden_sizes": (16,)}, "fit_kwargs": {"max_epochs"
     [
         lambda: TQC("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu"),
         # CrossQ's own critics are 2 x 2,048 wide: small ones keep the test in seconds
-        lambda: CrossQ("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu",
-                       policy_kwargs={"net_arch": {"pi": [64, 64], "qf": [64, 64]}}),
+        lambda: CrossQ(
+            "MlpPolicy",
+            "Pendulum-v1",
+            learning_starts=50,
+            seed=0,
+            device="cpu",
+            policy_kwargs={"net_arch": {"pi": [64, 64], "qf": [64, 64]}},
+        ),
         lambda: QRDQN("MlpPolicy", "CartPole-v1", learning_starts=50, target_update_interval=50, seed=0, device="cpu"),
         lambda: TRPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=64, seed=0, device="cpu"),
         lambda: DDPG("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu"),  # a TD3 subclass

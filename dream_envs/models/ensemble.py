@@ -681,8 +681,10 @@ def _check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
             continue
         bad = int((~torch.isfinite(value)).sum())
         if bad:
-            raise ModelFileError(f"{source} holds {bad} NaN/inf value(s) in its tensor {name!r} "
-                                 f"(of {value.numel()}); the file is damaged or was saved from a diverged fit")
+            raise ModelFileError(
+                f"{source} holds {bad} NaN/inf value(s) in its tensor {name!r} "
+                f"(of {value.numel()}); the file is damaged or was saved from a diverged fit"
+            )
 
 
 def _check_header_values(model: EnsembleDynamics) -> None:
