@@ -247,21 +247,11 @@ def cases(field: str) -> list[Any]:
             for index in range(len(getattr(kind, field)))]  # fmt: skip
 
 
-@pytest.mark.parametrize("name, index", cases("missing"))
-def test_a_missing_entry_is_named(saved, tmp_path, name, index):
+@pytest.mark.parametrize("field, name, index", [pytest.param(field, *case.values, id=f"{field}-{case.id}")
+                                                for field in ("missing", "nan") for case in cases(field)])  # fmt: skip
+def test_a_missing_entry_or_nan_in_the_saved_state_is_refused_and_named(saved, tmp_path, field, name, index):
     kind, (_, data) = KINDS[name], saved[name]
-    change, expected = kind.missing[index]
-    path = damaged_file(tmp_path, name, data)
-    kind.rewrite(path, change)
-    with pytest.raises(ModelFileError) as caught:
-        kind.load(path)
-    assert str(path) in str(caught.value) and expected in str(caught.value)
-
-
-@pytest.mark.parametrize("name, index", cases("nan"))
-def test_nan_in_the_saved_state_is_refused_and_named(saved, tmp_path, name, index):
-    kind, (_, data) = KINDS[name], saved[name]
-    change, expected = kind.nan[index]
+    change, expected = getattr(kind, field)[index]
     path = damaged_file(tmp_path, name, data)
     kind.rewrite(path, change)
     with pytest.raises(ModelFileError) as caught:

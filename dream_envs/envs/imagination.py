@@ -262,8 +262,8 @@ class Imagination:
         elif isinstance(start_states, TransitionBuffer):
             states = torch.as_tensor(start_states.start_states())
         else:
-            states = torch.as_tensor(
-                check_observations(self.model.observation_space, _host(start_states), "start_states", read_values=False)
+            states = torch.as_tensor(  # tensors too (check_observations detaches them)
+                check_observations(self.model.observation_space, start_states, "start_states", read_values=False)
             )
         states = (states.reshape(len(states), -1) if states.ndim > 1 else states.reshape(1, -1)).float()
         if len(states) == 0 or states.shape[1] != obs_dim:
@@ -321,8 +321,3 @@ class Imagination:
             reward = reward - (self.uncertainty_penalty * scaled).clamp(max=_FLOAT32_MAX)
         return ImaginedStep(next_obs, reward, terminated, cut_off, cut_off, nonfinite, uncertainty, disagreement,
                             recent)  # fmt: skip
-
-
-def _host(value: Any) -> Any:
-    """A tensor as a numpy array (detached, on the CPU); anything else as it is."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value

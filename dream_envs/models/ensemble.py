@@ -341,8 +341,6 @@ class EnsembleDynamics(nn.Module):
         :param deterministic: use predicted means instead of sampling the Gaussian heads
         :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
-        if propagation not in ("ts1", "mean", "single"):
-            raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be None or a torch.Generator, got {generator!r}")
         return self._step(
@@ -355,6 +353,8 @@ class EnsembleDynamics(nn.Module):
     ) -> ModelStep:
         """:meth:`step` without its input checks: the library's inner loops (dreams, planners), on tensors they made
         with the right shapes."""
+        if propagation not in ("ts1", "mean", "single"):  # before the forward pass it would waste
+            raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
         obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
@@ -367,12 +367,10 @@ class EnsembleDynamics(nn.Module):
             mean_b, logvar_b, logit_b = self._split(raw[pick, torch.arange(batch, device=self.device)])  # (B, out)
         elif propagation == "single":
             mean_b, logvar_b, logit_b = self._split(raw[elites[0]])  # the best elite alone
-        elif propagation == "mean":
+        else:  # "mean" (checked above)
             mean, logvar, logit = self._split(raw[elites])  # (n_elites, B, out)
             mean_b, logvar_b = mean.mean(0), logvar.exp().mean(0).log()
             logit_b = logit.mean(0) if logit is not None else None
-        else:
-            raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
         if self.config.probabilistic and not deterministic:
             noise = torch.randn(mean_b.shape, device=self.device, generator=generator)
             mean_b = mean_b + noise * (0.5 * logvar_b).exp()
