@@ -17,6 +17,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sb3_plugins.benchmark.hyperparams import load_overrides
 from sb3_plugins.benchmark.plan import QUICK, plan_runs
 from sb3_plugins.benchmark.report import format_speedup, format_steps, summarize, write_report
 from sb3_plugins.benchmark.results import ResultsDir, check_writable_folder
+from sb3_plugins.benchmark.resume import check_checkpoints, remove_checkpoint
 from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["main"]
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool, or Ray tasks")
     bench.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     bench.add_argument("--out", default="results", help="results folder (default results/); finished runs in it "
-                       "are skipped, so an interrupted benchmark resumes")  # fmt: skip
+                       "are skipped and part-done ones go on, so an interrupted benchmark resumes")  # fmt: skip
     bench.add_argument("--hyperparams", help="YAML file of hyperparameter overrides (env -> algo -> n_envs/agent/dyna)")
     bench.add_argument("--quick", action="store_true", help="a preview that finishes in a few minutes on 2 cores")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -71,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--log-x", action=argparse.BooleanOptionalAction, default=True, help="log-scaled real-step "
                        "axis in curves.png (default; --no-log-x for a linear one)")  # fmt: skip
     bench.add_argument("--no-progress", action="store_true", help="no live progress display")
+    bench.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M", help="a run's training minutes "
+                       "between checkpoints of its state in OUT/checkpoints/, from which the same command goes on "
+                       "with a run that stopped part-way (default 10; 0: none)")  # fmt: skip
     bench.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard logs of every agent, one run folder per "
                        "run: DIR/<env>_<algo>_seed<seed>_1 (needs the tensorboard package); not part of a run's "
                        "settings, so a benchmark resumes with or without it")  # fmt: skip
@@ -125,22 +130,33 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError(f"--n-jobs must be a positive integer, got {args.n_jobs}")
     if args.ray_address and args.backend != "ray":
         raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray")
+    if not (math.isfinite(args.checkpoint_minutes) and args.checkpoint_minutes >= 0):
+        raise ValueError(f"--checkpoint-minutes must be a number of minutes >= 0 (0: no checkpoints), got "
+                         f"{args.checkpoint_minutes}")  # fmt: skip
     overrides = load_overrides(args.hyperparams) if args.hyperparams else None
     results = ResultsDir(args.out)
     specs = plan_runs(args.env, args.algos, args.seeds, args.budget, args.threshold, args.eval_every,
                       args.eval_episodes, args.device, overrides, args.quick, not args.keep_training,
                       args.tensorboard_log)  # fmt: skip
+    if args.checkpoint_minutes > 0:
+        specs = [replace(s, checkpoint_dir=str(results.path), checkpoint_seconds=60 * args.checkpoint_minutes)
+                 for s in specs]  # fmt: skip
     todo = results.pending(specs)
+    resuming = check_checkpoints(results.path, todo)
     results.check_writable()  # every value is checked: the last thing to know before hours of training
     command = shlex.join(["dream-envs", *argv])
     at_once = min(args.n_jobs, max(len(todo), 1))
     console.print(f"dream-envs bench: {len(specs)} runs on {args.env} ({len(specs) - len(todo)} already in "
                   f"{results.file}), {at_once} at a time, backend {args.backend}")  # fmt: skip
+    for (_, algo, seed), steps in resuming.items():
+        console.print(f"  {algo} seed {seed} goes on from its checkpoint at {steps:,} real steps")
+    runs = {s.key: s for s in todo}
     display = _Display(todo, enabled=not args.no_progress, console=console)
 
     def on_record(record: dict[str, Any]) -> None:
         record["command"] = command
         results.add(record)
+        remove_checkpoint(results.path, runs[(record["env"], record["algo"], record["seed"])])
         display.finished(record)
 
     status, message = 0, None
@@ -149,7 +165,8 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
             execute(todo, on_record, display.advance, n_jobs=args.n_jobs, backend=args.backend,
                     ray_address=args.ray_address)  # fmt: skip
     except KeyboardInterrupt:
-        status, message = 130, "interrupted: the finished runs are kept; the same command resumes"
+        status = 130
+        message = "interrupted: the finished runs are kept; the same command resumes (part-done runs from a checkpoint)"
     except RunFailed as error:
         status, message = 1, str(error)
     if results.records():

@@ -23,6 +23,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 import sb3_plugins
 from dream_envs.agents.base import ModelBasedAgent
+from dream_envs.checks import seed_int
 from dream_envs.envs.pixels import PixelObservation
 from sb3_plugins.benchmark.hyperparams import (
     OWN_AGENTS,
@@ -68,6 +69,10 @@ class RunSpec:
     :param tensorboard_log: a folder where the agent writes TensorBoard logs, one run folder per run
         (``<tensorboard_log>/<tb_log_name>_1``, see :attr:`tb_log_name`), or None. Where the logs go is no setting
         of the run: the record, and whether a resumed benchmark counts the run as done, do not depend on it
+    :param checkpoint_dir: a results dir whose ``checkpoints/`` folder keeps the run's state every
+        ``checkpoint_seconds`` of training, and from which a part-done run goes on (:mod:`sb3_plugins.benchmark.resume`;
+        stock SB3 agents and their ``+dyna`` variants), or None; no setting of the run either
+    :param checkpoint_seconds: training seconds between checkpoints (at the first check after them; 0: every check)
 
     Example::
 
@@ -91,6 +96,8 @@ class RunSpec:
     stop_at_threshold: bool = True
     stay: int = STAY
     tensorboard_log: str | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_seconds: float = 600.0
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -206,14 +213,22 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         agent, dyna = build_agent(spec)
         threshold = math.inf if spec.threshold is None else spec.threshold
         check = _check(spec, threshold)
+        checkpoint, resumed_at = None, []
+        if spec.checkpoint_dir is not None and not is_own_agent(spec.algo):
+            checkpoint, dyna, resumed_at = _resume(spec, agent, dyna, check)
         callbacks: list[BaseCallback] = ([dyna] if dyna is not None else []) + [check]
+        if checkpoint is not None:
+            callbacks.append(checkpoint)  # after the check (whose curve it saves) and the DynaCallback
         if progress is not None:
             callbacks.append(_ReportProgress(progress, max(spec.budget // 100, 1)))
         started = time.perf_counter()
         # The run's name only matters where TensorBoard logs are written; otherwise learn() is called as it always was.
         names = {"tb_log_name": spec.tb_log_name} if spec.tensorboard_log is not None else {}
-        agent.learn(spec.budget, callback=callbacks, **names)
-        wall = time.perf_counter() - started
+        if resumed_at:  # the rest of the budget, counted on from where the checkpoint was
+            agent.learn(spec.budget - agent.num_timesteps, callback=callbacks, reset_num_timesteps=False, **names)
+        else:
+            agent.learn(spec.budget, callback=callbacks, **names)
+        wall = time.perf_counter() - started if checkpoint is None else checkpoint.training_seconds()
     finally:
         torch.set_num_threads(threads)
     record = {
@@ -224,12 +239,31 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         "final_return": float(check.curve[-1][1]) if check.curve else None,
         "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
         "reward_termination": _reward_termination(spec, dyna),
-        "wall_seconds": round(wall, 2), "device": str(getattr(agent, "_device", agent.device)),
+        "wall_seconds": round(wall, 2), "resumed_at": resumed_at,
+        "device": str(getattr(agent, "_device", agent.device)),
         "versions": {"dream_envs": sb3_plugins.__version__, "sb3": stable_baselines3.__version__,
                      "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()},
         **spec.settings(),
     }  # fmt: skip
     return record
+
+
+def _resume(
+    spec: RunSpec, agent: BaseAlgorithm, dyna: DynaCallback | None, check: RealStepsToThreshold
+) -> tuple[BaseCallback, DynaCallback | None, list[int]]:
+    """The run's checkpointer, and the run restored from its checkpoint if it has one (its DynaCallback, and the real
+    steps at which it was resumed so far)."""
+    from sb3_plugins.benchmark.resume import RunCheckpoint, checkpoint_folder, load_run
+
+    folder = checkpoint_folder(spec.checkpoint_dir, spec)
+    restored = load_run(folder, spec, agent, check)
+    wall_before, resumed_at = 0.0, []
+    if restored is not None:
+        restored_dyna, wall_before, resumed_at = restored
+        dyna = restored_dyna if dyna is not None else None
+        # the real env starts a new episode (its simulator state was not saved), from a seed of its own
+        agent.get_env().seed(seed_int(spec.seed, stream=len(resumed_at)))
+    return RunCheckpoint(folder, spec, check, dyna, spec.checkpoint_seconds, wall_before, resumed_at), dyna, resumed_at
 
 
 def _reward_termination(spec: RunSpec, dyna: DynaCallback | None) -> str:
