@@ -143,6 +143,10 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
                  for s in specs]  # fmt: skip
     todo = results.pending(specs)
     resuming = check_checkpoints(results.path, todo)
+    pending = {s.key for s in todo}
+    for spec in specs:
+        if spec.key not in pending:  # recorded, but stopped before its checkpoint was removed
+            remove_checkpoint(results.path, spec)
     results.check_writable()  # every value is checked: the last thing to know before hours of training
     command = shlex.join(["dream-envs", *argv])
     at_once = min(args.n_jobs, max(len(todo), 1))

@@ -163,5 +163,10 @@ def test_bench_goes_on_with_a_part_done_run_and_removes_its_checkpoint_once_reco
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
     assert record["resumed_at"] == [400] and record["real_steps"] >= 800
     assert not checkpoint_folder(tmp_path, spec).exists()
+    # a checkpoint left behind by a run that was recorded (stopped between the two) goes at the next call
+    checkpoint_folder(tmp_path, spec).mkdir(parents=True)
+    again = bench(*args, "--out", str(tmp_path))
+    assert again.returncode == 0 and "1 already in" in " ".join(again.stdout.split())
+    assert not checkpoint_folder(tmp_path, spec).exists()
     refused = bench(*args, "--out", str(tmp_path / "other"), "--checkpoint-minutes", "-1")
     assert refused.returncode != 0 and "--checkpoint-minutes must be a number of minutes >= 0" in refused.stderr
