@@ -104,13 +104,34 @@ NOTES = """\
   4,250 on seed 0; a rerun with a target sync every 5 extra steps (the stock steps per env step x the sync interval)
   diverged on every seed (returns near 9); the shipped rule syncs after each 128 (the stock agent's burst).
 - Wall time and do-no-harm (table columns "wall vs stock" and "worst check vs stock"; issue 14 asks for <= 3x and
-  >= -0.10): Acrobot ppo+dyna 0.8x, +1.08; CartPole ppo+dyna 6.1x, +0.21 (stock PPO solves CartPole in 19 s);
-  InvertedPendulum sac+dyna 3.3x, -0.02; Pendulum sac+dyna 3.5x, -0.20 (at the first check, 200 real steps);
-  CartPole dqn+dyna 9.7x, -0.49. The +dyna rows ran on 2 busy cores (other benchmarks beside them), the stock rows
-  before, so the wall ratios lean against +dyna. Pusher-v5 (outside the table; `dream-envs bench --env Pusher-v5
+  >= -0.10): Acrobot ppo+dyna 0.6x, +1.07; CartPole ppo+dyna 3.3x, +0.19 (6.1x in the earlier records, where
+  stock PPO solved CartPole in 19 s: see the rerun below); InvertedPendulum sac+dyna 3.3x, -0.02; Pendulum
+  sac+dyna 3.5x, -0.20 (at the first check, 200 real steps); CartPole dqn+dyna 6.4x against the rerun stock DQN
+  (9.7x against the earlier one), -0.49. Except for the rerun rows, the +dyna rows ran on 2 busy cores (other
+  benchmarks beside them), the stock rows before, so those wall ratios lean against +dyna. Pusher-v5 (outside the table; `dream-envs bench --env Pusher-v5
   --algos sac sac+dyna --seeds 1 --budget 5000 --threshold 0 --eval-every 1000`): stock SAC -50.6, -47.3, -46.7,
   -52.5, -54.7 at 1,000-5,000 real steps, SAC + `DynaCallback()` -60.4, -60.3, -47.6, -47.3, -42.2 (issue 14 found
   -334 to -239 before the trust rule and the fit schedule), at 12x the wall time (858 s vs 71 s).
+- CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on commit 3ea4248 (issue 15's seeding
+  gives a seed's ensemble other initial weights than before), one run at a time while a HalfCheetah run (and, for
+  the first stock CartPole seeds, two more runs) held the other core. CartPole ppo+dyna stays solved at 1,000, 752,
+  752, 1,000 and 1,000 real steps (the earlier records: 1,256, 752, 752, 752, 1,000), stock PPO at 17,504, 9,256,
+  11,000, 5,256 and 7,000 (the same checks as before, now with the stays-solved metric); wall 96 s vs 29 s
+  (3.3x; the stock seeds 0-2 ran with two more runs beside them, which flatters the ratio). Acrobot ppo+dyna stays
+  solved at 256, 512, 752, 256 and 512 (earlier: 256 on every seed), stock PPO at 49,504, 8,256, 42,512, 13,264
+  and 21,264. Stock DQN, rerun with the stays-solved metric: it stays solved on 3 of 5 seeds within 30,000 real
+  steps (at 27,250, 29,250 and 8,250; seeds 0 and 1 pass first at 5,000 and 9,500 and never hold 3 checks).
+- Two measured alternatives, kept out of the defaults (records in `docs/benchmarks/experiments/`, same scripts,
+  same machine state as the rerun above):
+  - a smaller dream round, `n_dream_envs` 64 instead of 256 (2,048 imagined steps per round instead of 8,192;
+    `--hyperparams docs/benchmarks/experiments/dream_round_size/nd64.yaml`): Acrobot stays solved at 256 on every
+    seed in 17 s (default: median 512 in 44 s), CartPole at 1,000, 1,504, 752, 1,256 and 1,504 (median 1,256,
+    worse than the default's 1,000) in 49 s (1.7x stock). One row gains real steps and the other loses them, so
+    the default stays, and CartPole's wall stays above 3x.
+  - DQN with `DynaCallback(utd_ratio=None)` (the agent's own gradient steps, no extra ones;
+    `--hyperparams docs/benchmarks/experiments/dqn_own_gradient_steps/utdnone.yaml`): first passes at 4,500 and
+    1,000 real steps on 2 seeds of 5, none stays solved within 5,000 (checks between 60 and 250 after the first
+    1,000 steps), in 156-239 s each: no better than the default's 1 of 5.
 - MountainCarContinuous-v0 (5 seeds) and InvertedDoublePendulum-v5 (1 seed) ran after issue 14's defaults were
   set, with no change for them (`--n-jobs 1`: one run at a time on a 2-core machine whose other core was
   busy). The stock SAC is rl-zoo's for MountainCarContinuous (gSDE, 32 gradient steps per 32 real steps,
