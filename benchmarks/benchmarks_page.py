@@ -108,10 +108,11 @@ NOTES = """\
   stock PPO solved CartPole in 19 s: see the rerun below); InvertedPendulum sac+dyna 3.3x, -0.02; Pendulum
   sac+dyna 3.5x, -0.20 (at the first check, 200 real steps); CartPole dqn+dyna 6.4x against the rerun stock DQN
   (9.7x against the earlier one), -0.49. Except for the rerun rows, the +dyna rows ran on 2 busy cores (other
-  benchmarks beside them), the stock rows before, so those wall ratios lean against +dyna. Pusher-v5 (outside the table; `dream-envs bench --env Pusher-v5
-  --algos sac sac+dyna --seeds 1 --budget 5000 --threshold 0 --eval-every 1000`): stock SAC -50.6, -47.3, -46.7,
-  -52.5, -54.7 at 1,000-5,000 real steps, SAC + `DynaCallback()` -60.4, -60.3, -47.6, -47.3, -42.2 (issue 14 found
-  -334 to -239 before the trust rule and the fit schedule), at 12x the wall time (858 s vs 71 s).
+  benchmarks beside them), the stock rows before, so those wall ratios lean against +dyna. Pusher-v5 (outside the
+  table; `dream-envs bench --env Pusher-v5 --algos sac sac+dyna --seeds 1 --budget 5000 --threshold 0
+  --eval-every 1000`): stock SAC -50.6, -47.3, -46.7, -52.5, -54.7 at 1,000-5,000 real steps, SAC +
+  `DynaCallback()` -60.4, -60.3, -47.6, -47.3, -42.2 (issue 14 found -334 to -239 before the trust rule and the fit
+  schedule), at 12x the wall time (858 s vs 71 s).
 - CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on commit 3ea4248 (issue 15's seeding
   gives a seed's ensemble other initial weights than before), one run at a time while a HalfCheetah run (and, for
   the first stock CartPole seeds, two more runs) held the other core. CartPole ppo+dyna stays solved at 1,000, 752,
