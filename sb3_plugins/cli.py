@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true", help="no live progress display")
     bench.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M", help="a run's training minutes "
                        "between checkpoints of its state in OUT/checkpoints/, from which the same command goes on "
-                       "with a run that stopped part-way (default 10; 0: none)")  # fmt: skip
+                       "with a run that stopped part-way (default 10; 0: none written, an existing one still "
+                       "used)")  # fmt: skip
     bench.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard logs of every agent, one run folder per "
                        "run: DIR/<env>_<algo>_seed<seed>_1 (needs the tensorboard package); not part of a run's "
                        "settings, so a benchmark resumes with or without it")  # fmt: skip
@@ -138,9 +139,9 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     specs = plan_runs(args.env, args.algos, args.seeds, args.budget, args.threshold, args.eval_every,
                       args.eval_episodes, args.device, overrides, args.quick, not args.keep_training,
                       args.tensorboard_log)  # fmt: skip
-    if args.checkpoint_minutes > 0:
-        specs = [replace(s, checkpoint_dir=str(results.path), checkpoint_seconds=60 * args.checkpoint_minutes)
-                 for s in specs]  # fmt: skip
+    # 0 writes no checkpoint; a part-done run's existing one is still where the run goes on from
+    seconds = 60 * args.checkpoint_minutes if args.checkpoint_minutes > 0 else math.inf
+    specs = [replace(s, checkpoint_dir=str(results.path), checkpoint_seconds=seconds) for s in specs]
     todo = results.pending(specs)
     resuming = check_checkpoints(results.path, todo)
     pending = {s.key for s in todo}

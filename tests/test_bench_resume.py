@@ -135,15 +135,49 @@ def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_named_before_trainin
     folder.rename(folder.with_name(folder.name + ".old"))
     assert check_checkpoints(tmp_path, [spec]) == {spec.key: 400}
     old = folder.with_name(folder.name + ".old")
-    (old / "agent.pt").write_bytes((old / "agent.pt").read_bytes()[:100])
+    agent_file = (old / "agent.pt").read_bytes()
+    (old / "agent.pt").write_bytes(agent_file[:100])
+    with pytest.raises(ModelFileError, match=r"agent.pt' could not be read.*remove the folder"):
+        check_checkpoints(tmp_path, [spec])  # before any run trains, not when this one starts
     agent, _ = build_agent(spec)
     with pytest.raises(ModelFileError, match="remove the folder"):
         load_run(folder, spec, agent, _check(spec, float("inf")))
+    (old / "agent.pt").unlink()
+    with pytest.raises(ModelFileError, match="lacks its agent.pt; remove the folder"):
+        check_checkpoints(tmp_path, [spec])
+    (old / "agent.pt").write_bytes(agent_file)
+    good = (old / "run.json").read_text()
+    for field, value in (("real_steps", "x"), ("wall_seconds", "abc"), ("resumed_at", "ab")):
+        (old / "run.json").write_text(json.dumps({**json.loads(good), field: value}))
+        with pytest.raises(ModelFileError, match=rf"run.json' has bad or missing fields \({field}\)"):
+            check_checkpoints(tmp_path, [spec])
     (old / "run.json").write_text("{not json")
     with pytest.raises(ModelFileError, match=r"run.json' is not a readable run checkpoint"):
         check_checkpoints(tmp_path, [spec])
     remove_checkpoint(tmp_path, spec)
     assert check_checkpoints(tmp_path, [spec]) == {} and not old.exists()
+    assert not (tmp_path / "checkpoints").exists()  # the last run's checkpoint gone, its folder goes too
+    folder.mkdir(parents=True)  # a save cut before its run.json: no checkpoint, said so
+    with pytest.warns(UserWarning, match="holds no run.json .* the run starts over"):
+        assert check_checkpoints(tmp_path, [spec]) == {}
+
+
+def test_a_save_cut_after_its_last_file_resumes_from_the_newest_state(tmp_path):
+    spec = spec_of("CartPole-v1", "dqn", tmp_path)
+    interrupted(spec, at=700)  # checkpoints at 200, 400 and 600 real steps
+    folder = checkpoint_folder(tmp_path, spec)
+    # as if the save at 600 were cut after writing .partial whole, with the 400 one renamed to .old
+    folder.rename(folder.with_name(folder.name + ".partial"))
+    assert check_checkpoints(tmp_path, [spec]) == {spec.key: 600}
+
+
+def test_hyperparameters_that_differ_are_named_down_to_the_key(tmp_path):
+    spec = spec_of("CartPole-v1", "dqn", tmp_path)
+    interrupted(spec, at=300)
+    changed = dataclasses.replace(spec, hyperparams={**spec.hyperparams, "agent": {
+        **spec.hyperparams["agent"], "learning_rate": 1e-3}})  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(hyperparameters.agent.learning_rate: saved 0.0023, asked 0.001\)"):
+        check_checkpoints(tmp_path, [changed])
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -168,5 +202,12 @@ def test_bench_goes_on_with_a_part_done_run_and_removes_its_checkpoint_once_reco
     again = bench(*args, "--out", str(tmp_path))
     assert again.returncode == 0 and "1 already in" in " ".join(again.stdout.split())
     assert not checkpoint_folder(tmp_path, spec).exists()
+    # --checkpoint-minutes 0 writes none, and still goes on from an existing one (it used to drop it)
+    interrupted(dataclasses.replace(spec, checkpoint_dir=str(tmp_path / "zero"), checkpoint_seconds=0), at=500)
+    zero = bench(*args, "--out", str(tmp_path / "zero"), "--checkpoint-minutes", "0")
+    assert zero.returncode == 0, zero.stderr
+    assert json.loads((tmp_path / "zero" / "results.jsonl").read_text())["resumed_at"] == [400]
+    fresh = bench(*args, "--out", str(tmp_path / "fresh"), "--checkpoint-minutes", "0")
+    assert fresh.returncode == 0 and not (tmp_path / "fresh" / "checkpoints").exists()
     refused = bench(*args, "--out", str(tmp_path / "other"), "--checkpoint-minutes", "-1")
     assert refused.returncode != 0 and "--checkpoint-minutes must be a number of minutes >= 0" in refused.stderr

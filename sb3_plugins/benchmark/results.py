@@ -11,7 +11,7 @@ from typing import Any
 from dream_envs.io import atomic_write_text
 from sb3_plugins.benchmark.runner import RECORD_FORMAT, SETTINGS, RunSpec
 
-__all__ = ["ResultsDir"]
+__all__ = ["ResultsDir", "check_writable_folder", "settings_differences"]
 
 RESULTS_FILE = "results.jsonl"
 
@@ -96,10 +96,33 @@ class ResultsDir:
             differ = [k for k in SETTINGS if record.get(k) != wanted[k] and not (k == "stay" and k not in record)]
             if differ:
                 name = f"{spec.env_id} {spec.algo} seed {spec.seed}"
-                details = "; ".join(f"{k}: recorded {record.get(k)!r}, asked {wanted[k]!r}" for k in differ)
+                details = settings_differences({k: record.get(k) for k in differ}, {k: wanted[k] for k in differ},
+                                               "recorded")  # fmt: skip
                 raise ValueError(f"{self.file} already holds {name} with other settings ({details}). Use another "
                                  "--out, or the same settings to resume.")  # fmt: skip
         return todo
+
+
+def settings_differences(old: dict[str, Any], wanted: dict[str, Any], verb: str, prefix: str = "") -> str:
+    """``"key: <verb> old, asked new"`` for every setting that differs, nested dicts (the hyperparameters) down to
+    the keys that differ (``hyperparameters.agent.learning_rate: recorded 0.0023, asked 0.001``)."""
+    parts = []
+    for key in sorted(set(old) | set(wanted), key=str):
+        before, after = old.get(key, _ABSENT), wanted.get(key, _ABSENT)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            parts.append(settings_differences(before, after, verb, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key}: {verb} {_shown(before)}, asked {_shown(after)}")
+    return "; ".join(parts)
+
+
+_ABSENT = object()
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is _ABSENT else repr(value)
 
 
 def check_writable_folder(path: str | Path, what: str = "--out") -> None:

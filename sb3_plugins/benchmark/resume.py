@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,14 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import get_device
 
 from dream_envs import ModelFileError
+from dream_envs.checks import is_number
 from dream_envs.io import atomic_write_text, load_torch_file, save_torch_file
 from sb3_plugins.benchmark.hyperparams import parse_algo
+from sb3_plugins.benchmark.results import settings_differences
 from sb3_plugins.callbacks import DynaCallback
+from sb3_plugins.checkpoint import FORMAT as DYNA_FORMAT
+from sb3_plugins.checkpoint import FORMAT_VERSION as DYNA_FORMAT_VERSION
+from sb3_plugins.dream_training import ALGOS
 from sb3_plugins.evaluation import RealStepsToThreshold
 
 if TYPE_CHECKING:
@@ -58,10 +64,14 @@ def checkpoint_folder(root: str | Path, spec: RunSpec) -> Path:
 
 
 def remove_checkpoint(root: str | Path, spec: RunSpec) -> None:
-    """Remove ``spec``'s checkpoint (its run is recorded)."""
+    """Remove ``spec``'s checkpoint (its run is recorded), and ``checkpoints/`` once it holds no other."""
     folder = checkpoint_folder(root, spec)
     for path in (folder, _old(folder), _partial(folder)):
         shutil.rmtree(path, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:  # absent, or other runs' checkpoints are in it
+        pass
 
 
 def _old(folder: Path) -> Path:
@@ -73,23 +83,74 @@ def _partial(folder: Path) -> Path:
 
 
 def _complete(folder: Path) -> Path | None:
-    """The newest complete checkpoint: the folder, or its predecessor if a save was cut between two renames."""
-    for path in (folder, _old(folder)):
+    """The newest complete checkpoint. A save writes ``.partial`` whole (``run.json`` last), then renames the
+    folder to ``.old`` and ``.partial`` to the folder: a save cut between those steps leaves its complete
+    ``.partial`` (newest), or the previous checkpoint under ``.old``."""
+    for path in (_partial(folder), folder, _old(folder)):
         if (path / STATE).is_file():
             return path
+    if folder.exists():
+        warnings.warn(f"{str(folder)!r} holds no {STATE} (a save cut before its end): it is no checkpoint, and the run "
+                      "starts over", stacklevel=3)  # fmt: skip
     return None
 
 
 def _read_state(path: Path) -> dict[str, Any]:
+    """``run.json``, every field checked, so that a damaged file names itself here and not as a bare error later."""
+    file = path / STATE
+    fix = f"remove the folder {str(path)!r} to start the run over"
     try:
-        state = json.loads((path / STATE).read_text())
+        state = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{str(path / STATE)!r} is not a readable run checkpoint ({error}); remove the folder "
-                             f"{str(path)!r} to start the run over") from None  # fmt: skip
+        raise ModelFileError(f"{str(file)!r} is not a readable run checkpoint ({error}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{str(path / STATE)!r} is not a dream-envs run checkpoint of format {FORMAT!r} version "
-                             f"{FORMAT_VERSION}; remove the folder {str(path)!r} to start the run over")  # fmt: skip
+        raise ModelFileError(f"{str(file)!r} is not a dream-envs run checkpoint of format {FORMAT!r} version "
+                             f"{FORMAT_VERSION}; {fix}")  # fmt: skip
+    check = state.get("check")
+    problems = [
+        name for name, good in (
+            ("settings", isinstance(state.get("settings"), dict)),
+            ("real_steps", _count(state.get("real_steps"))),
+            ("wall_seconds", is_number(state.get("wall_seconds")) and state["wall_seconds"] >= 0),
+            ("resumed_at", isinstance(state.get("resumed_at"), list) and all(map(_count, state["resumed_at"]))),
+            ("check", isinstance(check, dict)),
+            ("check.curve", isinstance(check, dict) and isinstance(check.get("curve"), list) and all(
+                isinstance(p, list) and len(p) == 2 and _count(p[0]) and is_number(p[1]) for p in check["curve"])),
+            ("check.hit", isinstance(check, dict) and (check.get("hit") is None or _count(check.get("hit")))),
+            ("check.stayed", isinstance(check, dict) and (check.get("stayed") is None or _count(check.get("stayed")))),
+            ("check.next", isinstance(check, dict) and _count(check.get("next"))),
+            ("check.eval_rng", isinstance(check, dict) and isinstance(check.get("eval_rng"), dict)),
+        ) if not good
+    ]  # fmt: skip
+    if problems:
+        raise ModelFileError(f"{str(file)!r} has bad or missing fields ({', '.join(problems)}): it is damaged; {fix}")
     return state
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _files(spec: RunSpec, path: Path) -> dict[str, Path]:
+    """The files a checkpoint of ``spec`` must hold beside ``run.json``."""
+    names = [AGENT]
+    if issubclass(ALGOS[parse_algo(spec.algo)[0]], OffPolicyAlgorithm):
+        names.append(REPLAY)
+    if parse_algo(spec.algo)[1]:
+        names.append(DYNA)
+    return {name: path / name for name in names}
+
+
+def _verify_files(spec: RunSpec, path: Path) -> None:
+    """Every file of the checkpoint is there and reads as what it is (CRC-checked, ``weights_only``)."""
+    for name, file in _files(spec, path).items():
+        if not file.is_file():
+            raise ModelFileError(f"the run checkpoint {str(path)!r} lacks its {name}; remove the folder to start the "
+                                 "run over")  # fmt: skip
+        if name == DYNA:
+            load_torch_file(file, DYNA_FORMAT, DYNA_FORMAT_VERSION, "DynaCallback state")
+        else:
+            load_torch_file(file, f"{FORMAT}/{name.split('.')[0]}", FORMAT_VERSION, "dream-envs run checkpoint")
 
 
 def check_checkpoints(root: str | Path, specs: list[RunSpec]) -> dict[tuple[str, str, int], int]:
@@ -107,15 +168,18 @@ def check_checkpoints(root: str | Path, specs: list[RunSpec]) -> dict[tuple[str,
             continue
         state = _read_state(path)
         _check_settings(path, state, spec)
+        try:
+            _verify_files(spec, path)
+        except ModelFileError as error:
+            raise ModelFileError(f"{error}; remove the folder {str(path)!r} to start the run over") from None
         resuming[spec.key] = int(state["real_steps"])
     return resuming
 
 
 def _check_settings(path: Path, state: dict[str, Any], spec: RunSpec) -> None:
-    wanted, saved = spec.settings(), state.get("settings", {})
-    differ = [k for k in wanted if saved.get(k) != wanted[k]]
-    if differ:
-        details = "; ".join(f"{k}: saved {saved.get(k)!r}, asked {wanted[k]!r}" for k in differ)
+    wanted, saved = spec.settings(), state["settings"]
+    if any(saved.get(k) != wanted[k] for k in wanted):
+        details = settings_differences({k: saved.get(k) for k in wanted}, wanted, "saved")
         raise ValueError(f"{str(path)!r} holds a part-done {spec.env_id} {spec.algo} seed {spec.seed} run with other "
                          f"settings ({details}). Use another --out, the same settings to resume, or remove the "
                          "folder to start it over")  # fmt: skip
@@ -220,24 +284,25 @@ def load_run(
     state = _read_state(path)
     _check_settings(path, state, spec)
     what = "dream-envs run checkpoint"
+    for name, file in _files(spec, path).items():
+        if not file.is_file():
+            raise ModelFileError(f"the run checkpoint {str(path)!r} lacks its {name}; remove the folder to start the "
+                                 "run over")  # fmt: skip
     try:
         _restore_agent(agent, load_torch_file(path / AGENT, FORMAT + "/agent", FORMAT_VERSION, what))
         if isinstance(agent, OffPolicyAlgorithm):
             _restore_replay(agent, load_torch_file(path / REPLAY, FORMAT + "/replay", FORMAT_VERSION, what))
-        dyna = DynaCallback.load(path / DYNA, device=agent.device) if (path / DYNA).is_file() else None
+        dyna = DynaCallback.load(path / DYNA, device=agent.device) if parse_algo(spec.algo)[1] else None
         saved = state["check"]
         check.curve = [(int(s), float(r)) for s, r in saved["curve"]]
         check.hit, check.stayed, check._next = saved["hit"], saved["stayed"], int(saved["next"])
         _eval_rng(check).bit_generator.state = saved["eval_rng"]
-    except (KeyError, TypeError, ValueError, RuntimeError, FileNotFoundError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, ModelFileError):
             raise ModelFileError(f"{error}; remove the folder {str(path)!r} to start the run over") from None
         raise ModelFileError(f"the run checkpoint {str(path)!r} does not fit {spec.env_id} {spec.algo} seed "
                              f"{spec.seed} ({type(error).__name__}: {error}); remove the folder to start the run "
                              "over") from None  # fmt: skip
-    if dyna is None and parse_algo(spec.algo)[1]:
-        raise ModelFileError(f"the run checkpoint {str(path)!r} of {spec.algo} holds no DynaCallback state; remove "
-                             "the folder to start the run over")  # fmt: skip
     return dyna, float(state["wall_seconds"]), [*state["resumed_at"], int(state["real_steps"])]
 
 

@@ -72,7 +72,8 @@ class RunSpec:
     :param checkpoint_dir: a results dir whose ``checkpoints/`` folder keeps the run's state every
         ``checkpoint_seconds`` of training, and from which a part-done run goes on (:mod:`sb3_plugins.benchmark.resume`;
         stock SB3 agents and their ``+dyna`` variants), or None; no setting of the run either
-    :param checkpoint_seconds: training seconds between checkpoints (at the first check after them; 0: every check)
+    :param checkpoint_seconds: training seconds between checkpoints (at the first check after them; 0: every check;
+        ``math.inf``: none written, an existing one still resumed)
 
     Example::
 
