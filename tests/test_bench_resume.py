@@ -59,16 +59,19 @@ def interrupted(spec: RunSpec, at: int) -> None:
 )
 def test_a_run_stopped_part_way_goes_on_from_its_last_checkpoint(env_id, algo, tmp_path):
     spec = spec_of(env_id, algo, tmp_path)
-    interrupted(spec, at=500)
+    interrupted(spec, at=700)
     folder = checkpoint_folder(tmp_path, spec)
     saved = json.loads((folder / "run.json").read_text())
-    assert saved["real_steps"] >= 400 and len(saved["check"]["curve"]) == 2  # the checks at 200 and 400
+    # saved when the first rollout after the check at 400 started (SAC: at once; DQN and PPO: at 512)
+    assert saved["real_steps"] >= 400 and [s for s, _ in saved["check"]["curve"]] == [200, 400, 600][
+        : len(saved["check"]["curve"])] and len(saved["check"]["curve"]) >= 2  # fmt: skip
     assert check_checkpoints(tmp_path, [spec]) == {spec.key: saved["real_steps"]}
     record = run_one(spec)
     assert record["resumed_at"] == [saved["real_steps"]]
     # the checks before the stop are kept as they were; the run goes on to its budget from there
-    assert record["curve"][:2] == saved["check"]["curve"]
-    assert [steps for steps, _ in record["curve"]] == [200, 400, 600, 800]
+    assert record["curve"][: len(saved["check"]["curve"])] == saved["check"]["curve"]
+    # a check every 200 real steps to the end (the last rollout may go past the budget, as in a run never stopped)
+    assert [steps for steps, _ in record["curve"]] == list(range(200, record["real_steps"] + 1, 200))
     assert record["real_steps"] >= spec.budget
     assert record["wall_seconds"] >= saved["wall_seconds"]  # both pieces' training time
     if algo.endswith("+dyna"):
@@ -81,7 +84,7 @@ def test_a_restored_run_is_the_saved_one_networks_optimisers_replay_model_and_ch
     check = _check(spec, float("inf"))
     saver = RunCheckpoint(checkpoint_folder(tmp_path, spec), spec, check, dyna, every_seconds=0)
     agent.learn(450, callback=[dyna, check, saver])
-    assert saver.saves == 2  # at the checks of 200 and 400 real steps
+    assert saver.saves == 2  # after the checks of 200 and 400 real steps (SAC's rollouts are 1 step long)
     saver.save()  # and now, at 450 steps: a fresh restore must give this state back
     old_agent, old_dyna = agent, dyna
     numpy_state = np.random.get_state()[1].copy()
@@ -126,14 +129,15 @@ def _equal(a, b) -> bool:
 
 def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_named_before_training(tmp_path):
     spec = spec_of("CartPole-v1", "dqn", tmp_path)
-    interrupted(spec, at=500)
+    interrupted(spec, at=700)
     folder = checkpoint_folder(tmp_path, spec)
+    steps = json.loads((folder / "run.json").read_text())["real_steps"]
     with pytest.raises(ValueError, match=r"part-done CartPole-v1 dqn seed 0 run with other settings \(budget: saved "
                                          r"800, asked 900\)"):  # fmt: skip
         check_checkpoints(tmp_path, [dataclasses.replace(spec, budget=900)])
     # a save cut between its two renames leaves the previous checkpoint, under .old: it is used
     folder.rename(folder.with_name(folder.name + ".old"))
-    assert check_checkpoints(tmp_path, [spec]) == {spec.key: 400}
+    assert check_checkpoints(tmp_path, [spec]) == {spec.key: steps}
     old = folder.with_name(folder.name + ".old")
     agent_file = (old / "agent.pt").read_bytes()
     (old / "agent.pt").write_bytes(agent_file[:100])
@@ -164,11 +168,11 @@ def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_named_before_trainin
 
 def test_a_save_cut_after_its_last_file_resumes_from_the_newest_state(tmp_path):
     spec = spec_of("CartPole-v1", "dqn", tmp_path)
-    interrupted(spec, at=700)  # checkpoints at 200, 400 and 600 real steps
+    interrupted(spec, at=700)  # checkpoints at 256 and 512 real steps (DQN's 256-step rollouts)
     folder = checkpoint_folder(tmp_path, spec)
-    # as if the save at 600 were cut after writing .partial whole, with the 400 one renamed to .old
+    # as if the save at 512 were cut after writing .partial whole, with the 256 one renamed to .old
     folder.rename(folder.with_name(folder.name + ".partial"))
-    assert check_checkpoints(tmp_path, [spec]) == {spec.key: 600}
+    assert check_checkpoints(tmp_path, [spec]) == {spec.key: 512}
 
 
 def test_hyperparameters_that_differ_are_named_down_to_the_key(tmp_path):
@@ -190,12 +194,12 @@ def test_bench_goes_on_with_a_part_done_run_and_removes_its_checkpoint_once_reco
             "--eval-episodes", "2", "--keep-training", "--n-jobs", "1", "--no-progress", "--device", "cpu"]  # fmt: skip
     # the run bench plans, stopped part-way with a checkpoint at every check
     (spec,) = plan_runs("CartPole-v1", ["dqn"], 1, 800, None, 200, 2, "cpu", stop_at_threshold=False)
-    interrupted(dataclasses.replace(spec, checkpoint_dir=str(tmp_path), checkpoint_seconds=0), at=500)
+    interrupted(dataclasses.replace(spec, checkpoint_dir=str(tmp_path), checkpoint_seconds=0), at=700)
     completed = bench(*args, "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr
-    assert "dqn seed 0 goes on from its checkpoint at 400 real steps" in completed.stdout
+    assert "dqn seed 0 goes on from its checkpoint at 512 real steps" in completed.stdout
     record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[0])
-    assert record["resumed_at"] == [400] and record["real_steps"] >= 800
+    assert record["resumed_at"] == [512] and record["real_steps"] >= 800
     assert not checkpoint_folder(tmp_path, spec).exists()
     # a checkpoint left behind by a run that was recorded (stopped between the two) goes at the next call
     checkpoint_folder(tmp_path, spec).mkdir(parents=True)
@@ -203,10 +207,10 @@ def test_bench_goes_on_with_a_part_done_run_and_removes_its_checkpoint_once_reco
     assert again.returncode == 0 and "1 already in" in " ".join(again.stdout.split())
     assert not checkpoint_folder(tmp_path, spec).exists()
     # --checkpoint-minutes 0 writes none, and still goes on from an existing one (it used to drop it)
-    interrupted(dataclasses.replace(spec, checkpoint_dir=str(tmp_path / "zero"), checkpoint_seconds=0), at=500)
+    interrupted(dataclasses.replace(spec, checkpoint_dir=str(tmp_path / "zero"), checkpoint_seconds=0), at=700)
     zero = bench(*args, "--out", str(tmp_path / "zero"), "--checkpoint-minutes", "0")
     assert zero.returncode == 0, zero.stderr
-    assert json.loads((tmp_path / "zero" / "results.jsonl").read_text())["resumed_at"] == [400]
+    assert json.loads((tmp_path / "zero" / "results.jsonl").read_text())["resumed_at"] == [512]
     fresh = bench(*args, "--out", str(tmp_path / "fresh"), "--checkpoint-minutes", "0")
     assert fresh.returncode == 0 and not (tmp_path / "fresh" / "checkpoints").exists()
     refused = bench(*args, "--out", str(tmp_path / "other"), "--checkpoint-minutes", "-1")

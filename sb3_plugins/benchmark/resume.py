@@ -2,17 +2,16 @@
 its last checkpoint when the same ``dream-envs bench`` command runs again, instead of starting over.
 
 A MuJoCo ``+dyna`` run takes an hour or more on one core; ``results.jsonl`` only keeps finished runs. So every
-``checkpoint_seconds`` of a run's training (at the first check after that), the run's whole state goes into
+``checkpoint_seconds`` of a run's training (between two rollouts after the next check), the run's whole state goes into
 ``<out>/checkpoints/<env>_<algo>_seed<seed>/``, in safe files only (``weights_only`` torch files and JSON, no
 pickle): the agent's networks, optimisers and counters, its replay buffer, the DynaCallback's state (model, real
 and imagined transitions, generators), the check's curve and evaluation env, the global random generators, and the
 training wall time so far. A finished run's record says where it was resumed (``resumed_at``), and its folder is
 removed once the record is written.
 
-A resumed run is not bit-identical to one that never stopped: the real env starts a new episode (an env's
-simulator state is not saved), the real step taken at the checkpoint is not in the replay buffer (SB3 stores a
-step's transition after the callbacks have seen it), and an on-policy agent starts a new rollout. The time spent
-writing checkpoints is not counted in the run's ``wall_seconds``.
+A save is made between two of the agent's rollouts, so every step collected is in the replay buffer and trained
+on. A resumed run is still not bit-identical to one that never stopped: the real env starts a new episode (an env's
+simulator state is not saved). The time spent writing checkpoints is not counted in the run's ``wall_seconds``.
 """
 
 from __future__ import annotations
@@ -186,8 +185,9 @@ def _check_settings(path: Path, state: dict[str, Any], spec: RunSpec) -> None:
 
 
 class RunCheckpoint(BaseCallback):
-    """Saves the run (see the module) at the first check after every ``every_seconds`` of training; place it after
-    the run's :class:`~sb3_plugins.RealStepsToThreshold` (and its DynaCallback) in the callback list.
+    """Saves the run (see the module) once ``every_seconds`` of training have passed, at the start of the agent's
+    first rollout after the next check (its updates on the steps it collected are done); place it after the run's
+    :class:`~sb3_plugins.RealStepsToThreshold` (and its DynaCallback) in the callback list.
 
     :param folder: the run's checkpoint folder (:func:`checkpoint_folder`)
     :param spec: the run
@@ -207,7 +207,7 @@ class RunCheckpoint(BaseCallback):
         spec = RunSpec("CartPole-v1", "dqn", seed=0, budget=300, threshold=None, eval_every=200, eval_episodes=1,
                        hyperparams=hyperparams_for("CartPole-v1", "dqn"), device="cpu", checkpoint_dir=out,
                        checkpoint_seconds=0)
-        record = run_one(spec)  # run_one places a RunCheckpoint after the check: saved at 200 real steps
+        record = run_one(spec)  # after the check at 200, saved when DQN's next 256-step rollout starts
         print(sorted(p.name for p in checkpoint_folder(out, spec).iterdir()), record["resumed_at"])
     """
 
@@ -222,22 +222,29 @@ class RunCheckpoint(BaseCallback):
         self._checks = len(check.curve)
         self._started = time.perf_counter()
         self._last_save = self._started
+        self._due = False  # a check found a save due: it is made when the next rollout starts
 
     def training_seconds(self) -> float:
         """The run's training wall time so far, all its pieces, without the time spent saving."""
         return self.wall_before + time.perf_counter() - self._started - self.save_seconds
 
     def _on_step(self) -> bool:
-        if len(self.check.curve) == self._checks:
-            return True
-        self._checks = len(self.check.curve)
-        ending = (self.check.stop and self.check.stayed is not None) or self.num_timesteps >= self.spec.budget
-        now = time.perf_counter()
-        if not ending and now - self._last_save >= self.every_seconds:
-            self.save()
-            self._last_save = time.perf_counter()
-            self.save_seconds += self._last_save - now
+        if len(self.check.curve) != self._checks:  # a check was just made
+            self._checks = len(self.check.curve)
+            self._due = self._due or time.perf_counter() - self._last_save >= self.every_seconds
         return True
+
+    def _on_rollout_start(self) -> None:
+        # Saved between rollouts: the agent has trained on every step it collected and stored each in its replay
+        # buffer (mid-rollout, an on-policy agent's part-collected rollout and SB3's not-yet-stored transition of
+        # the current step would be lost). A run that ends at its check collects no further rollout.
+        if not self._due:
+            return
+        self._due = False
+        started = time.perf_counter()
+        self.save()
+        self._last_save = time.perf_counter()
+        self.save_seconds += self._last_save - started
 
     def save(self) -> Path:
         """Write the checkpoint: into a ``.partial`` folder, then swapped in by renames (the previous one stays
