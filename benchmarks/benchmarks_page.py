@@ -33,7 +33,7 @@ COMMANDS = [
     # gymnasium's MuJoCo (pip install ".[mujoco]")
     ["bench", "--env", "InvertedPendulum-v5", "--algos", "sac", "sac+dyna", "--seeds", "5", "--out", OUT],
     ["bench", "--env", "MountainCarContinuous-v0", "--algos", "sac", "sac+dyna", "--seeds", "5", "--out", OUT],
-    # stock: 5 seeds; +dyna: 1 so far (a +dyna run takes about 20 minutes on one core), the issue asks for 5
+    # stock: 5 seeds; +dyna: 2 so far (a +dyna run takes 15-20 minutes on one core), the issue asks for 5
     ["bench", "--env", "InvertedDoublePendulum-v5", "--algos", "sac", "sac+dyna", "--seeds", "5", "--out", OUT],
     # Reacher and HalfCheetah compare returns at a number of real steps: full curves (--keep-training), 1 seed so far
     [
@@ -153,8 +153,8 @@ NOTES = """\
   to run when this page was written (`python benchmarks/benchmarks_page.py` runs them; a stopped run goes on from
   its checkpoint), so the targets table judges this row on 1 seed of the 3 the issue asks for.
 - InvertedDoublePendulum-v5: stock SAC seeds 1-4 added (commit 04e14fa): it stays solved at 13,000, 11,000,
-  11,000 and 13,000 real steps (seed 0: 15,000), so its median is 13,000. The +dyna seeds 1-4 were still running
-  when this page was written; the row's +dyna figure is seed 0's (4,000).
+  11,000 and 13,000 real steps (seed 0: 15,000), so its median is 13,000. SAC + `DynaCallback()` seed 1 stays
+  solved at 3,000 (839 s; seed 0: 4,000 in 1,272 s); seeds 2-4 were still running when this page was written.
 - InvertedPendulum-v5, 5 seeds (seeds 2-4 added on commit 3ea4248, one run at a time beside a HalfCheetah run):
   SAC + `DynaCallback()` stays solved at 2,500, 2,000, 2,000, 2,500 and 2,000 real steps (median 2,000; issue
   14 asks for <= 1,500), stock SAC at 6,000, 12,500, 14,500, 13,000 and 13,500. Seeds 2-4, side by side: 638, 637
