@@ -97,7 +97,7 @@ def _complete(folder: Path) -> Path | None:
 def _read_state(path: Path) -> dict[str, Any]:
     """``run.json``, every field checked, so that a damaged file names itself here and not as a bare error later."""
     file = path / STATE
-    fix = f"remove the folder {str(path)!r} to start the run over"
+    fix = _start_over(path)
     try:
         state = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -140,12 +140,19 @@ def _files(spec: RunSpec, path: Path) -> dict[str, Path]:
     return {name: path / name for name in names}
 
 
-def _verify_files(spec: RunSpec, path: Path) -> None:
-    """Every file of the checkpoint is there and reads as what it is (CRC-checked, ``weights_only``)."""
+def _start_over(path: Path) -> str:
+    return f"remove the folder {str(path)!r} to start the run over"
+
+
+def _require_files(spec: RunSpec, path: Path) -> None:
     for name, file in _files(spec, path).items():
         if not file.is_file():
-            raise ModelFileError(f"the run checkpoint {str(path)!r} lacks its {name}; remove the folder to start the "
-                                 "run over")  # fmt: skip
+            raise ModelFileError(f"the run checkpoint {str(path)!r} lacks its {name}; {_start_over(path)}")
+
+
+def _verify_files(spec: RunSpec, path: Path) -> None:
+    """Every file of the checkpoint reads as what it is (CRC-checked, ``weights_only``)."""
+    for name, file in _files(spec, path).items():
         if name == DYNA:
             load_torch_file(file, DYNA_FORMAT, DYNA_FORMAT_VERSION, "DynaCallback state")
         else:
@@ -167,10 +174,11 @@ def check_checkpoints(root: str | Path, specs: list[RunSpec]) -> dict[tuple[str,
             continue
         state = _read_state(path)
         _check_settings(path, state, spec)
+        _require_files(spec, path)
         try:
             _verify_files(spec, path)
         except ModelFileError as error:
-            raise ModelFileError(f"{error}; remove the folder {str(path)!r} to start the run over") from None
+            raise ModelFileError(f"{error}; {_start_over(path)}") from None
         resuming[spec.key] = int(state["real_steps"])
     return resuming
 
@@ -291,10 +299,7 @@ def load_run(
     state = _read_state(path)
     _check_settings(path, state, spec)
     what = "dream-envs run checkpoint"
-    for name, file in _files(spec, path).items():
-        if not file.is_file():
-            raise ModelFileError(f"the run checkpoint {str(path)!r} lacks its {name}; remove the folder to start the "
-                                 "run over")  # fmt: skip
+    _require_files(spec, path)
     try:
         _restore_agent(agent, load_torch_file(path / AGENT, FORMAT + "/agent", FORMAT_VERSION, what))
         if isinstance(agent, OffPolicyAlgorithm):
@@ -306,7 +311,7 @@ def load_run(
         _eval_rng(check).bit_generator.state = saved["eval_rng"]
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         if isinstance(error, ModelFileError):
-            raise ModelFileError(f"{error}; remove the folder {str(path)!r} to start the run over") from None
+            raise ModelFileError(f"{error}; {_start_over(path)}") from None
         raise ModelFileError(f"the run checkpoint {str(path)!r} does not fit {spec.env_id} {spec.algo} seed "
                              f"{spec.seed} ({type(error).__name__}: {error}); remove the folder to start the run "
                              "over") from None  # fmt: skip
@@ -319,7 +324,7 @@ def _eval_rng(check: RealStepsToThreshold) -> np.random.Generator:
 
 
 def _agent_payload(agent: BaseAlgorithm) -> dict[str, Any]:
-    names, variables = agent._get_torch_save_params()
+    _, variables = agent._get_torch_save_params()
     return {
         "format": FORMAT + "/agent", "format_version": FORMAT_VERSION,
         "parameters": agent.get_parameters(),

@@ -260,8 +260,7 @@ def _resume(
     restored = load_run(folder, spec, agent, check)
     wall_before, resumed_at = 0.0, []
     if restored is not None:
-        restored_dyna, wall_before, resumed_at = restored
-        dyna = restored_dyna if dyna is not None else None
+        dyna, wall_before, resumed_at = restored  # load_run gives a DynaCallback exactly for a +dyna run
         # the real env starts a new episode (its simulator state was not saved), from a seed of its own
         agent.get_env().seed(seed_int(spec.seed, stream=len(resumed_at)))
     return RunCheckpoint(folder, spec, check, dyna, spec.checkpoint_seconds, wall_before, resumed_at), dyna, resumed_at
