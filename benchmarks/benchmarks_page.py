@@ -6,7 +6,7 @@
 The protocol is the yardstick's (../shared/yardstick): 10 deterministic episodes of a fresh real env every 250 real
 steps (200 on Pendulum); a run's figures are the real-step counts of its first passing check and of the first passing
 check that the next 2 confirm ("solved and stays solved"); 5 seeds; the stock agent runs with rl-zoo's
-hyperparameters in the same grid. The page adds the targets of the DynaCallback and MuZero issues (first pass).
+hyperparameters in the same grid. The page adds the targets of the DynaCallback and MPCAgent issue (14) and of MuZero (first pass).
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ COMMANDS = [
     ["bench", "--env", "HalfCheetah-v5", "--algos", "sac", "sac+dyna", "--seeds", "3", "--keep-training", "--out", OUT],
     # dream-envs' own agents, 3 seeds as their issue asks, in the same results as the stock agents above.
     ["bench", "--env", "CartPole-v1", "--algos", "muzero", "world-models", "--seeds", "3", "--out", OUT],
+    # MPCAgent(env) with no arguments (issue 14's mpc rows), checked after each refit (every 200 real steps)
+    ["bench", "--env", "CartPole-v1", "--algos", "mpc", "--seeds", "5", "--out", OUT],
+    ["bench", "--env", "Pendulum-v1", "--algos", "mpc", "--seeds", "5", "--out", OUT],
+    ["bench", "--env", "InvertedPendulum-v5", "--algos", "mpc", "--seeds", "5", "--out", OUT],
 ]
 # The issues' targets: the metric ("stay_": solved and stays solved; "": first pass), median real steps, and the
 # worst seed where it sets one. Issue 14's are DynaCallback() with no arguments on the stock rows.
@@ -66,6 +70,10 @@ TARGETS = {
     ("InvertedPendulum-v5", "sac+dyna"): ("stay_", 1500, None),
     ("MountainCarContinuous-v0", "sac+dyna"): ("stay_", 3000, None),
     ("InvertedDoublePendulum-v5", "sac+dyna"): ("stay_", 6000, None),
+    # and MPCAgent(env) with no arguments
+    ("CartPole-v1", "mpc"): ("stay_", 400, None),
+    ("Pendulum-v1", "mpc"): ("stay_", 400, None),
+    ("InvertedPendulum-v5", "mpc"): ("stay_", 1000, None),
     # MuZero's issue: >= 475 within 20,000 real steps, every seed.
     ("CartPole-v1", "muzero"): ("", 20_000, 20_000),
 }
@@ -186,7 +194,7 @@ NOTES = """\
 
 def _targets(records: list[dict]) -> list[str]:
     rows = {(r["env"], r["algo"]): r for r in summarize(records)}
-    lines = ["## Targets: DynaCallback() with no arguments (issue 14) and MuZero (first pass)",
+    lines = ["## Targets: DynaCallback() and MPCAgent() with no arguments (issue 14), and MuZero (first pass)",
              "", "| env | agent | metric | target: median (worst seed) | measured: median (worst seed) | seeds | "
              "met |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for (env, algo), (prefix, median, worst) in TARGETS.items():
@@ -245,7 +253,7 @@ def write_page(path: Path = ROOT / "docs" / "benchmarks.md") -> None:
     summary = (ROOT / OUT / "summary.md").read_text()
     body = summary[summary.index("Real steps are") :].replace("](curves.png)", "](benchmarks/curves.png)")
     lines = [
-        "# Benchmarks: real steps to solve, stock SB3 agents vs + DynaCallback, MuZero and World Models",
+        "# Benchmarks: real steps to solve, stock SB3 agents vs + DynaCallback, MPCAgent, MuZero and World Models",
         "",
         "Made on the project's 2-core CPU machine (each run on 1 torch thread, 2 runs at a time) by",
         "`python benchmarks/benchmarks_page.py`, which runs exactly these commands and then this page's targets table:",

@@ -48,16 +48,16 @@ def _parser() -> argparse.ArgumentParser:
                                 "passing checks in a row), tables and plots.")  # fmt: skip
     bench.add_argument("--env", default="CartPole-v1", help="any registered gymnasium id (default CartPole-v1), or "
                        "'your_module:YourEnv-v0' to import the module that registers it first")  # fmt: skip
-    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna, and dream-envs' own muzero "
-                       "and world-models (default: ppo ppo+dyna for Discrete actions, sac sac+dyna for "
-                       "Box)")  # fmt: skip
+    bench.add_argument("--algos", nargs="+", help="e.g. ppo ppo+dyna dqn dqn+dyna, and dream-envs' own muzero, "
+                       "world-models and mpc (MPCAgent(env), PETS) (default: ppo ppo+dyna for Discrete actions, "
+                       "sac sac+dyna for Box)")  # fmt: skip
     bench.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default 5; --quick {QUICK['seeds']})")
     bench.add_argument("--budget", type=int, help="real steps per run (default: per env, lower for +dyna, 20,000 for "
-                       "muzero and world-models)")  # fmt: skip
+                       "muzero and world-models, 1,000-3,000 for mpc)")  # fmt: skip
     bench.add_argument("--threshold", type=float, help="mean return that counts as solved (default: the env "
                        "spec's reward_threshold, or a known one such as Pendulum-v1's -200)")  # fmt: skip
     bench.add_argument("--eval-every", type=int, help="real steps between checks (default: per env; "
-                       "1,000 for muzero and world-models)")  # fmt: skip
+                       "1,000 for muzero and world-models, 200 for mpc)")  # fmt: skip
     bench.add_argument("--eval-episodes", type=int, help="deterministic real episodes per check (default 10)")
     bench.add_argument("--n-jobs", type=int, default=_cores(), help="runs at once (default: the CPU cores); a run "
                        "that fails is reported at the end, after the others ran")  # fmt: skip

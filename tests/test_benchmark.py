@@ -27,6 +27,7 @@ from sb3_plugins.benchmark import (
     summarize,
     write_report,
 )
+from sb3_plugins.benchmark.hyperparams import is_own_agent
 from sb3_plugins.benchmark.report import _median_curve
 from sb3_plugins.cli import _parser
 
@@ -195,6 +196,38 @@ def test_a_world_models_run_checks_on_pixels():
     with pytest.raises(ValueError, match="WorldModels rejected the agent settings.*tau"):
         plan_runs("CartPole-v1", ["world-models"], seeds=1, device="cpu",
                   overrides={"*": {"world-models": {"agent": {"tau": -1}}}})  # fmt: skip
+
+
+def test_the_mpc_row_is_mpcagent_with_no_arguments_checked_after_each_refit():
+    assert parse_algo("mpc") == ("mpc", False) and is_own_agent("mpc")
+    with pytest.raises(ValueError, match="mpc is model-based already"):
+        parse_algo("mpc+dyna")
+    specs = plan_runs("Pendulum-v1", ["sac", "mpc"], seeds=2, device="cpu")
+    assert [(s.algo, s.budget, s.eval_every) for s in specs] == [("sac", 10_000, 200)] * 2 + [("mpc", 1_000, 200)] * 2
+    assert specs[-1].hyperparams == {"n_envs": 1, "agent": {}, "dyna": None}  # MPCAgent(env): its defaults
+    # an env outside the table gets the generic MPC budget; --budget and --eval-every still rule
+    assert plan_runs("MountainCarContinuous-v0", ["mpc"], seeds=1, device="cpu")[0].budget == 3_000
+    spec = plan_runs("CartPole-v1", ["mpc"], seeds=1, budget=600, eval_every=300, device="cpu")[0]
+    assert (spec.budget, spec.eval_every) == (600, 300)
+    with pytest.raises(ValueError, match="MPCAgent rejected the agent settings.*horizon"):
+        plan_runs("CartPole-v1", ["mpc"], seeds=1, device="cpu", overrides={"*": {"mpc": {"agent": {"horizon": 0}}}})
+
+
+def test_an_mpc_run_records_like_any_other():
+    tiny = {"n_envs": 1, "agent": {"horizon": 3, "population": 16, "iterations": 1, "particles": 5,
+                                   "learning_starts": 20, "train_freq": 20, "terminal_value": False,
+                                   "ensemble_kwargs": {"hidden_sizes": [8, 8]}, "fit_kwargs": {"max_epochs": 2}},
+            "dyna": None}  # fmt: skip
+    spec = RunSpec("Pendulum-v1", "mpc", 0, budget=40, threshold=-200.0, eval_every=20, eval_episodes=2,
+                   hyperparams=tiny, device="cpu")  # fmt: skip
+    record = run_one(spec)
+    assert record["real_steps"] == 40 and [c[0] for c in record["curve"]] == [20, 40]
+    assert record["reward_termination"] == "learned" and record["imagined_steps"] == 0
+    assert record["hyperparameters"]["agent"]["horizon"] == 3
+    known = {**tiny, "agent": {**tiny["agent"], "reward_fn": "known"}}
+    record = run_one(RunSpec("Pendulum-v1", "mpc", 0, budget=20, threshold=-200.0, eval_every=20, eval_episodes=1,
+                             hyperparams=known, device="cpu"))  # fmt: skip
+    assert record["reward_termination"] == "given"
 
 
 # ---------------------------------------------------------------- results folder

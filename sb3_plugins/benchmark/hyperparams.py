@@ -22,12 +22,13 @@ from dream_envs.agents.muzero.agent import DEFAULT_SELF_PLAY_ENVS
 from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["ENV_DEFAULTS", "OWN_AGENTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for",
-           "is_own_agent", "load_overrides", "parse_algo"]  # fmt: skip
+           "is_own_agent", "load_overrides", "own_eval_every", "parse_algo"]  # fmt: skip
 
 DYNA_SUFFIX = "+dyna"
 # dream-envs' own model-based agents, which the benchmark runs beside SB3's: benchmark name -> class in
-# dream_envs.agents. They take an env id, not a policy string, and their settings are constructor arguments.
-OWN_AGENTS = {"muzero": "MuZero", "world-models": "WorldModels"}
+# dream_envs.agents. They take an env id, not a policy string, and their settings are constructor arguments
+# ("mpc" is MPCAgent(env) with no arguments, PETS with the terminal value: issue 14's mpc row).
+OWN_AGENTS = {"muzero": "MuZero", "world-models": "WorldModels", "mpc": "MPCAgent"}
 _DISCRETE_ONLY = {"dqn", "muzero"}
 _BOX_ONLY = {"sac", "td3"}
 
@@ -35,23 +36,30 @@ _BOX_ONLY = {"sac", "td3"}
 # the default budget of the +dyna variants: they stop once solved and stayed solved, but one that never passes
 # would otherwise dream through the stock agent's whole budget.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250, "own_budget": 20_000},
+    "CartPole-v1": {"budget": 30_000, "dyna_budget": 5_000, "eval_every": 250, "own_budget": 20_000,
+                    "mpc_budget": 1_000},
     "Acrobot-v1": {"budget": 150_000, "dyna_budget": 5_000, "eval_every": 250},
-    "Pendulum-v1": {"threshold": -200.0, "budget": 10_000, "dyna_budget": 3_000, "eval_every": 200},
+    "Pendulum-v1": {"threshold": -200.0, "budget": 10_000, "dyna_budget": 3_000, "eval_every": 200,
+                    "mpc_budget": 1_000},
     "MountainCarContinuous-v0": {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000},
     # gymnasium's MuJoCo suite (pip install ".[mujoco]"): thresholds are the specs' (InvertedPendulum 950,
     # InvertedDoublePendulum 9,100, Reacher -3.75, HalfCheetah 4,800). Reacher's and HalfCheetah's comparisons are
     # returns at a fixed number of real steps (--keep-training), so their +dyna budget is the stock one.
-    "InvertedPendulum-v5": {"budget": 20_000, "dyna_budget": 5_000, "eval_every": 500},
+    "InvertedPendulum-v5": {"budget": 20_000, "dyna_budget": 5_000, "eval_every": 500, "mpc_budget": 2_000},
     "InvertedDoublePendulum-v5": {"budget": 50_000, "dyna_budget": 15_000, "eval_every": 1_000},
     "Reacher-v5": {"budget": 20_000, "dyna_budget": 20_000, "eval_every": 1_000},
     "HalfCheetah-v5": {"budget": 30_000, "dyna_budget": 30_000, "eval_every": 5_000},
 }
-_GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000}
+_GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000,
+                "mpc_budget": 3_000}
 # "own_budget" is the default budget of dream-envs' own agents (MuZero, World Models): their targets are stated
 # within 20,000 real steps. Their checks run every OWN_EVAL_EVERY real steps (a search per action, or rendering
 # every frame, makes a check cost seconds), unless --eval-every says otherwise.
 OWN_EVAL_EVERY = 1_000
+# MPCAgent's targets are hundreds of real steps, and each of its actions is a planning run (0.05-0.1 s on one core,
+# plus a value fit per refit), so it has a budget of its own ("mpc_budget") and is checked after each refit: every
+# MPC_EVAL_EVERY real steps, MPCAgent's default train_freq.
+MPC_EVAL_EVERY = 200
 
 # Hyperparameters is a dict with "n_envs", "agent" (keyword arguments of the SB3 class) and, for +dyna, "dyna"
 # (keyword arguments of DynaCallback). Two keys of "agent" are the benchmark's own, because rl-zoo states them
@@ -122,8 +130,21 @@ def parse_algo(name: str) -> tuple[str, bool]:
 
 
 def is_own_agent(algo: str) -> bool:
-    """Whether ``algo`` names one of dream-envs' own agents (MuZero, World Models) rather than an SB3 algorithm."""
+    """Whether ``algo`` names one of dream-envs' own agents (MuZero, World Models, MPC) rather than an SB3 algorithm."""
     return parse_algo(algo)[0] in OWN_AGENTS
+
+
+def own_eval_every(algo: str) -> int:
+    """The default check interval (real steps) of one of dream-envs' own agents."""
+    return MPC_EVAL_EVERY if parse_algo(algo)[0] == "mpc" else OWN_EVAL_EVERY
+
+
+def default_budget(algo: str, defaults: dict[str, Any]) -> int:
+    """A run's default budget (real steps) from :func:`env_defaults`: the stock, ``+dyna``, MPC or own agents' one."""
+    base, dyna = parse_algo(algo)
+    if base == "mpc":
+        return defaults["mpc_budget"]
+    return defaults["own_budget" if base in OWN_AGENTS else "dyna_budget" if dyna else "budget"]
 
 
 def algorithm_class(name: str) -> type:

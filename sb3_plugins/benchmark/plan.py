@@ -12,7 +12,14 @@ from gymnasium import spaces
 
 from dream_envs.checks import check_int
 from dream_envs.device import resolve_device
-from sb3_plugins.benchmark.hyperparams import OWN_EVAL_EVERY, env_defaults, hyperparams_for, is_own_agent, parse_algo
+from sb3_plugins.benchmark.hyperparams import (
+    default_budget,
+    env_defaults,
+    hyperparams_for,
+    is_own_agent,
+    own_eval_every,
+    parse_algo,
+)
 from sb3_plugins.benchmark.runner import RunSpec, build_agent
 
 __all__ = ["QUICK", "default_algos", "plan_runs"]
@@ -46,13 +53,13 @@ def plan_runs(
     a ``ValueError`` naming the value, before anything trains. ``None`` means the env's default (or --quick's).
 
     :param env_id: any registered gymnasium id
-    :param algos: stock SB3 algorithms, their ``+dyna`` variants, and dream-envs' own ``muzero`` and
-        ``world-models``; default :func:`default_algos`
+    :param algos: stock SB3 algorithms, their ``+dyna`` variants, and dream-envs' own ``muzero``,
+        ``world-models`` and ``mpc`` (``MPCAgent(env)``); default :func:`default_algos`
     :param seeds: number of seeds, 0..seeds-1 (default 5)
     :param budget: real steps per run (default: per env, lower for +dyna, see ``ENV_DEFAULTS``)
     :param threshold: mean return that counts as solved (default: the spec's ``reward_threshold``, else the table's)
     :param eval_every: real steps between checks (default: the env's; 1,000 for MuZero and World Models, whose
-        checks cost seconds)
+        checks cost seconds; 200 for MPC, one check per refit)
     :param eval_episodes: deterministic episodes per check (default 10)
     :param device: the agents' device
     :param overrides: parsed YAML hyperparameter overrides
@@ -86,11 +93,11 @@ def plan_runs(
     specs = []
     for algo in algos:
         own = is_own_agent(algo)
-        algo_every = eval_every if eval_every is not None else (OWN_EVAL_EVERY if own else defaults["eval_every"])
+        algo_every = eval_every if eval_every is not None else (own_eval_every(algo) if own else defaults["eval_every"])
         if budget is not None:
             algo_budget = check_int("--budget", budget)
         else:
-            algo_budget = defaults["own_budget" if own else "dyna_budget" if parse_algo(algo)[1] else "budget"]
+            algo_budget = default_budget(algo, defaults)
             if quick:
                 algo_budget = max(algo_every, round(algo_budget * QUICK["budget_scale"] / algo_every) * algo_every)
         if algo_budget < algo_every:

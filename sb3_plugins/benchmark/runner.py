@@ -143,7 +143,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
 
 
 def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
-    """One of dream-envs' own agents (MuZero, World Models) on the real env, with the run's settings."""
+    """One of dream-envs' own agents (MuZero, World Models, MPCAgent) on the real env, with the run's settings."""
     cls = algorithm_class(spec.algo)
     kwargs = {**copy.deepcopy(spec.hyperparams.get("agent") or {}), **_tensorboard_kwargs(spec)}
     if spec.algo == "muzero":
@@ -239,7 +239,7 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         "curve": [[int(s), float(r)] for s, r in check.curve],
         "final_return": float(check.curve[-1][1]) if check.curve else None,
         "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
-        "reward_termination": _reward_termination(spec, dyna),
+        "reward_termination": _reward_termination(spec, agent, dyna),
         "wall_seconds": round(wall, 2), "resumed_at": resumed_at,
         "device": str(getattr(agent, "_device", agent.device)),
         "versions": {"dream_envs": sb3_plugins.__version__, "sb3": stable_baselines3.__version__,
@@ -266,9 +266,10 @@ def _resume(
     return RunCheckpoint(folder, spec, check, dyna, spec.checkpoint_seconds, wall_before, resumed_at), dyna, resumed_at
 
 
-def _reward_termination(spec: RunSpec, dyna: DynaCallback | None) -> str:
-    if is_own_agent(spec.algo):
-        return "learned"  # MuZero's reward head and absorbing states, World Models' reward and termination heads
-    if dyna is None:
-        return "real env"
-    return "learned" if dyna.reward_fn is None and dyna.termination_fn is None else "given"
+def _reward_termination(spec: RunSpec, agent: BaseAlgorithm | ModelBasedAgent, dyna: DynaCallback | None) -> str:
+    # MuZero's reward head and absorbing states, World Models' reward and termination heads; MPCAgent and a
+    # DynaCallback learn both unless given a known function
+    planner = dyna if dyna is not None else agent if parse_algo(spec.algo)[0] == "mpc" else None
+    if planner is None:
+        return "learned" if is_own_agent(spec.algo) else "real env"
+    return "learned" if planner.reward_fn is None and planner.termination_fn is None else "given"
