@@ -6,7 +6,8 @@
 The protocol is the yardstick's (../shared/yardstick): 10 deterministic episodes of a fresh real env every 250 real
 steps (200 on Pendulum); a run's figures are the real-step counts of its first passing check and of the first passing
 check that the next 2 confirm ("solved and stays solved"); 5 seeds; the stock agent runs with rl-zoo's
-hyperparameters in the same grid. The page adds the targets of the DynaCallback and MPCAgent issue (14) and of MuZero (first pass).
+hyperparameters in the same grid. The page adds the targets of the DynaCallback and MPCAgent issue (14) and of
+MuZero (first pass).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ def _missed(reason: str):
 
 
 BARS = [  # (env, algo, real steps to solved-and-stays-solved on seed 0)
-    pytest.param("CartPole-v1", "ppo+dyna", 1000, marks=_missed(
-        "measured (docs/benchmarks.md): seed 0 stays solved from 1,256 (seeds 0-4: 1,256, 752, 752, 752, 1,000)")),
+    # measured (docs/benchmarks.md): seed 0 stays solved from 1,000 (seeds 0-4: 1,000, 752, 752, 1,000, 1,000); the
+    # median target (<= 500) is missed, the worst-seed one (<= 1,000) met
+    ("CartPole-v1", "ppo+dyna", 1000),
     pytest.param("CartPole-v1", "dqn+dyna", 1500, marks=_missed(
         "measured (docs/benchmarks.md): seed 0 passes at 250 real steps and swings between 54 and 500 after, never "
         "3 passing checks in a row within 5,000 (1 of 5 seeds stays solved, seed 3 from 2,000)")),

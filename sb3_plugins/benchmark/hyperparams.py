@@ -49,9 +49,9 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "InvertedDoublePendulum-v5": {"budget": 50_000, "dyna_budget": 15_000, "eval_every": 1_000},
     "Reacher-v5": {"budget": 20_000, "dyna_budget": 20_000, "eval_every": 1_000},
     "HalfCheetah-v5": {"budget": 30_000, "dyna_budget": 30_000, "eval_every": 5_000},
-}
+}  # fmt: skip
 _GENERIC_ENV = {"budget": 50_000, "dyna_budget": 10_000, "eval_every": 1_000, "own_budget": 20_000,
-                "mpc_budget": 3_000}
+                "mpc_budget": 3_000}  # fmt: skip
 # "own_budget" is the default budget of dream-envs' own agents (MuZero, World Models): their targets are stated
 # within 20,000 real steps. Their checks run every OWN_EVAL_EVERY real steps (a search per action, or rendering
 # every frame, makes a check cost seconds), unless --eval-every says otherwise.
