@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=BACKENDS, default="local", help="local process pool, or Ray tasks")
     bench.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     bench.add_argument("--out", default="results", help="results folder (default results/); finished runs in it "
-                       "are skipped and part-done ones go on, so an interrupted benchmark resumes")  # fmt: skip
+                       "are skipped and part-done ones go on (SB3 agents and their +dyna variants; muzero, "
+                       "world-models and mpc start over), so an interrupted benchmark resumes")  # fmt: skip
     bench.add_argument("--hyperparams", help="YAML file of hyperparameter overrides (env -> algo -> n_envs/agent/dyna)")
     bench.add_argument("--quick", action="store_true", help="a preview that finishes in a few minutes on 2 cores")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M", help="a run's training minutes "
                        "between checkpoints of its state in OUT/checkpoints/, from which the same command goes on "
                        "with a run that stopped part-way (default 10; 0: none written, an existing one still "
-                       "used)")  # fmt: skip
+                       "used; SB3 agents and their +dyna variants only)")  # fmt: skip
     bench.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard logs of every agent, one run folder per "
                        "run: DIR/<env>_<algo>_seed<seed>_1 (needs the tensorboard package); not part of a run's "
                        "settings, so a benchmark resumes with or without it")  # fmt: skip
@@ -171,7 +172,10 @@ def _bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     ray_address=args.ray_address)  # fmt: skip
     except KeyboardInterrupt:
         status = 130
-        message = "interrupted: the finished runs are kept; the same command resumes (part-done runs from a checkpoint)"
+        message = (
+            "interrupted: the finished runs are kept; the same command resumes (part-done runs of SB3 agents "
+            "from their checkpoints; muzero, world-models and mpc runs start over)"
+        )
     except RunFailed as error:
         status, message = 1, str(error)
     if results.records():

@@ -219,15 +219,46 @@ def test_an_mpc_run_records_like_any_other():
                                    "ensemble_kwargs": {"hidden_sizes": [8, 8]}, "fit_kwargs": {"max_epochs": 2}},
             "dyna": None}  # fmt: skip
     spec = RunSpec("Pendulum-v1", "mpc", 0, budget=40, threshold=-200.0, eval_every=20, eval_episodes=2,
-                   hyperparams=tiny, device="cpu")  # fmt: skip
+                   hyperparams=tiny, device="auto")  # fmt: skip
     record = run_one(spec)
     assert record["real_steps"] == 40 and [c[0] for c in record["curve"]] == [20, 40]
     assert record["reward_termination"] == "learned" and record["imagined_steps"] == 0
+    assert record["model_fits"] == 2 and record["device"] == "cpu"  # the device used, not "auto"
     assert record["hyperparameters"]["agent"]["horizon"] == 3
-    known = {**tiny, "agent": {**tiny["agent"], "reward_fn": "known"}}
-    record = run_one(RunSpec("Pendulum-v1", "mpc", 0, budget=20, threshold=-200.0, eval_every=20, eval_episodes=1,
-                             hyperparams=known, device="cpu"))  # fmt: skip
-    assert record["reward_termination"] == "given"
+
+    def labelled(**functions):
+        hyperparams = {**tiny, "agent": {**tiny["agent"], **functions}}
+        return run_one(RunSpec("Pendulum-v1", "mpc", 0, budget=20, threshold=-200.0, eval_every=20, eval_episodes=1,
+                               hyperparams=hyperparams, device="cpu"))["reward_termination"]  # fmt: skip
+
+    assert labelled(reward_fn="learned", termination_fn="learned") == "learned"
+    assert labelled(reward_fn="known") == "reward given, termination learned"
+    assert labelled(reward_fn="known", termination_fn="known") == "given"
+
+
+@pytest.mark.parametrize(
+    "algo, hyperparams, message",
+    [
+        ("mpc", {"n_envs": 4}, "n_envs=4, but MPCAgent acts in one real env"),
+        ("world-models", {"n_envs": 2}, "n_envs=2, but WorldModels acts in one real env"),
+        ("mpc", {"agent": {"seed": 3}}, "the agent settings set 'seed'.*use --seeds"),
+        ("ppo", {"agent": {"device": "cpu"}}, "the agent settings set 'device'.*use --device"),
+        ("ppo+dyna", {"dyna": {"seed": 1}}, "the dyna settings set 'seed'.*use --seeds"),
+    ],
+)
+def test_settings_the_benchmark_sets_itself_or_ignores_are_refused(algo, hyperparams, message):
+    with pytest.raises(ValueError, match=message):
+        plan_runs("CartPole-v1", [algo], seeds=1, device="cpu", overrides={"*": {algo: hyperparams}})
+
+
+def test_a_default_budget_below_the_check_interval_is_named_and_quick_never_raises_it():
+    with pytest.raises(ValueError, match="mpc's default budget 1000 is below --eval-every 1500"):
+        plan_runs("Pendulum-v1", ["sac", "mpc"], seeds=1, eval_every=1500, device="cpu")
+    with pytest.raises(ValueError, match="mpc's default budget 1000 is below --eval-every 1500"):
+        plan_runs("Pendulum-v1", ["mpc"], seeds=1, eval_every=1500, quick=True, device="cpu")
+    with pytest.raises(ValueError, match="--budget 100 is below mpc's default check interval 200"):
+        plan_runs("Pendulum-v1", ["mpc"], seeds=1, budget=100, device="cpu")
+    assert [s.budget for s in plan_runs("Pendulum-v1", ["mpc"], seeds=1, quick=True, device="cpu")] == [400]
 
 
 # ---------------------------------------------------------------- results folder

@@ -285,7 +285,7 @@ def test_a_model_for_other_spaces_or_an_unknown_function_fails_before_any_real_s
     assert agent.num_timesteps == 0
     unknown = DynaCallback(reward_fn="known", **FAST)  # the env id comes from the training env at learn()
     env = gym.make("InvertedDoublePendulum-v5")  # its reward reads the pole tip, which the observation lacks
-    with pytest.raises(ValueError, match="reward_fn='InvertedDoublePendulum-v5' is not an env id with a known"):
+    with pytest.raises(ValueError, match="reward_fn='known': InvertedDoublePendulum-v5 has no known function"):
         PPO("MlpPolicy", env, n_steps=64, batch_size=64, device="cpu").learn(64, callback=unknown)
 
 
@@ -294,7 +294,7 @@ def test_benchmark_plan_refuses_bad_dyna_settings_before_training():
     with pytest.raises(ValueError, match="DynaCallback rejected the dyna settings.*did you mean 'max_epochs'"):
         plan_runs("CartPole-v1", ["ppo+dyna"], seeds=1, budget=500, overrides=overrides)
     overrides = {"InvertedDoublePendulum-v5": {"sac+dyna": {"dyna": {"reward_fn": "known"}}}}
-    with pytest.raises(ValueError, match="not an env id with a known function"):
+    with pytest.raises(ValueError, match="reward_fn='known': InvertedDoublePendulum-v5 has no known function"):
         plan_runs("InvertedDoublePendulum-v5", ["sac+dyna"], seeds=1, budget=1000, overrides=overrides)
 
 
@@ -565,6 +565,10 @@ def test_bench_yaml_with_a_misspelt_env_or_a_layer_torch_refuses_is_named(tmp_pa
             "entry 'CartPol-v1' is not a registered gymnasium env id (did you mean 'CartPole-v1'",
         ),
         ("CartPole-v1:\n  ppo: {agent: {policy_kwargs: {net_arch: [-5]}}}\n", "PPO rejected the agent settings"),
+        (
+            "CartPole-v1:\n  mpc: {dyna: {utd_ratio: 2}}\n",
+            "'mpc' is model-based already and takes no DynaCallback; its settings go under 'agent'",
+        ),
     ]
     for text, message in cases:
         (tmp_path / "h.yml").write_text(text)

@@ -341,6 +341,25 @@ def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
         assert torch.equal(value.cpu(), loaded.model.state_dict()[name].cpu()), name
 
 
+def test_mpc_agent_makes_every_member_an_elite_and_fits_without_cutoff_warnings():
+    import warnings
+
+    from dream_envs.models.calibration import CutoffCalibrationWarning
+
+    # ensemble_size alone: all 3 members elites (not the default 5, which 3 members cannot have)
+    agent = MPCAgent("Pendulum-v1", horizon=2, population=8, iterations=1, particles=3, learning_starts=20,
+                     train_freq=20, terminal_value=False, ensemble_kwargs={"ensemble_size": 3, "hidden_sizes": (8,)},
+                     fit_kwargs={"max_epochs": 1}, seed=0)  # fmt: skip
+    assert agent.model.config.num_elites == 3
+    given = MPCAgent("Pendulum-v1", ensemble_kwargs={"ensemble_size": 4, "num_elites": 2}, particles=4)
+    assert given.model.config.num_elites == 2
+    with warnings.catch_warnings():
+        # 20 transitions hold no run long enough to calibrate a dream's cutoff, which planning does not use anyway
+        warnings.simplefilter("error", CutoffCalibrationWarning)
+        agent.learn(40)
+    assert agent.model_fits == 2
+
+
 def test_mpc_agent_with_a_callable_reward_must_get_it_back_on_load(tmp_path):
     def reward(obs, action, next_obs):
         return -next_obs[:, 0]

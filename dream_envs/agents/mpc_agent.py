@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from dream_envs.agents.base import ModelBasedAgent
 from dream_envs.buffer import _FIELDS, TransitionBuffer
 from dream_envs.checks import check_bool, check_int, check_keywords, check_number, seeded_generator
+from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.models.training import check_fit_kwargs
@@ -29,6 +31,12 @@ __all__ = ["MPCAgent"]
 # Two hidden layers of 128: every action is a planning run through the ensemble, 2.4x cheaper than 3 of 200, and
 # enough for the PETS rows of docs/mpc.md. The fit is sized from the data (dream_envs.models.fit_schedule).
 _DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 5, "hidden_sizes": (128, 128)}
+
+
+def _all_elites(ensemble_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every member an elite by default, whatever ``ensemble_size`` the user chose (unless ``num_elites`` is given)."""
+    size = ensemble_kwargs.get("ensemble_size")
+    return {"num_elites": size} if size is not None and "num_elites" not in ensemble_kwargs else {}
 
 
 class MPCAgent(ModelBasedAgent):
@@ -65,8 +73,8 @@ class MPCAgent(ModelBasedAgent):
         much further from where they start than white noise does (Eberhard et al. 2023, "Pink noise is all you
         need"); Discrete actions are always drawn uniformly
     :param train_freq: real steps between refits
-    :param ensemble_kwargs: arguments of the :class:`~dream_envs.EnsembleDynamics` (default 5 members, all elites,
-        2 hidden layers of 128)
+    :param ensemble_kwargs: arguments of the :class:`~dream_envs.EnsembleDynamics` (default 5 members, 2 hidden
+        layers of 128; every member is an elite unless ``num_elites`` is given, whatever the ``ensemble_size``)
     :param fit_kwargs: arguments of :meth:`~dream_envs.EnsembleDynamics.fit` (default: sized from the data by
         :func:`~dream_envs.models.fit_schedule`)
     :param optimizer_kwargs: further optimiser arguments (``elite_fraction``, ``alpha``, ``temperature``, ...)
@@ -177,7 +185,7 @@ class MPCAgent(ModelBasedAgent):
             env_id=spec.id if spec else None,
             device=device,
             seed=seed,
-            **{**_DEFAULT_ENSEMBLE, **self.ensemble_kwargs},
+            **{**_DEFAULT_ENSEMBLE, **_all_elites(self.ensemble_kwargs), **self.ensemble_kwargs},
         )
         self._make_planner()
         self.buffer = TransitionBuffer(self.observation_space, self.action_space)
@@ -295,7 +303,10 @@ class MPCAgent(ModelBasedAgent):
     def _fit(self) -> None:
         started = time.perf_counter()
         seed = None if self.seed is None else self.seed + self.model_fits
-        result = self.model.fit(self.buffer, seed=seed, **self.fit_kwargs)
+        with warnings.catch_warnings():
+            # the uncertainty cutoff is the dream's; a plan scores every particle whatever the disagreement
+            warnings.simplefilter("ignore", CutoffCalibrationWarning)
+            result = self.model.fit(self.buffer, seed=seed, **self.fit_kwargs)
         self.model_fits, self._steps_since_fit = self.model_fits + 1, 0
         self.logger.record("mpc/model_train_loss", result.train_loss[-1])
         if result.holdout_loss:

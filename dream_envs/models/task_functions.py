@@ -225,6 +225,9 @@ def resolve_task_fn(
     if value == "known":
         if env_id is None:
             raise ValueError(f"{what}='known' needs env_id= (or a model saved with an env_id)")
+        if env_id not in known:
+            raise ValueError(f"{what}='known': {env_id} has no known function; known ids: {sorted(known)}; pass a "
+                             "callable (obs, action, next_obs) -> tensor, or None to use the learned head")  # fmt: skip
         value = env_id
     if value is None or value == "learned":
         return None

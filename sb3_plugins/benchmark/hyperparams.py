@@ -267,6 +267,9 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
                 raise ValueError(f"{path}: {env_id}/{algo} must be a mapping with keys among {sorted(_OVERRIDE_KEYS)}, "
                                  f"got {entry!r}")  # fmt: skip
             if "dyna" in entry and not dyna:
+                if algo in OWN_AGENTS:
+                    raise ValueError(f"{path}: {env_id}/{algo} sets 'dyna', but {algo!r} is model-based already and "
+                                     "takes no DynaCallback; its settings go under 'agent'")  # fmt: skip
                 raise ValueError(f"{path}: {env_id}/{algo} sets 'dyna', but {algo!r} is a stock algo; use {algo}+dyna")
             for key in ("agent", "dyna"):
                 if not isinstance(entry.get(key, {}), dict):

@@ -97,11 +97,15 @@ def plan_runs(
         if budget is not None:
             algo_budget = check_int("--budget", budget)
         else:
-            algo_budget = default_budget(algo, defaults)
-            if quick:
-                algo_budget = max(algo_every, round(algo_budget * QUICK["budget_scale"] / algo_every) * algo_every)
+            algo_budget = default = default_budget(algo, defaults)
+            if quick:  # a third of the budget, at least one check, never more than the full default
+                scaled = round(algo_budget * QUICK["budget_scale"] / algo_every) * algo_every
+                algo_budget = min(default, max(algo_every, scaled))
         if algo_budget < algo_every:
-            raise ValueError(f"--budget {algo_budget} is below --eval-every {algo_every}: no check would run")
+            have = f"--budget {algo_budget}" if budget is not None else f"{algo}'s default budget {algo_budget}"
+            every = (f"--eval-every {algo_every}" if eval_every is not None
+                     else f"{algo}'s default check interval {algo_every}")  # fmt: skip
+            raise ValueError(f"{have} is below {every}: no check of {algo} would run; set --budget or --eval-every")
         params = hyperparams_for(env_id, algo, overrides)
         for seed in range(seeds):
             specs.append(RunSpec(env_id, algo, seed, algo_budget, None if threshold is None else float(threshold),

@@ -121,6 +121,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
     """The agent and DynaCallback of a run, built but not trained; raises a clear error for bad settings."""
     base, dyna = parse_algo(spec.algo)
     check_env_id(spec.env_id)
+    _refuse_run_keys(spec)
     if base in OWN_AGENTS:
         return _build_own_agent(spec), None
     env = make_vec_env(spec.env_id, n_envs=spec.hyperparams.get("n_envs", 1), seed=spec.seed)
@@ -130,7 +131,7 @@ def build_agent(spec: RunSpec) -> tuple[BaseAlgorithm | ModelBasedAgent, DynaCal
         agent = ALGOS[base]("MlpPolicy", env, seed=spec.seed, device=spec.device, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as error:  # torch: e.g. a negative layer width
         raise ValueError(f"{spec.env_id}/{spec.algo}: {ALGOS[base].__name__} rejected the agent settings "
-                         f"{kwargs}: {error}") from None  # fmt: skip
+                         f"{kwargs} (or the env's spaces): {error}") from None  # fmt: skip
     callback = None
     if dyna:
         try:
@@ -151,11 +152,28 @@ def _build_own_agent(spec: RunSpec) -> ModelBasedAgent:
         check_action_space(spec.algo, spec.env_id, probe.action_space)
         probe.close()
         kwargs["n_envs"] = spec.hyperparams.get("n_envs")  # None: MuZero's own default
+    elif spec.hyperparams.get("n_envs", 1) != 1:  # a setting that would be recorded, and compared, but not used
+        raise ValueError(f"{spec.env_id}/{spec.algo}: n_envs={spec.hyperparams['n_envs']!r}, but {cls.__name__} acts "
+                         "in one real env; remove n_envs (only muzero plays several envs at once)")  # fmt: skip
     try:
         return cls(spec.env_id, seed=spec.seed, device=spec.device, **kwargs)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{spec.env_id}/{spec.algo}: {cls.__name__} rejected the agent settings {kwargs}: "
-                         f"{error}") from None  # fmt: skip
+        raise ValueError(f"{spec.env_id}/{spec.algo}: {cls.__name__} rejected the agent settings {kwargs} (or the "
+                         f"env's spaces): {error}") from None  # fmt: skip
+
+
+# Constructor arguments that the benchmark sets for every run itself, and where the user sets them instead.
+_RUN_KEYS = {"seed": "--seeds (each run is seeded with its seed number)", "device": "--device",
+             "env": "--env", "policy": "the benchmark's MlpPolicy"}  # fmt: skip
+
+
+def _refuse_run_keys(spec: RunSpec) -> None:
+    """A clear error for agent settings that the benchmark sets itself (they would clash with its own arguments)."""
+    for part, keys in (("agent", _RUN_KEYS), ("dyna", ("seed",))):
+        for key in keys:
+            if key in (spec.hyperparams.get(part) or {}):
+                raise ValueError(f"{spec.env_id}/{spec.algo}: the {part} settings set {key!r}, which the benchmark "
+                                 f"sets for every run; use {_RUN_KEYS[key]}")  # fmt: skip
 
 
 def _tensorboard_kwargs(spec: RunSpec) -> dict[str, Any]:
@@ -238,10 +256,11 @@ def run_one(spec: RunSpec, progress: Callable[[int], None] | None = None) -> dic
         "real_steps": int(agent.num_timesteps),
         "curve": [[int(s), float(r)] for s, r in check.curve],
         "final_return": float(check.curve[-1][1]) if check.curve else None,
-        "imagined_steps": int(dyna.imagined_steps) if dyna else 0, "model_fits": int(dyna.model_fits) if dyna else 0,
+        "imagined_steps": int(dyna.imagined_steps) if dyna else 0,
+        "model_fits": int(dyna.model_fits if dyna else getattr(agent, "model_fits", 0)),
         "reward_termination": _reward_termination(spec, agent, dyna),
         "wall_seconds": round(wall, 2), "resumed_at": resumed_at,
-        "device": str(getattr(agent, "_device", agent.device)),
+        "device": _device_used(agent),
         "versions": {"dream_envs": sb3_plugins.__version__, "sb3": stable_baselines3.__version__,
                      "torch": torch.__version__, "gymnasium": gym.__version__, "python": platform.python_version()},
         **spec.settings(),
@@ -267,9 +286,26 @@ def _resume(
 
 
 def _reward_termination(spec: RunSpec, agent: BaseAlgorithm | ModelBasedAgent, dyna: DynaCallback | None) -> str:
+    """``"real env"``, ``"learned"``, ``"given"``, or which of the two is given where only one is."""
     # MuZero's reward head and absorbing states, World Models' reward and termination heads; MPCAgent and a
-    # DynaCallback learn both unless given a known function
+    # DynaCallback learn both unless given a function (None and "learned" both mean the learned head)
     planner = dyna if dyna is not None else agent if parse_algo(spec.algo)[0] == "mpc" else None
     if planner is None:
         return "learned" if is_own_agent(spec.algo) else "real env"
-    return "learned" if planner.reward_fn is None and planner.termination_fn is None else "given"
+    reward, termination = (value is not None and not _is_learned(value)
+                           for value in (planner.reward_fn, planner.termination_fn))  # fmt: skip
+    if reward == termination:
+        return "given" if reward else "learned"
+    return "reward given, termination learned" if reward else "reward learned, termination given"
+
+
+def _device_used(agent: BaseAlgorithm | ModelBasedAgent) -> str:
+    """The device the agent ran on (SB3's resolved ``device``; MuZero's ``_device``; MPCAgent's model's)."""
+    if isinstance(agent, BaseAlgorithm):
+        return str(agent.device)
+    model = getattr(agent, "model", None)
+    return str(getattr(agent, "_device", None) or getattr(model, "device", None) or agent.device)
+
+
+def _is_learned(value: Any) -> bool:
+    return isinstance(value, str) and value == "learned"
