@@ -7,6 +7,7 @@ import pytest
 
 from dream_envs.agents import MPCAgent
 from sb3_plugins import RealStepsToThreshold
+from sb3_plugins.benchmark import plan_runs, run_one
 
 # The rows of docs/mpc.md measured before issue 14 changed MPCAgent's defaults, with the settings they had.
 SMALL = dict(population=200, iterations=3, particles=5, learning_starts=200, train_freq=200, gamma=1.0,
@@ -50,11 +51,22 @@ def test_pets_reaches_the_threshold_in_few_real_steps(env_id, threshold, budget,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id, threshold, target", [("CartPole-v1", 475.0, 400), ("Pendulum-v1", -200.0, 400)])
-def test_mpc_agent_with_no_arguments_solves_and_stays_solved(env_id, threshold, target):
-    # issue 14: MPCAgent(env) is the product; benchmarks/mpc.py's "-defaults" rows (3 seeds, docs/mpc.md)
-    check = RealStepsToThreshold(env_id, threshold, every=200, n_episodes=3, seed=10_000, stay=2)
-    agent = MPCAgent(env_id, seed=0, device="cpu")
-    agent.learn(target + 400, callback=check)
-    print(check.curve, agent.seconds_per_action)
-    assert check.stayed is not None and check.stayed <= target, check.curve
+@pytest.mark.parametrize(
+    "env_id, target",
+    [
+        ("CartPole-v1", 400),  # measured: seed 0 stays solved from 200 (dream-envs bench, docs/benchmarks.md)
+        ("Pendulum-v1", 400),  # benchmarks/mpc.py's defaults rows: seed 0 stays solved from 200 (docs/mpc.md)
+        pytest.param("InvertedPendulum-v5", 1000, marks=pytest.mark.xfail(strict=True, reason=(
+            "measured (docs/mpc.md, benchmarks/mpc.py's defaults row): seed 0 not solved within 1,500 real steps "
+            "(39, 40, 40, 136, 381, 547 at checks every 250)"))),
+    ],
+)  # fmt: skip
+def test_mpc_agent_with_no_arguments_solves_and_stays_solved(env_id, target):
+    # issue 14: MPCAgent(env) is the product; the benchmark's mpc row on seed 0 (10 episodes per check, every 200)
+    (spec,) = plan_runs(env_id, ["mpc"], seeds=1, device="cpu")
+    assert spec.hyperparams["agent"] == {}  # MPCAgent(env) with no arguments
+    record = run_one(spec)
+    print(record["curve"], record["wall_seconds"])
+    assert record["reward_termination"] == "learned"
+    assert record["real_steps_to_stay_solved"] is not None, record["curve"]
+    assert record["real_steps_to_stay_solved"] <= target, record["curve"]
