@@ -21,8 +21,8 @@ from gymnasium import spaces
 from dream_envs.agents.muzero.agent import DEFAULT_SELF_PLAY_ENVS
 from sb3_plugins.dream_training import ALGOS
 
-__all__ = ["ENV_DEFAULTS", "OWN_AGENTS", "Hyperparams", "algorithm_class", "env_defaults", "hyperparams_for",
-           "is_own_agent", "load_overrides", "own_eval_every", "parse_algo"]  # fmt: skip
+__all__ = ["ENV_DEFAULTS", "OWN_AGENTS", "Hyperparams", "algorithm_class", "default_budget", "env_defaults",
+           "hyperparams_for", "is_own_agent", "load_overrides", "own_eval_every", "parse_algo"]  # fmt: skip
 
 DYNA_SUFFIX = "+dyna"
 # dream-envs' own model-based agents, which the benchmark runs beside SB3's: benchmark name -> class in

@@ -292,8 +292,7 @@ def _reward_termination(spec: RunSpec, agent: BaseAlgorithm | ModelBasedAgent, d
     planner = dyna if dyna is not None else agent if parse_algo(spec.algo)[0] == "mpc" else None
     if planner is None:
         return "learned" if is_own_agent(spec.algo) else "real env"
-    reward, termination = (value is not None and not _is_learned(value)
-                           for value in (planner.reward_fn, planner.termination_fn))  # fmt: skip
+    reward, termination = (value not in (None, "learned") for value in (planner.reward_fn, planner.termination_fn))
     if reward == termination:
         return "given" if reward else "learned"
     return "reward given, termination learned" if reward else "reward learned, termination given"
@@ -305,7 +304,3 @@ def _device_used(agent: BaseAlgorithm | ModelBasedAgent) -> str:
         return str(agent.device)
     model = getattr(agent, "model", None)
     return str(getattr(agent, "_device", None) or getattr(model, "device", None) or agent.device)
-
-
-def _is_learned(value: Any) -> bool:
-    return isinstance(value, str) and value == "learned"
