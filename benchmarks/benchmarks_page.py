@@ -52,7 +52,8 @@ COMMANDS = [
         OUT,
     ],
     ["bench", "--env", "Reacher-v5", "--algos", "sac", "--seeds", "1", "--keep-training", "--out", OUT],
-    # HalfCheetah: sac+dyna takes 1.5-2 hours per seed on one core; a stopped run goes on from its checkpoint
+    # HalfCheetah: sac+dyna takes 1.5-2 hours per seed on one core (2 of 3 seeds so far); a stopped run goes on
+    # from its checkpoint
     ["bench", "--env", "HalfCheetah-v5", "--algos", "sac", "sac+dyna", "--seeds", "3", "--keep-training", "--out", OUT],
     # dream-envs' own agents, 3 seeds as their issue asks, in the same results as the stock agents above.
     ["bench", "--env", "CartPole-v1", "--algos", "muzero", "world-models", "--seeds", "3", "--out", OUT],
@@ -158,9 +159,11 @@ NOTES = """\
   rl-zoo's SAC (10,000 random steps first) scores 870, 3 and 698 at 30,000 real steps (median 698: the bar is
   1,047), in 295-338 s each. SAC + `DynaCallback()`, seed 0 (commit 3ea4248, learned reward and termination),
   scores -259, 540, 2,052, 2,868, 4,085 and 4,627 at 5,000-30,000 real steps: 6.6x the stock median, 5.3x the best
-  stock seed. It took 6,062 s on one core beside other runs (18x a stock run's wall time). Seeds 1 and 2 were still
-  to run when this page was written (`python benchmarks/benchmarks_page.py` runs them; a stopped run goes on from
-  its checkpoint), so the targets table judges this row on 1 seed of the 3 the issue asks for.
+  stock seed. It took 6,062 s on one core beside other runs (18x a stock run's wall time). Seed 1 (stopped at
+  15,000 real steps when a session ended, resumed from its checkpoint on commit 8c05000: `resumed_at` in its
+  record) scores -264, 860, 2,406, 2,402, 3,140 and 4,567 (6,060 s of training). Seed 2 was still to run when
+  this page was written (`python benchmarks/benchmarks_page.py` runs it; a stopped run goes on from its
+  checkpoint), so the targets table judges this row on 2 seeds of the 3 the issue asks for.
 - InvertedDoublePendulum-v5: stock SAC seeds 1-4 added (commit 04e14fa): it stays solved at 13,000, 11,000,
   11,000 and 13,000 real steps (seed 0: 15,000), so its median is 13,000. SAC + `DynaCallback()` seed 1 stays
   solved at 3,000 (839 s; seed 0: 4,000 in 1,272 s); seeds 2-4 were still running when this page was written.
