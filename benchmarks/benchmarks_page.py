@@ -187,7 +187,8 @@ NOTES = """\
   200, 200, 200, 200 and 400 real steps (seeds 0-4; every check 482.5-500), issue 14's <= 400 met on every seed.
   A run takes 1,073-1,363 s on one core beside two other runs, most of it the checks' planning (10 x 500 planned
   actions per check) and the value fit after each refit. Those records say `model_fits` 0 and `device` "auto":
-  the runner read neither from MPCAgent until commit 88787e0 (3 fits per run, on the CPU).
+  the runner read neither from MPCAgent until commit 88787e0 (a fit every 200 real steps from the 200th, on the
+  CPU).
 - Acrobot: the first model fits see no terminal transition (the reward is always -1), so the dream's only signal is
   where its uncertainty cutoff truncates an episode; bootstrapping from the value of never-seen, high-energy states
   works as an exploration bonus.
