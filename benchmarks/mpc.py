@@ -115,7 +115,9 @@ before it could stay solved (target <= 400: 2/3). InvertedPendulum-v5 (1 seed): 
 (39, 40, 40, 136, 381, 547 at checks every 250; target <= 1,000 missed). Planning takes 0.05-0.09 s per action
 (1.7 s with the previous
 defaults, 400 x 20 particles x 5 iterations); the value fit after each refit is most of the wall time (a CartPole
-run to 600 real steps: 477-589 s, a Pendulum run to 800: 955-1,210 s, on 2 busy cores)."""
+run to 600 real steps: 477-589 s, a Pendulum run to 800: 955-1,210 s, on 2 busy cores). The benchmark runs the same
+`MPCAgent(env)` as its `mpc` row, with its own protocol (10 episodes per check, 5 seeds): see
+[benchmarks.md](benchmarks.md) (`dream-envs bench --env CartPole-v1 --algos mpc`)."""
 SPEED = dict(population=400, horizon=15, iterations=5, particles=20, hidden_sizes=(200, 200, 200), members=5)
 
 
