@@ -30,13 +30,7 @@ __all__ = ["MPCAgent"]
 
 # Two hidden layers of 128: every action is a planning run through the ensemble, 2.4x cheaper than 3 of 200, and
 # enough for the PETS rows of docs/mpc.md. The fit is sized from the data (dream_envs.models.fit_schedule).
-_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 5, "hidden_sizes": (128, 128)}
-
-
-def _all_elites(ensemble_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Every member an elite by default, whatever ``ensemble_size`` the user chose (unless ``num_elites`` is given)."""
-    size = ensemble_kwargs.get("ensemble_size")
-    return {"num_elites": size} if size is not None and "num_elites" not in ensemble_kwargs else {}
+_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "hidden_sizes": (128, 128)}
 
 
 class MPCAgent(ModelBasedAgent):
@@ -179,14 +173,12 @@ class MPCAgent(ModelBasedAgent):
         self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         spec = self.env.get_attr("spec")[0]
+        ensemble = {**_DEFAULT_ENSEMBLE, **self.ensemble_kwargs}
+        ensemble.setdefault("num_elites", ensemble["ensemble_size"])  # every member, whatever the ensemble_size
         self.model = EnsembleDynamics(
-            self.observation_space,
-            self.action_space,
-            env_id=spec.id if spec else None,
-            device=device,
-            seed=seed,
-            **{**_DEFAULT_ENSEMBLE, **_all_elites(self.ensemble_kwargs), **self.ensemble_kwargs},
-        )
+            self.observation_space, self.action_space, env_id=spec.id if spec else None, device=device, seed=seed,
+            **ensemble,
+        )  # fmt: skip
         self._make_planner()
         self.buffer = TransitionBuffer(self.observation_space, self.action_space)
         self.model_fits, self._steps_since_fit, self._episode_start = 0, 0, True

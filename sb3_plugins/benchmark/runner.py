@@ -287,9 +287,10 @@ def _resume(
 
 def _reward_termination(spec: RunSpec, agent: BaseAlgorithm | ModelBasedAgent, dyna: DynaCallback | None) -> str:
     """``"real env"``, ``"learned"``, ``"given"``, or which of the two is given where only one is."""
-    # MuZero's reward head and absorbing states, World Models' reward and termination heads; MPCAgent and a
-    # DynaCallback learn both unless given a function (None and "learned" both mean the learned head)
-    planner = dyna if dyna is not None else agent if parse_algo(spec.algo)[0] == "mpc" else None
+    # MuZero's reward head and absorbing states, World Models' reward and termination heads; a DynaCallback, and an
+    # agent that takes reward_fn / termination_fn (MPCAgent), learn both unless given a function (None and
+    # "learned" both mean the learned head)
+    planner = dyna if dyna is not None else agent if hasattr(agent, "reward_fn") else None
     if planner is None:
         return "learned" if is_own_agent(spec.algo) else "real env"
     reward, termination = (value not in (None, "learned") for value in (planner.reward_fn, planner.termination_fn))
