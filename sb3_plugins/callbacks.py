@@ -36,7 +36,19 @@ __all__ = ["DynaCallback"]
 
 DREAM_ROUND_STEPS = 32  # steps per dream env in one on-policy dream round (rl-zoo's CartPole PPO collects 32)
 
-_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "num_elites": 4, "hidden_sizes": (200, 200, 200)}
+_DEFAULT_ENSEMBLE = {"ensemble_size": 5, "hidden_sizes": (200, 200, 200)}
+
+
+def _ensemble_settings(ensemble_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The new model's settings: the defaults, the user's keys, and (unless given) every member but one an elite.
+
+    The elites follow the ``ensemble_size`` the user chose, so ``{"ensemble_size": 3}`` alone is valid (2 elites).
+    """
+    settings = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
+    if "num_elites" not in settings:
+        size = check_int("ensemble_size", settings["ensemble_size"])  # named here, before the arithmetic
+        settings["num_elites"] = max(1, size - 1)
+    return settings
 
 
 class _Silent(BaseCallback):
@@ -81,7 +93,8 @@ class DynaCallback(BaseCallback):
 
     :param dynamics: the dynamics model to train (an :class:`~dream_envs.EnsembleDynamics`; SB3's ``model`` is the
         agent); default: a new one for the env's spaces (``ensemble_kwargs``), kept as :attr:`dynamics`
-    :param ensemble_kwargs: arguments of the new :class:`EnsembleDynamics`
+    :param ensemble_kwargs: arguments of the new :class:`EnsembleDynamics`; default: 5 members of 3 hidden layers
+        of 200, every member but one an elite unless ``num_elites`` is given (MBPO, Janner et al. 2019: 7 and 5)
     :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...); default:
         sized from the data by :func:`~dream_envs.models.fit_schedule` (a budget of gradient steps, smaller for the
         refits, which continue from the previous weights)
@@ -179,7 +192,7 @@ class DynaCallback(BaseCallback):
             "env_id": "pass DynaCallback(env_id=...)", "device": "the agent's device is used",
             "seed": "pass DynaCallback(seed=...)",
         })  # fmt: skip
-        EnsembleConfig(**{**_DEFAULT_ENSEMBLE, **ensemble_kwargs})  # checks the values
+        EnsembleConfig(**_ensemble_settings(ensemble_kwargs))  # checks the values
         fit_kwargs = check_fit_kwargs(fit_kwargs, reserved={"seed": "the fits draw from DynaCallback(seed=...)"})
         for name, value, known in (("reward_fn", reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
@@ -200,7 +213,7 @@ class DynaCallback(BaseCallback):
         check_threshold(uncertainty_threshold)
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, uncertainty_threshold, gamma=0.99)
         self.dynamics = dynamics
-        self.ensemble_kwargs = {**_DEFAULT_ENSEMBLE, **(ensemble_kwargs or {})}
+        self.ensemble_kwargs = _ensemble_settings(ensemble_kwargs)
         self.fit_kwargs = dict(fit_kwargs or {})
         self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
         self.uncertainty_threshold = uncertainty_threshold

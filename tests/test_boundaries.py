@@ -246,6 +246,7 @@ def test_buffer_add_takes_one_value_per_row(change, match):
         ({"ensemble_kwargs": {"hiden_sizes": (8,)}}, "ensemble_kwargs has an unknown key 'hiden_sizes'"),
         ({"ensemble_kwargs": {"num_elites": 9}}, r"num_elites \(ensemble_size=5\) must be an integer in \[1, 5\]"),
         ({"ensemble_kwargs": {"device": "cpu"}}, "ensemble_kwargs may not set 'device'"),
+        ({"ensemble_kwargs": {"ensemble_size": "3"}}, "ensemble_size must be a positive integer, got '3'"),
         ({"reward_fn": "NoSuchEnv-v0"}, "reward_fn='NoSuchEnv-v0' is not an env id with a known function"),
         ({"reward_fn": 3}, "reward_fn must be None, 'learned', an env id or a callable"),
         ({"real_ratio": True}, r"real_ratio must be a number in \[0, 1\], got True"),
@@ -259,6 +260,16 @@ def test_buffer_add_takes_one_value_per_row(change, match):
 def test_dyna_callback_settings_fail_at_construction(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         DynaCallback(**kwargs)
+
+
+@pytest.mark.parametrize("size, elites", [(3, 2), (1, 1), (7, 6)])
+def test_an_ensemble_size_alone_gets_elites_that_fit_it(size, elites):
+    # the default elites follow the user's ensemble_size (a fixed default of 4 refused ensemble_size=3)
+    dyna = DynaCallback(**{**FAST, "ensemble_kwargs": {"ensemble_size": size, "hidden_sizes": (8,)}})
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, device="cpu", seed=0)
+    agent.learn(120, callback=dyna)
+    assert (dyna.dynamics.config.ensemble_size, dyna.dynamics.config.num_elites) == (size, elites)
+    assert DynaCallback(ensemble_kwargs={"ensemble_size": 3, "num_elites": 3}).ensemble_kwargs["num_elites"] == 3
 
 
 def test_numpy_settings_are_accepted_as_numbers():
