@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,11 @@ def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_named_before_trainin
     with pytest.raises(ModelFileError, match="lacks its agent.pt; remove the folder"):
         check_checkpoints(tmp_path, [spec])
     (old / "agent.pt").write_bytes(agent_file)
+    narrow = {**spec.hyperparams, "agent": {**spec.hyperparams["agent"], "policy_kwargs": {"net_arch": [8]}}}
+    narrow_agent, _ = build_agent(dataclasses.replace(spec, hyperparams=narrow))
+    with pytest.raises(ModelFileError, match=rf"(?s)does not fit CartPole-v1 dqn seed 0 \(RuntimeError: .*\); remove the "
+                                             rf"folder {re.escape(repr(str(old)))} to start the run over"):  # fmt: skip
+        load_run(old, spec, narrow_agent, _check(spec, float("inf")))
     good = (old / "run.json").read_text()
     for field, value in (("real_steps", "x"), ("wall_seconds", "abc"), ("resumed_at", "ab")):
         (old / "run.json").write_text(json.dumps({**json.loads(good), field: value}))
