@@ -153,8 +153,8 @@ def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_named_before_trainin
     (old / "agent.pt").write_bytes(agent_file)
     narrow = {**spec.hyperparams, "agent": {**spec.hyperparams["agent"], "policy_kwargs": {"net_arch": [8]}}}
     narrow_agent, _ = build_agent(dataclasses.replace(spec, hyperparams=narrow))
-    with pytest.raises(ModelFileError, match=rf"(?s)does not fit CartPole-v1 dqn seed 0 \(RuntimeError: .*\); remove the "
-                                             rf"folder {re.escape(repr(str(old)))} to start the run over"):  # fmt: skip
+    unfit = r"(?s)does not fit CartPole-v1 dqn seed 0 \(RuntimeError: .*\); remove the folder "
+    with pytest.raises(ModelFileError, match=unfit + re.escape(repr(str(old))) + " to start the run over"):
         load_run(old, spec, narrow_agent, _check(spec, float("inf")))
     good = (old / "run.json").read_text()
     for field, value in (("real_steps", "x"), ("wall_seconds", "abc"), ("resumed_at", "ab")):

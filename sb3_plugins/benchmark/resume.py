@@ -313,7 +313,8 @@ def load_run(
         if isinstance(error, ModelFileError):
             raise ModelFileError(f"{error}; {_start_over(path)}") from None
         raise ModelFileError(f"the run checkpoint {str(path)!r} does not fit {spec.env_id} {spec.algo} seed "
-                             f"{spec.seed} ({type(error).__name__}: {error}); {_start_over(path)}") from None  # fmt: skip
+                             f"{spec.seed} ({type(error).__name__}: {error}); "
+                             f"{_start_over(path)}") from None  # fmt: skip
     return dyna, float(state["wall_seconds"]), [*state["resumed_at"], int(state["real_steps"])]
 
 
