@@ -36,7 +36,8 @@ COMMANDS = [
     ["bench", "--env", "MountainCarContinuous-v0", "--algos", "sac", "sac+dyna", "--seeds", "5", "--out", OUT],
     # a +dyna run takes 10-25 minutes on one core
     ["bench", "--env", "InvertedDoublePendulum-v5", "--algos", "sac", "sac+dyna", "--seeds", "5", "--out", OUT],
-    # Reacher and HalfCheetah compare returns at a number of real steps: full curves (--keep-training), 1 seed so far
+    # Reacher and HalfCheetah compare returns at a number of real steps: full curves (--keep-training); Reacher: 1 seed
+    # so far
     [
         "bench",
         "--env",
@@ -52,13 +53,12 @@ COMMANDS = [
         OUT,
     ],
     ["bench", "--env", "Reacher-v5", "--algos", "sac", "--seeds", "1", "--keep-training", "--out", OUT],
-    # HalfCheetah: sac+dyna takes 1.5-2 hours per seed on one core (2 of 3 seeds so far); a stopped run goes on
-    # from its checkpoint
+    # HalfCheetah: sac+dyna takes 1.5-2 hours per seed on one core; a stopped run goes on from its checkpoint
     ["bench", "--env", "HalfCheetah-v5", "--algos", "sac", "sac+dyna", "--seeds", "3", "--keep-training", "--out", OUT],
     # dream-envs' own agents, 3 seeds as their issue asks, in the same results as the stock agents above.
     ["bench", "--env", "CartPole-v1", "--algos", "muzero", "world-models", "--seeds", "3", "--out", OUT],
     # MPCAgent(env) with no arguments (issue 14's mpc rows), checked after each refit (every 200 real steps);
-    # Pendulum: 2 of 5 seeds so far, InvertedPendulum: still to run
+    # Pendulum: 4 of 5 seeds so far, InvertedPendulum: still to run
     ["bench", "--env", "CartPole-v1", "--algos", "mpc", "--seeds", "5", "--out", OUT],
     ["bench", "--env", "Pendulum-v1", "--algos", "mpc", "--seeds", "5", "--out", OUT],
     ["bench", "--env", "InvertedPendulum-v5", "--algos", "mpc", "--seeds", "5", "--out", OUT],
@@ -164,9 +164,9 @@ NOTES = """\
   scores -259, 540, 2,052, 2,868, 4,085 and 4,627 at 5,000-30,000 real steps: 6.6x the stock median, 5.3x the best
   stock seed. It took 6,062 s on one core beside other runs (18x a stock run's wall time). Seed 1 (stopped at
   15,000 real steps when a session ended, resumed from its checkpoint on commit 8c05000: `resumed_at` in its
-  record) scores -264, 860, 2,406, 2,402, 3,140 and 4,567 (6,060 s of training). Seed 2 was still to run when
-  this page was written (`python benchmarks/benchmarks_page.py` runs it; a stopped run goes on from its
-  checkpoint), so the targets table judges this row on 2 seeds of the 3 the issue asks for.
+  record) scores -264, 860, 2,406, 2,402, 3,140 and 4,567 (6,060 s of training). Seed 2 (stopped at 15,000 real
+  steps, resumed on commit 8c05000) scores -200, 101, 1,512, 2,951, 4,074 and 4,486 (6,770 s of training, beside
+  two to three other runs on the 2 cores). All 3 seeds pass the bar (median 4,567: 6.5x the stock median).
 - InvertedDoublePendulum-v5: stock SAC seeds 1-4 added (commit 04e14fa): it stays solved at 13,000, 11,000,
   11,000 and 13,000 real steps (seed 0: 15,000), so its median is 13,000. SAC + `DynaCallback()` stays solved at
   4,000, 3,000, 3,000, 6,000 and 2,000 (seeds 0-4; median 3,000, worst 6,000: issue 14's <= 6,000 met; seed 3
@@ -189,8 +189,10 @@ NOTES = """\
   A run takes 1,073-1,363 s on one core beside two other runs, most of it the checks' planning (10 x 500 planned
   actions per check) and the value fit after each refit. Those records say `model_fits` 0 and `device` "auto":
   the runner read neither from MPCAgent until commit 88787e0 (a fit every 200 real steps from the 200th, on the
-  CPU). Pendulum-v1, seeds 0 and 1 so far (same commit): both stay solved from 200 real steps (issue 14: <= 400),
-  in 1,124 and 1,355 s; seeds 2-4 and InvertedPendulum-v5 were still to run when this page was written.
+  CPU). Pendulum-v1, seeds 0 and 1 (same commit) and seeds 2 and 3 (commit 164a762, whose records carry the
+  model fits and the device): each stays solved from 200 real steps (issue 14: <= 400; every check -98 to -149), in
+  1,124, 1,355, 1,480 and 1,541 s (beside two to three other runs). Seed 4 and InvertedPendulum-v5 were still to
+  run when this page was written.
 - Acrobot: the first model fits see no terminal transition (the reward is always -1), so the dream's only signal is
   where its uncertainty cutoff truncates an episode; bootstrapping from the value of never-seen, high-energy states
   works as an exploration bonus.
