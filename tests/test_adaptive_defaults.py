@@ -264,3 +264,16 @@ def test_fit_takes_numpy_sizes_as_plain_ints():
     model = EnsembleDynamics(env.observation_space, env.action_space, hidden_sizes=(16,), seed=0, device="cpu")
     result = model.fit(buffer, batch_size=np.int8(100), max_epochs=np.int64(2), seed=0)
     assert result.batch_size == 100 and type(result.batch_size) is int and result.epochs <= 2
+
+
+def test_the_default_dream_runs_twenty_rounds_of_128_envs_per_refit(monkeypatch):
+    # measured across the on-policy rows (docs/benchmarks.md): the same imagined steps per refit as 10 rounds of 256
+    # envs, in twice the train() calls, stayed solved in fewer real steps on CartPole and Acrobot PPO
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=256, batch_size=64, seed=0, device="cpu")
+    rounds = []
+    monkeypatch.setattr(agent, "train", lambda: rounds.append(agent.rollout_buffer.n_envs))
+    dyna = DynaCallback(seed=0)
+    agent.learn(256, callback=dyna)
+    assert dyna.model_fits == 1 and dyna.trust == 1.0
+    assert rounds == [128] * 20 + [1]  # the dream's rounds, then the stock update on the real rollout
+    assert dyna.imagined_steps == 20 * 128 * 32
