@@ -55,7 +55,7 @@ def test_pets_reaches_the_threshold_in_few_real_steps(env_id, threshold, budget,
     "env_id, target",
     [
         ("CartPole-v1", 400),  # measured: seed 0 stays solved from 200 (dream-envs bench, docs/benchmarks.md)
-        ("Pendulum-v1", 400),  # benchmarks/mpc.py's defaults rows: seed 0 stays solved from 200 (docs/mpc.md)
+        ("Pendulum-v1", 400),  # measured: seed 0 stays solved from 200 (dream-envs bench, docs/benchmarks.md)
         pytest.param("InvertedPendulum-v5", 1000, marks=pytest.mark.xfail(strict=True, reason=(
             "measured (docs/mpc.md, benchmarks/mpc.py's defaults row): seed 0 not solved within 1,500 real steps "
             "(39, 40, 40, 136, 381, 547 at checks every 250)"))),
