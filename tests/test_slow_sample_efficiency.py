@@ -18,7 +18,7 @@ def _missed(reason: str):
 
 
 BARS = [  # (env, algo, real steps to solved-and-stays-solved on seed 0)
-    # measured (docs/benchmarks.md): seed 0 stays solved from 1,000 (seeds 0-4: 1,000, 752, 752, 1,000, 1,000); the
+    # measured (docs/benchmarks.md): seed 0 stays solved from 752 (seeds 0-4: 752, 752, 752, 1,000, 752); the
     # median target (<= 500) is missed, the worst-seed one (<= 1,000) met
     ("CartPole-v1", "ppo+dyna", 1000),
     pytest.param("CartPole-v1", "dqn+dyna", 1500, marks=_missed(
