@@ -126,7 +126,13 @@ NOTES = """\
   table; `dream-envs bench --env Pusher-v5 --algos sac sac+dyna --seeds 1 --budget 5000 --threshold 0
   --eval-every 1000`): stock SAC -50.6, -47.3, -46.7, -52.5, -54.7 at 1,000-5,000 real steps, SAC +
   `DynaCallback()` -60.4, -60.3, -47.6, -47.3, -42.2 (issue 14 found -334 to -239 before the trust rule and the fit
-  schedule), at 12x the wall time (858 s vs 71 s).
+  schedule), at 12x the wall time (858 s vs 71 s). Two more MuJoCo envs outside the table, 1 seed, commits
+  59fea29-28016fc (nothing off-policy changed between them; records in `docs/benchmarks/experiments/outside_the_table/`; `dream-envs bench --env ENV --algos sac
+  sac+dyna --seeds 1 --budget 5000 --eval-every 1000 --keep-training`): Swimmer-v5, stock SAC 46.0, 25.7, 23.1,
+  24.7, 29.0 at 1,000-5,000 real steps, SAC + `DynaCallback()` 21.9, 30.5, 34.7, 37.7, 9.8 (worst -0.07 of the
+  distance from a random policy's 1.0 to 360, at 1,000), 1,188 s vs 94 s; Hopper-v5, rl-zoo's SAC (10,000
+  random steps first, so an untrained policy through 5,000) 17.6-17.7, SAC + `DynaCallback()` 150, 121, 196, 128
+  and 116 (trained on the dream before `learning_starts`), 1,045 s.
 - Before the dream-round change above, CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on
   commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a time while a HalfCheetah run (and, for
   the first stock CartPole seeds, two more runs) held the other core. CartPole ppo+dyna stays solved at 1,000, 752,
