@@ -127,16 +127,17 @@ NOTES = """\
   --eval-every 1000`): stock SAC -50.6, -47.3, -46.7, -52.5, -54.7 at 1,000-5,000 real steps, SAC +
   `DynaCallback()` -60.4, -60.3, -47.6, -47.3, -42.2 (issue 14 found -334 to -239 before the trust rule and the fit
   schedule), at 12x the wall time (858 s vs 71 s). Two more MuJoCo envs outside the table, 1 seed, commits
-  59fea29-28016fc (nothing off-policy changed between them; records in `docs/benchmarks/experiments/outside_the_table/`; `dream-envs bench --env ENV --algos sac
-  sac+dyna --seeds 1 --budget 5000 --eval-every 1000 --keep-training`): Swimmer-v5, stock SAC 46.0, 25.7, 23.1,
+  59fea29-28016fc (nothing off-policy changed between them; records in
+  `docs/benchmarks/experiments/outside_the_table/`; `dream-envs bench --env ENV --algos sac sac+dyna --seeds 1
+  --budget 5000 --eval-every 1000 --keep-training`): Swimmer-v5, stock SAC 46.0, 25.7, 23.1,
   24.7, 29.0 at 1,000-5,000 real steps, SAC + `DynaCallback()` 21.9, 30.5, 34.7, 37.7, 9.8 (worst -0.07 of the
   distance from a random policy's 1.0 to 360, at 1,000), 1,188 s vs 94 s; Hopper-v5, rl-zoo's SAC (10,000
   random steps first, so an untrained policy through 5,000) 17.6-17.7, SAC + `DynaCallback()` 150, 121, 196, 128
   and 116 (trained on the dream before `learning_starts`), 1,045 s.
 - Before the dream-round change above, CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on
-  commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a time while a HalfCheetah run (and, for
-  the first stock CartPole seeds, two more runs) held the other core. CartPole ppo+dyna stays solved at 1,000, 752,
-  752, 1,000 and 1,000 real steps (the earlier records: 1,256, 752, 752, 752, 1,000), stock PPO at 17,504, 9,256,
+  commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a
+  time while a HalfCheetah run (and, for the first stock CartPole seeds, two more runs) held the other core.
+  CartPole ppo+dyna stays solved at 1,000, 752, 752, 1,000 and 1,000 real steps (the earlier records: 1,256, 752, 752, 752, 1,000), stock PPO at 17,504, 9,256,
   11,000, 5,256 and 7,000 (the same checks as before, now with the stays-solved metric); wall 96 s vs 29 s
   (3.3x; the stock seeds 0-2 ran with two more runs beside them, which flatters the ratio). Acrobot ppo+dyna stays
   solved at 256, 512, 752, 256 and 512 (earlier: 256 on every seed), stock PPO at 49,504, 8,256, 42,512, 13,264
@@ -153,6 +154,14 @@ NOTES = """\
   side by side (stock first, one run at a time beside two other runs): ppo+dyna stays solved at 752, 752, 752,
   1,000 and 752 on CartPole (issue 14's <= 500 median still missed; its worst-seed <= 1,000 met) and at 256 on
   every Acrobot seed; the stock rows repeat their earlier real steps.
+  Outside the table, A2C on CartPole (rl-zoo's 8 envs x 5 steps; `dream-envs bench --env CartPole-v1 --algos a2c
+  a2c+dyna --seeds 3`, and the old rounds with `--hyperparams
+  docs/benchmarks/experiments/dream_rounds/a2c_rounds10_envs256.yaml`) goes the other way: with 20 x 128 no seed
+  passes 475 within 5,000 real steps (best checks 356, 132 and 249), with 10 x 256 seeds 0-2 pass first at 3,504,
+  3,504 and 3,256 (seed 1 stays solved); stock A2C passes first at 8,752, 8,256 and 8,000. A2C's `train()` is one
+  gradient step on the whole round, so the smaller round halves its batch; a rule for the round that serves both
+  (e.g. a round of at least as many imagined steps whatever the agent's `n_steps`) is not yet measured. Both
+  `a2c+dyna` settings stay at or above stock A2C's return at nearly every check.
 - Two measured alternatives, kept out of the defaults (records in `docs/benchmarks/experiments/`, same scripts,
   same machine state as the rerun above):
   - a smaller dream round, `n_dream_envs` 64 instead of 256 (2,048 imagined steps per round instead of 8,192;
