@@ -134,15 +134,16 @@ NOTES = """\
   distance from a random policy's 1.0 to 360, at 1,000), 1,188 s vs 94 s; Hopper-v5, rl-zoo's SAC (10,000
   random steps first, so an untrained policy through 5,000) 17.6-17.7, SAC + `DynaCallback()` 150, 121, 196, 128
   and 116 (trained on the dream before `learning_starts`), 1,045 s.
-- Before the dream-round change above, CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on
-  commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a
-  time while a HalfCheetah run (and, for the first stock CartPole seeds, two more runs) held the other core.
-  CartPole ppo+dyna stays solved at 1,000, 752, 752, 1,000 and 1,000 real steps (the earlier records: 1,256, 752, 752, 752, 1,000), stock PPO at 17,504, 9,256,
-  11,000, 5,256 and 7,000 (the same checks as before, now with the stays-solved metric); wall 96 s vs 29 s
-  (3.3x; the stock seeds 0-2 ran with two more runs beside them, which flatters the ratio). Acrobot ppo+dyna stays
-  solved at 256, 512, 752, 256 and 512 (earlier: 256 on every seed), stock PPO at 49,504, 8,256, 42,512, 13,264
-  and 21,264. Stock DQN, rerun with the stays-solved metric: it stays solved on 3 of 5 seeds within 30,000 real
-  steps (at 27,250, 29,250 and 8,250; seeds 0 and 1 pass first at 5,000 and 9,500 and never hold 3 checks).
+- Before the dream-round change below, CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on
+  commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a time
+  while a HalfCheetah run (and, for the first stock CartPole seeds, two more runs) held the other core. CartPole
+  ppo+dyna stays solved at 1,000, 752, 752, 1,000 and 1,000 real steps (the earlier records: 1,256, 752, 752, 752,
+  1,000), stock PPO at 17,504, 9,256, 11,000, 5,256 and 7,000 (the same checks as before, now with the stays-solved
+  metric); wall 96 s vs 29 s (3.3x; the stock seeds 0-2 ran with two more runs beside them, which flatters the ratio).
+  Acrobot ppo+dyna stays solved at 256, 512, 752, 256 and 512 (earlier: 256 on every seed), stock PPO at 49,504,
+  8,256, 42,512, 13,264 and 21,264. Stock DQN, rerun with the stays-solved metric: it stays solved on 3 of 5 seeds
+  within 30,000 real steps (at 27,250, 29,250 and 8,250; seeds 0 and 1 pass first at 5,000 and 9,500 and never hold 3
+  checks).
 - On-policy dream rounds (records in `docs/benchmarks/experiments/dream_rounds/`; commit 59fea29, one run at a
   time beside two other runs on the 2 cores): the same imagined steps per refit as `DynaCallback()`'s earlier 10
   rounds of 256 dream envs, cut into more and smaller rounds, since PPO moves only so far per `train()` (its clip
