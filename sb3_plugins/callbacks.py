@@ -198,7 +198,8 @@ class DynaCallback(BaseCallback):
             "env_id": "pass DynaCallback(env_id=...)", "device": "the agent's device is used",
             "seed": "pass DynaCallback(seed=...)",
         })  # fmt: skip
-        EnsembleConfig(**_ensemble_settings(ensemble_kwargs))  # checks the values
+        ensemble_settings = _ensemble_settings(ensemble_kwargs)
+        EnsembleConfig(**ensemble_settings)  # checks the values
         fit_kwargs = check_fit_kwargs(fit_kwargs, reserved={"seed": "the fits draw from DynaCallback(seed=...)"})
         for name, value, known in (("reward_fn", reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
@@ -219,7 +220,7 @@ class DynaCallback(BaseCallback):
         check_threshold(uncertainty_threshold)
         resolve_uncertainty_mode(uncertainty_mode, uncertainty_penalty, uncertainty_threshold, gamma=0.99)
         self.dynamics = dynamics
-        self.ensemble_kwargs = _ensemble_settings(ensemble_kwargs)
+        self.ensemble_kwargs = ensemble_settings
         self.fit_kwargs = dict(fit_kwargs or {})
         self.reward_fn, self.termination_fn, self.env_id = reward_fn, termination_fn, env_id
         self.uncertainty_threshold = uncertainty_threshold
