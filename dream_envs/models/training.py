@@ -163,6 +163,9 @@ def _fit(
         np.concatenate([data.next_obs - data.obs, data.reward[:, None]], axis=1), device=model.device
     )  # (N, out)
     term = torch.as_tensor(data.terminated, dtype=torch.float32, device=model.device)
+    # what a "next_obs" termination head reads in training: the real next observation (the dream gives it the
+    # predicted one)
+    next_obs = torch.as_tensor(data.next_obs, dtype=torch.float32, device=model.device).reshape(n, -1)
     # Terminations are rare (1 row in 20 on early CartPole data): class-balanced weights (mean 1, so the other
     # heads keep their share of the loss) keep the head from learning "never terminates", which would let
     # imagined episodes run on past a failure.
@@ -218,7 +221,7 @@ def _fit(
         total, batches = 0.0, 0
         for start in range(0, n_train, batch_size):
             rows = shuffled[:, start : start + batch_size]  # (E, b)
-            loss = _loss(model, x[rows], y[rows], term[rows], class_weight)
+            loss = _loss(model, x[rows], y[rows], term[rows], class_weight, next_obs[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -229,7 +232,7 @@ def _fit(
         result.epochs += 1
         if n_holdout == 0:
             continue
-        holdout = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight)  # (E,)
+        holdout = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight, next_obs[hold_idx])
         result.holdout_loss.append(float(holdout.mean()))
         improved = holdout < 0.99 * best
         if improved.any():
@@ -259,7 +262,7 @@ def _fit(
                 ),
             }
         )
-        final = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight)
+        final = _holdout_loss(model, x[hold_idx], y[hold_idx], term[hold_idx], class_weight, next_obs[hold_idx])
         model.elite_idx.copy_(torch.argsort(final)[: model.config.num_elites])
         result.holdout_loss_per_member = final.tolist()
         result.holdout_mse_per_member = _holdout_mse(model, x[hold_idx], y[hold_idx]).tolist()
@@ -276,7 +279,7 @@ def _fit(
         # 0.50 after 100 epochs; docs/termination.md).
         model.termination_logit_offset.fill_(0.5 * math.log(class_weight[0] / class_weight[1]))
     if n_holdout and model.config.learn_termination:
-        result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx])
+        result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx], next_obs[hold_idx])
     with torch.no_grad():
         # An output that never changed in the fit data (a goal that stays put within an episode, a reward that is
         # always 1) is predicted exactly: out_std 0 there, so neither the network's noise on that column nor its
@@ -407,15 +410,30 @@ def _raw_inputs(model: EnsembleDynamics, obs: np.ndarray, action: np.ndarray) ->
     return torch.cat([obs_t, encode_action(model.action_space, action_t)], dim=-1)
 
 
+def _termination_logit(
+    model: EnsembleDynamics, trunk_logit: torch.Tensor | None, next_obs: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The termination head's raw logits ``(E, b)``: the trunk's column, or the next-observation head on the real
+    next observations ``next_obs`` (``(E, b, obs_dim)``, or ``(b, obs_dim)`` for every member)."""
+    if model.termination_net is None:
+        return trunk_logit
+    if next_obs.ndim == 2:
+        next_obs = next_obs.unsqueeze(0).expand(model.config.ensemble_size, -1, -1)
+    return model._termination_logits(next_obs)
+
+
 def _loss(
     model: EnsembleDynamics,
     x: torch.Tensor,
     y: torch.Tensor,
     term: torch.Tensor,
     class_weight: tuple[float, float] = (1.0, 1.0),
+    next_obs: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Loss for one batch: ``x`` ``(E, b, in)``, ``y`` ``(E, b, out)``, ``term`` ``(E, b)``, all normalised."""
+    """Loss for one batch: ``x`` ``(E, b, in)``, ``y`` ``(E, b, out)``, ``term`` ``(E, b)``, all normalised;
+    ``next_obs`` ``(E, b, obs_dim)`` raw, for a ``"next_obs"`` termination head."""
     mean, logvar, logit = model._forward_normalized(x)
+    logit = _termination_logit(model, logit, next_obs)
     if model.config.probabilistic:
         inv_var = torch.exp(-logvar)
         nll = ((mean - y) ** 2 * inv_var + logvar).mean()
@@ -459,12 +477,18 @@ def _reward_error(model: EnsembleDynamics, y: torch.Tensor, x: torch.Tensor, ter
 
 @torch.no_grad()
 def _holdout_loss(
-    model: EnsembleDynamics, x: torch.Tensor, y: torch.Tensor, term: torch.Tensor, class_weight: tuple[float, float]
+    model: EnsembleDynamics,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    term: torch.Tensor,
+    class_weight: tuple[float, float],
+    next_obs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-member holdout loss ``(E,)``: the MSE of the means plus, when learned, the termination head's weighted
     cross-entropy (the training loss's own weights), so early stopping and elites watch both."""
     model.eval()
     mean, _, logit = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
+    logit = _termination_logit(model, logit, next_obs)
     loss = ((mean - y) ** 2).mean(dim=(1, 2))
     if logit is not None:
         targets = term.expand_as(logit)
@@ -475,8 +499,11 @@ def _holdout_loss(
 
 
 @torch.no_grad()
-def _termination_accuracy(model: EnsembleDynamics, x: torch.Tensor, term: torch.Tensor) -> float:
+def _termination_accuracy(
+    model: EnsembleDynamics, x: torch.Tensor, term: torch.Tensor, next_obs: torch.Tensor | None = None
+) -> float:
     _, _, logit = model._forward_normalized(x.unsqueeze(0).expand(model.config.ensemble_size, -1, -1))
+    logit = _termination_logit(model, logit, next_obs)
     predicted = model._terminated(logit[model.elite_idx].mean(0))
     return float((predicted == term.bool()).float().mean())
 
@@ -499,7 +526,7 @@ def _warn_out_of_bounds(model: EnsembleDynamics, data) -> None:
 
 def _snapshot_members(model: EnsembleDynamics, snapshot: dict[str, torch.Tensor], members: torch.Tensor) -> None:
     for name, value in model.state_dict().items():
-        if name.startswith(("hidden.", "head.")):
+        if name.startswith(("hidden.", "head.", "termination_net.")):
             snapshot[name][members] = value[members].detach()
         elif name in ("max_logvar", "min_logvar"):
             snapshot[name] = value.detach().clone()
