@@ -399,11 +399,11 @@ def test_the_next_observation_head_learns_a_state_defined_termination_from_few_t
     assert scores["next_obs"] >= 0.7 and scores["next_obs"] > scores["obs_action"], scores
 
 
-def test_the_next_observation_head_judges_the_state_the_step_reaches(cartpole_buffer):
+def test_the_next_observation_head_judges_the_state_the_step_reaches(cartpole_model):
     # The same pole angle (0.19 rad, inside CartPole's 0.21 limit), once falling outwards fast and once coming back:
     # only the step that crosses the limit is terminal, in every way the model steps.
-    model = small_model("CartPole-v1")
-    model.fit(cartpole_buffer, seed=0)
+    model = cartpole_model
+    assert model.config.termination_input == "next_obs"  # the default
     obs = np.array([[0.0, 0.0, 0.19, 2.0], [0.0, 0.0, 0.19, -2.0]], np.float32)
     action = np.array([1, 0])
     for propagation in ("ts1", "mean", "single"):
