@@ -96,7 +96,7 @@ def write_markdown(inputs: list[dict], records: list[dict], path: Path) -> None:
         f"{platform.python_version()}); what it measures is in the script's docstring. F1 is the harmonic mean of",
         "precision and recall.",
         "",
-        "## What it reads: the next observation (ships) or the current observation and action",
+        "## What it reads: the current observation and action (ships) or the next observation",
         "",
         "| env | random steps | terminal rows | head | recall | precision | F1 | fit seconds |",
         "|---|---|---|---|---|---|---|---|",
@@ -106,7 +106,7 @@ def write_markdown(inputs: list[dict], records: list[dict], path: Path) -> None:
                      f"{r['precision']:.2f} | {r['f1']:.2f} | {r['fit_seconds']:.1f} |")  # fmt: skip
     lines += [
         "",
-        "## How it decides (CartPole-v1, the next-observation head)",
+        "## How it decides (CartPole-v1, the default head: the trunk's column)",
         "",
         "| real steps | epochs | decision | recall | precision | F1 | false terminations (of non-terminal rows) |",
         "|---|---|---|---|---|---|---|",

@@ -22,9 +22,8 @@ def test_one_forward_pass_per_step_whatever_the_number_of_envs(cartpole_model, m
     monkeypatch.setattr(torch, "baddbmm", counting_baddbmm)
     for _ in range(3):
         venv.step(np.zeros(64, np.int64))
-    # Per step, one batched matmul per layer for all members and all envs: (E, N, in) for 2 hidden + head, then
-    # the termination head's 3 layers on the step's next observations (obs_dim 4, then its 64-wide layers).
-    assert shapes == [(4, 64, 6), (4, 64, 64), (4, 64, 64), (4, 64, 4), (4, 64, 64), (4, 64, 64)] * 3
+    # Per step, one batched matmul per layer for all members and all envs: (E, N, in) for 2 hidden + head.
+    assert shapes == [(4, 64, 6), (4, 64, 64), (4, 64, 64)] * 3
     assert venv.last_uncertainty.shape == (64,) and torch.all(venv.last_uncertainty >= 0)
 
 

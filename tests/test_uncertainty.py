@@ -115,8 +115,9 @@ def pd_controller(obs):
 
 def test_cutoff_catches_the_rollouts_that_go_wrong(cartpole_model, cartpole_buffer):
     # Over 5 model seeds, not one: on this shift the recall of one model ranges 0.63-1.0 over seeds 0-7 (median
-    # 0.92 with the trunk's termination column, 0.98 with the next-observation head; seeds 0-2 of the latter give
-    # 0.72, 0.96, 0.72), and a claim about the mechanism should not rest on one initialisation or three.
+    # 0.92 with the trunk's termination column, seeds 0-4: 0.63, 0.84, 1.0, 0.84, 0.70; 0.98 with the
+    # next-observation head, whose seeds 0-2 give 0.72, 0.96, 0.72), and a claim about the mechanism should not rest
+    # on one initialisation or three.
     env = gym.make("CartPole-v1")
     recalls = []
     for model_seed in range(5):
@@ -399,11 +400,11 @@ def test_the_next_observation_head_learns_a_state_defined_termination_from_few_t
     assert scores["next_obs"] >= 0.7 and scores["next_obs"] > scores["obs_action"], scores
 
 
-def test_the_next_observation_head_judges_the_state_the_step_reaches(cartpole_model):
+def test_the_next_observation_head_judges_the_state_the_step_reaches(cartpole_buffer):
     # The same pole angle (0.19 rad, inside CartPole's 0.21 limit), once falling outwards fast and once coming back:
     # only the step that crosses the limit is terminal, in every way the model steps.
-    model = cartpole_model
-    assert model.config.termination_input == "next_obs"  # the default
+    model = small_model("CartPole-v1", termination_input="next_obs")
+    model.fit(cartpole_buffer, max_epochs=40, batch_size=64, seed=0)
     obs = np.array([[0.0, 0.0, 0.19, 2.0], [0.0, 0.0, 0.19, -2.0]], np.float32)
     action = np.array([1, 0])
     for propagation in ("ts1", "mean", "single"):
@@ -431,7 +432,8 @@ def test_termination_input_is_checked_and_files_before_it_load_with_the_trunk_co
     obs, action = cartpole_buffer.transitions().obs[:20], cartpole_buffer.transitions().action[:20]
     for mine, theirs in zip(old.predict(obs, action), loaded.predict(obs, action)):
         assert torch.equal(mine, theirs)
-    new = small_model("CartPole-v1")
+    assert small_model("CartPole-v1").config.termination_input == "obs_action"  # the default
+    new = small_model("CartPole-v1", termination_input="next_obs")
     new.fit(cartpole_buffer, max_epochs=3, seed=0)
     new.save(tmp_path / "v3.pt")
     again = EnsembleDynamics.load(tmp_path / "v3.pt", device="cpu")

@@ -274,9 +274,9 @@ def _fit(
     with torch.no_grad():
         model.termination_seen.fill_(bool(p_terminal > 0))
         # Class balancing shifts the head's logit by log(w_terminal / w_other): read as it is, it flags every doubtful
-        # row (3 epochs on 3,000 random CartPole steps: 92% of non-terminal rows); fully undone, it misses terminations
-        # (recall 0.76 after 100 epochs). Half undone had the best F1, or tied, in 8 of 9 fits (0.92 vs 0.88 and 0.86
-        # after 100 epochs on 3,000 steps; docs/termination.md).
+        # row (3 epochs on 3,000 random CartPole steps: 79% of non-terminal rows); fully undone, it misses most
+        # terminations (recall 0.35 after 100 epochs). Half undone had the best F1 in 8 of 9 fits (0.76 vs 0.62 and
+        # 0.50 after 100 epochs; docs/termination.md); with the next-observation head, the best or tied in 8 of 9.
         model.termination_logit_offset.fill_(0.5 * math.log(class_weight[0] / class_weight[1]))
     if n_holdout and model.config.learn_termination:
         result.termination_accuracy = _termination_accuracy(model, x[hold_idx], term[hold_idx], next_obs[hold_idx])
