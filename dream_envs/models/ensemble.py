@@ -182,8 +182,9 @@ class EnsembleDynamics(nn.Module):
         height), which this head learns from fewer terminal rows: on random-action data its F1 was higher or equal
         in 14 of 15 cells (5 envs, 250 to 1,500 steps; CartPole 0.66 against 0.39 at 250, Hopper 0.50 against
         0.16), at about 9% more time per imagined step (docs/termination.md). It is not the default: in SAC/PPO/DQN +
-        DynaCallback runs it solved no faster (InvertedPendulum, CartPole, Acrobot), and on MountainCarContinuous 3
-        of 5 seeds did not stay solved within 10,000 real steps (docs/benchmarks.md)
+        DynaCallback runs it solved no faster (InvertedPendulum, CartPole, Acrobot; MountainCarContinuous seeds 0
+        and 1 end as with the trunk column on the same code, 3,000 real steps and unsolved), and CartPole DQN stayed
+        solved on no seed of 5 (docs/benchmarks.md)
     :param env_id: id of the real env, stored in the file for checks and rendering
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` ...
     :param seed: seeds the weight initialisation (and :meth:`fit` when it gets no seed of its own)
