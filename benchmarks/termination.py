@@ -37,10 +37,15 @@ INPUT_ENVS = ("CartPole-v1", "InvertedPendulum-v5", "InvertedDoublePendulum-v5",
 INPUT_STEPS = (250, 500, 1500)
 
 
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / max(precision + recall, 1e-12)
+
+
 def _scores(predicted, true) -> dict[str, float]:
+    """Recall, precision and F1 of boolean decisions ``predicted`` against the real ``true`` flags."""
     hits = float((predicted & true).sum())
     recall, precision = hits / max(float(true.sum()), 1.0), hits / max(float(predicted.sum()), 1.0)
-    return {"recall": recall, "precision": precision, "f1": 2 * recall * precision / max(recall + precision, 1e-12)}
+    return {"recall": recall, "precision": precision, "f1": _f1(precision, recall)}
 
 
 def measure_inputs() -> list[dict]:
@@ -80,9 +85,7 @@ def measure() -> list[dict]:
                 predicted = logit + shift > 0
                 true = test.terminated
                 records.append({
-                    "real_steps": n, "epochs": epochs, "decision": name,
-                    "recall": float((predicted & true).sum() / max(true.sum(), 1)),
-                    "precision": float((predicted & true).sum() / max(predicted.sum(), 1)),
+                    "real_steps": n, "epochs": epochs, "decision": name, **_scores(predicted, true),
                     "false_termination_rate": float((predicted & ~true).sum() / max((~true).sum(), 1)),
                 })  # fmt: skip
     return records
@@ -112,7 +115,7 @@ def write_markdown(inputs: list[dict], records: list[dict], path: Path) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        f1 = 2 * r["precision"] * r["recall"] / max(r["precision"] + r["recall"], 1e-12)
+        f1 = _f1(r["precision"], r["recall"])  # records made before the "f1" key hold only precision and recall
         lines.append(f"| {r['real_steps']:,} | {r['epochs']} | {r['decision']} | {r['recall']:.2f} | "
                      f"{r['precision']:.2f} | {f1:.2f} | {r['false_termination_rate']:.1%} |")  # fmt: skip
     atomic_write_text(path, "\n".join(lines) + "\n")
