@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.common.vec_env import VecNormalize
 
 from dream_envs import EnsembleConfig, EnsembleDynamics, TransitionBuffer
-from dream_envs.checks import check_int, check_keywords, check_probability, is_number
+from dream_envs.checks import check_int, check_keywords, check_number, check_probability, is_number
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
@@ -66,13 +66,15 @@ class DynaCallback(BaseCallback):
     from real states. ``num_timesteps`` keeps counting REAL steps only; imagined steps are counted and logged
     separately.
 
-    - Off-policy (DQN, SAC, TD3): MBPO. Every ``model_train_freq`` real steps the model is refitted, then
+    - Refits: at ``min_real_steps``, then every ``model_train_freq`` real steps, sooner while the data are few
+      (``refit_growth``).
+    - Off-policy (DQN, SAC, TD3): MBPO. At every refit of the model
       ``rollout_batch_size`` branches of ``rollout_horizon`` steps start from real states and follow the current
       policy; the agent's ``train()`` then samples batches that are ``real_ratio`` real, the rest imagined, with
       ``utd_ratio`` gradient steps per real step in all: the agent's own ``gradient_steps`` (never changed) plus
       extra ``train()`` calls at the end of each rollout.
-    - On-policy (PPO, A2C): every ``model_train_freq`` real steps (mid-rollout when the agent's rollout is longer)
-      the model is refitted, and the agent runs ``dream_rollouts`` extra rounds of its own ``collect_rollouts`` +
+    - On-policy (PPO, A2C): at every refit (mid-rollout when the agent's rollout is longer) the agent runs
+      ``dream_rollouts`` extra rounds per ``model_train_freq`` real steps of its own ``collect_rollouts`` +
       ``train()`` on a :class:`DreamVecEnv` of ``n_dream_envs`` envs started at real states (uncertainty cutoff on),
       so its optimiser, schedules and logger are the stock ones.
     - Before ``learning_starts`` (off-policy), the agent is trained on the mixed buffer after every refit, at the
@@ -110,8 +112,13 @@ class DynaCallback(BaseCallback):
     :param uncertainty_penalty: ``"auto"`` or a number >= 0 in reward units, as in :class:`~dream_envs.DreamEnv`
         (``"terminate"``'s ``"auto"`` uses the agent's own ``gamma``)
     :param model_train_freq: real steps between model refits (and, on-policy, dream updates), whatever the
-        agent's rollout length
-    :param min_real_steps: real transitions needed before the first fit
+        agent's rollout length (sooner while the data are few: ``refit_growth``)
+    :param min_real_steps: real transitions needed before the first fit, which comes as soon as they are there
+    :param refit_growth: refit sooner than ``model_train_freq`` while the data are few: once they have grown by this
+        fraction of what the last fit saw (0.5: at 64, 96, 144, 216, 324 and 486 real steps, then every 250). A
+        number > 0, or ``None`` to refit every ``model_train_freq`` real steps only (MBPO as published). Every
+        refit starts ``rollout_batch_size`` new branches (off-policy); dream rounds stay ``dream_rollouts`` per
+        ``model_train_freq`` real steps, spread over the early refits (on-policy)
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
         linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
         limit, past which they are truncated and bootstrapped)
@@ -121,10 +128,10 @@ class DynaCallback(BaseCallback):
     :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
     :param imagined_capacity: imagined transitions kept (off-policy)
     :param n_dream_envs: imagined envs per on-policy dream rollout
-    :param dream_rollouts: on-policy update rounds in the dream per refit; a round is ``n_dream_envs`` x
-        ``min(n_steps, 32)`` imagined steps from fresh real start states, then one ``train()``. An on-policy agent
-        moves only so far per ``train()`` (PPO's clip range and epochs), so for the same imagined steps per refit
-        more and smaller rounds learn faster: 20 rounds of 128 envs, against 10 of 256, stay solved in a median of
+    :param dream_rollouts: on-policy update rounds in the dream per ``model_train_freq`` real steps; a round is
+        ``n_dream_envs`` x ``min(n_steps, 32)`` imagined steps from fresh real start states, then one ``train()``.
+        An on-policy agent moves only so far per ``train()`` (PPO's clip range and epochs), so for the same imagined
+        steps more and smaller rounds learn faster: 20 rounds of 128 envs, against 10 of 256, stay solved in a median of
         752 real steps instead of 1,000 on CartPole PPO and 256 instead of 512 on Acrobot PPO, in less wall time
         (``docs/benchmarks.md``; 40 rounds of 64 lost a CartPole seed). A2C, whose ``train()`` is one gradient step
         on the whole round, did better with the larger rounds on CartPole (3 seeds: first passes at 3,256-3,504 real
@@ -163,6 +170,7 @@ class DynaCallback(BaseCallback):
         uncertainty_penalty: float | str = "auto",
         model_train_freq: int = 250,
         min_real_steps: int = 64,
+        refit_growth: float | None = 0.5,
         rollout_horizon: int | tuple[int, int, int, int] | None = None,
         rollout_batch_size: int = 400,
         real_ratio: float = 0.5,
@@ -181,6 +189,9 @@ class DynaCallback(BaseCallback):
         if dynamics is not None and not isinstance(dynamics, EnsembleDynamics):
             raise TypeError(f"dynamics must be an EnsembleDynamics or None, got {type(dynamics).__name__}")
         real_ratio = check_probability("real_ratio", real_ratio)
+        if refit_growth is not None:
+            refit_growth = check_number("refit_growth (None: refit every model_train_freq real steps)", refit_growth,
+                                        0.0, low_open=True)  # fmt: skip
         sizes = {
             "model_train_freq": model_train_freq, "min_real_steps": min_real_steps,
             "rollout_batch_size": rollout_batch_size, "imagined_capacity": imagined_capacity,
@@ -227,6 +238,7 @@ class DynaCallback(BaseCallback):
         self.uncertainty_mode, self.uncertainty_penalty = uncertainty_mode, uncertainty_penalty
         self.model_train_freq = model_train_freq
         self.min_real_steps = min_real_steps
+        self.refit_growth = refit_growth
         self.rollout_batch_size = rollout_batch_size
         self.real_ratio = float(real_ratio)
         self.utd_ratio = utd_ratio
@@ -253,7 +265,7 @@ class DynaCallback(BaseCallback):
             "ensemble_kwargs": dict(ensemble_kwargs), "fit_kwargs": dict(fit_kwargs), "reward_fn": reward_fn,
             "termination_fn": termination_fn, "env_id": env_id, "uncertainty_threshold": uncertainty_threshold,
             "uncertainty_mode": uncertainty_mode, "uncertainty_penalty": uncertainty_penalty,
-            "model_train_freq": model_train_freq, "min_real_steps": min_real_steps,
+            "model_train_freq": model_train_freq, "min_real_steps": min_real_steps, "refit_growth": refit_growth,
             "rollout_horizon": self._horizon_schedule, "rollout_batch_size": rollout_batch_size,
             "real_ratio": self.real_ratio, "utd_ratio": utd_ratio, "imagined_capacity": imagined_capacity,
             "n_dream_envs": n_dream_envs, "dream_rollouts": dream_rollouts, "trust_errors": trust_errors,
@@ -432,8 +444,8 @@ class DynaCallback(BaseCallback):
         # Refits go by real steps, not by the agent's rollout length: an on-policy agent collecting 2,048 or 4,096
         # real steps per rollout gets dream updates every model_train_freq of them, mid-rollout (the real steps
         # already stored keep the log-probabilities of the policy that took them, which PPO's ratio needs).
-        if self._steps_since_fit >= self.model_train_freq and len(self.real) >= self.min_real_steps:
-            self._steps_since_fit = 0
+        if self._refit_due():
+            since, self._steps_since_fit = self._steps_since_fit, 0
             self._fit_model()
             if self.trust == 0.0:
                 return True
@@ -441,8 +453,23 @@ class DynaCallback(BaseCallback):
                 self._branch_rollouts()
                 self._train_before_learning_starts()
             else:
-                self._dream_updates()
+                self._dream_updates(since)
         return True
+
+    def _refit_due(self) -> bool:
+        """Whether the model is refitted now: at ``min_real_steps``, then every ``model_train_freq`` real steps, or
+        sooner while the data are few, once they have grown by ``refit_growth`` of what the last fit saw (64, 96,
+        144, 216... real steps at the defaults): early on each new real step changes the model most, and a policy
+        trained in the dream of a model fitted on half the data it could use waits a whole ``model_train_freq``
+        for the next one."""
+        seen = len(self.real)
+        if seen < self.min_real_steps:
+            return False
+        period = self.model_train_freq
+        if self.refit_growth is not None:
+            # real steps are counted since the start, so before the first fit "the last fit saw" nothing
+            period = min(period, max(1, int(self.refit_growth * (seen - self._steps_since_fit))))
+        return self._steps_since_fit >= period
 
     def _record_real_step(self) -> None:
         # SB3 exposes a step's results to callbacks only as the collection loop's locals.
@@ -512,10 +539,14 @@ class DynaCallback(BaseCallback):
             self.logger.record("dyna/real_ratio", real_ratio)
             self.logger.record("dyna/gradient_steps", self._own_steps_per_rollout() + self._extra_steps)
         else:
-            self.logger.record("dyna/dream_rollouts", self._dream_rounds())
+            self.logger.record("dyna/dream_rollouts", self._dream_rounds(self.model_train_freq))
 
-    def _dream_rounds(self) -> int:
-        return int(round(self.dream_rollouts * self.trust))
+    def _dream_rounds(self, real_steps: int) -> int:
+        """Dream rounds after a refit ``real_steps`` after the last: ``dream_rollouts`` per ``model_train_freq``
+        real steps (the early refits of ``refit_growth`` spread the same dreaming over fresher models), scaled by the
+        trust in the model."""
+        share = min(1.0, real_steps / self.model_train_freq)
+        return int(round(self.dream_rollouts * self.trust * share))
 
     def _imagination(self, start_states: np.ndarray) -> Imagination:
         return Imagination(start_states=start_states, **self._dream_kwargs())
@@ -649,7 +680,7 @@ class DynaCallback(BaseCallback):
         self.logger.record("dyna/uncertainty_cutoff_fraction", float(cut.float().mean()))
 
     # ------------------------------------------------------------------ on-policy: extra updates in the dream
-    def _dream_updates(self) -> None:
+    def _dream_updates(self, real_steps: int) -> None:
         algo: OnPolicyAlgorithm = self.model
         data = self.real.transitions()
         raw_dream = DreamVecEnv(
@@ -670,7 +701,9 @@ class DynaCallback(BaseCallback):
         silent.init_callback(algo)
         try:
             algo.rollout_buffer = dream_buffer
-            for _ in range(self._dream_rounds()):
+            rounds = self._dream_rounds(real_steps)
+            self.logger.record("dyna/dream_rollouts", rounds)
+            for _ in range(rounds):
                 algo._last_obs = dream.reset()
                 algo._last_episode_starts = np.ones(self.n_dream_envs, dtype=bool)
                 algo.collect_rollouts(dream, silent, dream_buffer, n_rollout_steps=steps)

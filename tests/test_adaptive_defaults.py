@@ -117,7 +117,7 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
     # any holdout error above 1e-9 removes all trust: no branches, the agent's own batches and gradient steps
     dyna = DynaCallback(**_SMALL, utd_ratio=10, trust_errors=(0.0, 1e-9))
     agent.learn(250, callback=dyna)
-    assert dyna.model_fits == 2 and dyna.trust == 0.0 and dyna.imagined_steps == 0
+    assert dyna.model_fits == 4 and dyna.trust == 0.0 and dyna.imagined_steps == 0  # at 64, 96, 144 and 216
     assert agent.replay_buffer.real_ratio == 1.0 and agent.gradient_steps == 1
     assert "leaning on real data" in dyna.trust_reason
     agent.logger.dump(agent.num_timesteps)
@@ -191,7 +191,7 @@ def test_an_untrusted_model_gives_an_on_policy_agent_no_dream_rounds():
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0, device="cpu")
     dyna = DynaCallback(**_SMALL, trust_errors=(0.0, 1e-9))
     agent.learn(256, callback=dyna)
-    assert dyna.model_fits == 2 and dyna.imagined_steps == 0
+    assert dyna.model_fits == 4 and dyna.imagined_steps == 0  # at 64, 96, 144 and 216 real steps
     half = DynaCallback(**_SMALL, trust_errors=(0.0, 1e9))  # nearly full trust: round(2 x ~1) dream rounds
     agent.learn(256, callback=half)
     assert half.imagined_steps > 0
@@ -210,7 +210,7 @@ def test_the_default_callback_fits_by_the_schedule_and_trusts_a_learnable_model(
     dyna = DynaCallback(ensemble_kwargs={"hidden_sizes": (64, 64)}, n_dream_envs=8, dream_rollouts=1, seed=0)
     agent.learn(256, callback=dyna)
     agent.logger.dump(agent.num_timesteps)
-    assert dyna.model_fits == 1 and capture.values["dyna/model_gradient_steps"] > 300
+    assert dyna.model_fits == 4 and capture.values["dyna/model_gradient_steps"] > 300  # the last on 216 steps
     assert dyna.trust == 1.0 and np.isfinite(capture.values["dyna/model_holdout_obs_error"])
 
 
@@ -266,14 +266,47 @@ def test_fit_takes_numpy_sizes_as_plain_ints():
     assert result.batch_size == 100 and type(result.batch_size) is int and result.epochs <= 2
 
 
-def test_the_default_dream_runs_twenty_rounds_of_128_envs_per_refit(monkeypatch):
+def test_the_default_dream_runs_twenty_rounds_of_128_envs_per_250_real_steps(monkeypatch):
     # measured across the on-policy rows (docs/benchmarks.md): the same imagined steps per refit as 10 rounds of 256
-    # envs, in twice the train() calls, stayed solved in fewer real steps on CartPole and Acrobot PPO
+    # envs, in twice the train() calls, stayed solved in fewer real steps on CartPole and Acrobot PPO; the early
+    # refits at 64, 96, 144 and 216 real steps share them out: round(20 x 64 / 250) = 5, then 3, 4 and 6
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=256, batch_size=64, seed=0, device="cpu")
     rounds = []
     monkeypatch.setattr(agent, "train", lambda: rounds.append(agent.rollout_buffer.n_envs))
     dyna = DynaCallback(seed=0)
     agent.learn(256, callback=dyna)
-    assert dyna.model_fits == 1 and dyna.trust == 1.0
-    assert rounds == [128] * 20 + [1]  # the dream's rounds, then the stock update on the real rollout
-    assert dyna.imagined_steps == 20 * 128 * 32
+    assert dyna.model_fits == 4 and dyna.trust == 1.0
+    assert rounds == [128] * 18 + [1]  # the dream's rounds, then the stock update on the real rollout
+    assert dyna.imagined_steps == 18 * 128 * 32
+
+
+def _fit_points(monkeypatch, real_steps, **settings):
+    """The real-step counts at which DynaCallback refits over ``real_steps`` of one CartPole env (no model is fitted:
+    the schedule alone is under test)."""
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=real_steps, batch_size=50, seed=0, device="cpu")
+    monkeypatch.setattr(agent, "train", lambda: None)
+    dyna = DynaCallback(seed=0, **settings)
+    points, rounds = [], []
+    monkeypatch.setattr(dyna, "_fit_model", lambda: points.append(len(dyna.real)))
+    monkeypatch.setattr(dyna, "_dream_updates", lambda since: rounds.append(dyna._dream_rounds(since)))
+    agent.learn(real_steps, callback=dyna)
+    return points, rounds
+
+
+def test_refits_come_sooner_while_the_data_are_few_then_every_model_train_freq(monkeypatch):
+    # issue 14: refitting when the data have grown by half took CartPole PPO + DynaCallback() from a median of 752
+    # real steps to stay solved to 256 (docs/benchmarks.md)
+    points, rounds = _fit_points(monkeypatch, 1_250)
+    assert points == [64, 96, 144, 216, 324, 486, 729, 979, 1229]
+    # dream rounds: 20 per 250 real steps, shared out over the early refits (the same dreaming as without them)
+    assert rounds == [5, 3, 4, 6, 9, 13, 19, 20, 20]
+    points, rounds = _fit_points(monkeypatch, 1_000, refit_growth=None)  # MBPO's fixed period, first at 250
+    assert points == [250, 500, 750, 1000] and rounds == [20] * 4
+    points, _ = _fit_points(monkeypatch, 1_000, refit_growth=1.0, min_real_steps=100, model_train_freq=300)
+    assert points == [100, 200, 400, 700, 1000]
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, float("nan"), "0.5", True])
+def test_a_bad_refit_growth_is_refused_at_construction(bad):
+    with pytest.raises(ValueError, match=r"refit_growth \(None: refit every model_train_freq real steps\) must be"):
+        DynaCallback(refit_growth=bad)

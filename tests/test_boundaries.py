@@ -483,8 +483,8 @@ def test_few_transitions_or_a_long_uncertainty_horizon_fit_with_the_default_cuto
         assert model.fitted
     agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, device="cpu", seed=0)
     dyna = DynaCallback(**{**FAST, "min_real_steps": 4, "model_train_freq": 8})
-    agent.learn(16, callback=dyna)  # the first fit on 8 transitions: shorter than the cutoff's horizon of 10
-    assert dyna.model_fits == 2
+    agent.learn(16, callback=dyna)  # the first fit on 4 transitions: shorter than the cutoff's horizon of 10
+    assert dyna.model_fits == 4  # at 4, 6, 9 and 13 real steps (refit_growth 0.5)
 
 
 def test_torch_tensors_are_data_like_numpy_arrays(cartpole_model):

@@ -108,12 +108,13 @@ def test_the_checkpoint_callback_saves_the_dyna_state_beside_the_agents(tmp_path
                      "rl_model_dyna_200_steps.pt", "rl_model_replay_buffer_100_steps.pkl",
                      "rl_model_replay_buffer_200_steps.pkl"]  # fmt: skip
     restored = DynaCallback.load(tmp_path / "rl_model_dyna_200_steps.pt", device="cpu")
-    assert restored.model_fits == dyna.model_fits == 2 and len(restored.real) == 200
+    assert restored.model_fits == dyna.model_fits == 5 and len(restored.real) == 200  # at 32, 48, 72, 108, 162
     assert restored.seed == dyna.seed == 0  # the agent's seed reached the callback and its file
     agent = SAC.load(tmp_path / "rl_model_200_steps.zip", env=env, device="cpu")
     agent.load_replay_buffer(tmp_path / "rl_model_replay_buffer_200_steps.pkl")
     agent.learn(100, callback=restored, reset_num_timesteps=False)
-    assert agent.num_timesteps == 300 and restored.model_fits == 3 and len(restored.real) == 300
+    # the schedule goes on where it was: the next fit at 243 real steps (162 + half of 162), then none before 343
+    assert agent.num_timesteps == 300 and restored.model_fits == 6 and len(restored.real) == 300
 
 
 def test_a_callable_reward_is_passed_again_and_damaged_state_files_are_refused(tmp_path):
