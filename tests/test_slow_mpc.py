@@ -57,8 +57,8 @@ def test_pets_reaches_the_threshold_in_few_real_steps(env_id, threshold, budget,
         ("CartPole-v1", 400),  # measured: seed 0 stays solved from 200 (dream-envs bench, docs/benchmarks.md)
         ("Pendulum-v1", 400),  # measured: seed 0 stays solved from 200 (dream-envs bench, docs/benchmarks.md)
         pytest.param("InvertedPendulum-v5", 1000, marks=pytest.mark.xfail(strict=True, reason=(
-            "measured (docs/mpc.md, benchmarks/mpc.py's defaults row): seed 0 not solved within 1,500 real steps "
-            "(39, 40, 40, 136, 381, 547 at checks every 250)"))),
+            "measured (docs/benchmarks.md, dream-envs bench's mpc row): seed 0 not solved within its 2,000 real "
+            "steps (37, 38, 44, 70, 66, 86, 110, 188, 204, 333 at checks every 200)"))),
     ],
 )  # fmt: skip
 def test_mpc_agent_with_no_arguments_solves_and_stays_solved(env_id, target):
