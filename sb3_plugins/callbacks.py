@@ -68,8 +68,8 @@ class DynaCallback(BaseCallback):
 
     - Refits: at ``min_real_steps``, then every ``model_train_freq`` real steps, sooner while the data are few
       (``refit_growth``).
-    - Off-policy (DQN, SAC, TD3): MBPO. At every refit of the model
-      ``rollout_batch_size`` branches of ``rollout_horizon`` steps start from real states and follow the current
+    - Off-policy (DQN, SAC, TD3): MBPO. At every refit, ``rollout_batch_size`` branches per ``model_train_freq``
+      real steps since the last one, of ``rollout_horizon`` steps, start from real states and follow the current
       policy; the agent's ``train()`` then samples batches that are ``real_ratio`` real, the rest imagined, with
       ``utd_ratio`` gradient steps per real step in all: the agent's own ``gradient_steps`` (never changed) plus
       extra ``train()`` calls at the end of each rollout.
@@ -116,13 +116,13 @@ class DynaCallback(BaseCallback):
     :param min_real_steps: real transitions needed before the first fit, which comes as soon as they are there
     :param refit_growth: refit sooner than ``model_train_freq`` while the data are few: once they have grown by this
         fraction of what the last fit saw (0.5: at 64, 96, 144, 216, 324 and 486 real steps, then every 250). A
-        number > 0, or ``None`` to refit every ``model_train_freq`` real steps only (MBPO as published). Every
-        refit starts ``rollout_batch_size`` new branches (off-policy); dream rounds stay ``dream_rollouts`` per
-        ``model_train_freq`` real steps, spread over the early refits (on-policy)
+        number > 0, or ``None`` to refit every ``model_train_freq`` real steps only (MBPO as published). The
+        imagined data per real step stay the same, shared out over the early refits: ``rollout_batch_size`` MBPO
+        branches (off-policy) and ``dream_rollouts`` dream rounds (on-policy) per ``model_train_freq`` real steps
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
         linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
         limit, past which they are truncated and bootstrapped)
-    :param rollout_batch_size: branches started per refit (off-policy)
+    :param rollout_batch_size: branches started per ``model_train_freq`` real steps, at the refits (off-policy)
     :param real_ratio: fraction of real transitions in each off-policy training batch, in [0, 1] (0.5: measured best
         on CartPole DQN and Pendulum SAC; MBPO used 0.05)
     :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
@@ -450,7 +450,7 @@ class DynaCallback(BaseCallback):
             if self.trust == 0.0:
                 return True
             if self._off_policy:
-                self._branch_rollouts()
+                self._branch_rollouts(since)
                 self._train_before_learning_starts()
             else:
                 self._dream_updates(since)
@@ -629,7 +629,7 @@ class DynaCallback(BaseCallback):
         per_env_step = per_rollout / (algo.train_freq.frequency * algo.n_envs)
         return max(1, per_rollout, int(round(per_env_step * algo.target_update_interval)))
 
-    def _branch_rollouts(self) -> None:
+    def _branch_rollouts(self, real_steps: int) -> None:
         algo = self.model
         # Imagined branches follow the policy being learned: an epsilon-greedy agent acts there with its final
         # exploration rate, not with the high rate its real data collection starts with (DQN's epsilon is 1 at
@@ -638,14 +638,19 @@ class DynaCallback(BaseCallback):
         if exploration_rate is not None:
             algo.exploration_rate = min(exploration_rate, algo.exploration_final_eps)
         try:
-            self._imagine_branches(algo)
+            self._imagine_branches(algo, self._branches(real_steps))
         finally:
             if exploration_rate is not None:
                 algo.exploration_rate = exploration_rate
 
-    def _imagine_branches(self, algo: OffPolicyAlgorithm) -> None:
+    def _branches(self, real_steps: int) -> int:
+        """MBPO branches started after a refit ``real_steps`` after the last: ``rollout_batch_size`` per
+        ``model_train_freq`` real steps, shared out over the early refits of ``refit_growth``."""
+        return max(1, int(round(self.rollout_batch_size * min(1.0, real_steps / self.model_train_freq))))
+
+    def _imagine_branches(self, algo: OffPolicyAlgorithm, n_branches: int) -> None:
         data = self.real.transitions()
-        starts = data.obs[self._rng.integers(len(data.obs), size=self.rollout_batch_size)]
+        starts = data.obs[self._rng.integers(len(data.obs), size=n_branches)]
         imagination = self._imagination(data.obs)
         obs = torch.as_tensor(starts, device=self.dynamics.device)  # (B, obs_dim)
         alive = torch.ones(len(obs), dtype=torch.bool, device=obs.device)

@@ -310,3 +310,17 @@ def test_refits_come_sooner_while_the_data_are_few_then_every_model_train_freq(m
 def test_a_bad_refit_growth_is_refused_at_construction(bad):
     with pytest.raises(ValueError, match=r"refit_growth \(None: refit every model_train_freq real steps\) must be"):
         DynaCallback(refit_growth=bad)
+
+
+def test_mbpo_branches_are_shared_out_over_the_early_refits(monkeypatch):
+    # rollout_batch_size (400) branches per model_train_freq (250) real steps: the early refits of refit_growth add
+    # fresher models, not more imagined data from models fitted on a few dozen steps
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=10_000, seed=0, device="cpu")
+    dyna = DynaCallback(seed=0)
+    branches = []
+    monkeypatch.setattr(dyna, "_fit_model", lambda: None)  # the schedule alone is under test
+    monkeypatch.setattr(dyna, "_train_before_learning_starts", lambda: None)
+    monkeypatch.setattr(dyna, "_imagine_branches", lambda algo, n_branches: branches.append(n_branches))
+    agent.learn(1_000, callback=dyna)
+    # refits at 64, 96, 144, 216, 324, 486, 729 and 979 real steps: 400 x 64 / 250 = 102.4 -> 102, ...
+    assert branches == [102, 51, 77, 115, 173, 259, 389, 400]

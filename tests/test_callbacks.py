@@ -215,8 +215,9 @@ def test_an_off_policy_agent_trains_on_the_dream_before_its_learning_starts():
     capture = Capture()
     agent.set_logger(Logger(None, [capture]))
     agent.learn(300, callback=DynaCallback(**{**FAST, "utd_ratio": None}))
-    # One gradient step per 4 real steps, as the agent's own settings say: 25 after each fit (100, 200, 300).
-    assert agent._n_updates == 75
+    # One gradient step per 4 real steps, as the agent's own settings say, at each fit (64, 96, 144 and 216 real
+    # steps; the next is at 316): 216 / 4 = 54 in all.
+    assert agent._n_updates == 54
 
 
 def test_dream_branches_act_with_the_final_exploration_rate(monkeypatch):
@@ -231,6 +232,7 @@ def test_dream_branches_act_with_the_final_exploration_rate(monkeypatch):
         return original(obs, *args, **kwargs)
 
     monkeypatch.setattr(agent, "predict", predict)
-    agent.learn(200, callback=DynaCallback(**FAST))
+    # refit_growth=None: every refit is model_train_freq apart, so each starts rollout_batch_size branches
+    agent.learn(200, callback=DynaCallback(**FAST, refit_growth=None))
     assert seen and all(rate == agent.exploration_final_eps for rate in seen)
     assert agent.exploration_rate > agent.exploration_final_eps
