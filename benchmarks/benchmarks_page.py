@@ -94,11 +94,35 @@ NOTES = """\
   start values; Acrobot runs without rl-zoo's VecNormalize (the checks play raw observations, and DynaCallback
   learns from raw ones).
 - A `+dyna` variant is the stock row plus `DynaCallback()` with no arguments (issue 14 removed the per-env `_DYNA`
-  table): its model fit is sized in gradient steps from the data (`dream_envs.models.fit_schedule`), it refits and
-  dreams every 250 real steps whatever the agent's rollout length, trains an off-policy agent on the dream before
-  its `learning_starts`, and scales the dream's share by its trust in the model (`sb3_plugins.model_trust`).
-  Off-policy rows use DynaCallback's default `real_ratio` of 0.5 (half of every batch real).
+  table): its model fit is sized in gradient steps from the data (`dream_envs.models.fit_schedule`), it refits as
+  the data grow by half (at 64, 96, 144, 216, 324 and 486 real steps; `refit_growth`), then every 250, whatever the
+  agent's rollout length, trains an off-policy agent on the dream before its `learning_starts`, and scales the
+  dream's share by its trust in the model (`sb3_plugins.model_trust`). Off-policy rows use DynaCallback's default
+  `real_ratio` of 0.5 (half of every batch real).
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.
+- Refits as the data grow (`refit_growth`, commit 64b3441 and the branch sharing after it; records of the fixed period
+  in `docs/benchmarks/experiments/fixed_refit_period/`): the first fit at 64 real steps instead of 250, then one each
+  time the data have grown by half, until they are 250 apart, with the same imagined data per real step (dream rounds
+  and MBPO branches per 250 real steps, shared out over the early refits). Stays solved, seeds 0-4, fixed period ->
+  data-paced (one run at a time, two to three runs on the 2 cores): CartPole ppo+dyna 752, 752, 752, 1,000, 752 ->
+  256, 256, 256, 1,000, 504 (median 752 -> 256: issue 14's <= 500 and worst <= 1,000 met); Acrobot ppo+dyna 256 on
+  every seed -> the same; Pendulum sac+dyna 800, 600, 800, 1,000, 1,600 -> 600, 800, 400, 800, 1,400 (median 800 both,
+  worst 1,600 -> 1,400); InvertedPendulum sac+dyna 2,500, 2,000, 2,000, 2,500, 2,000 -> 1,500, 1,500, 2,000, 2,000,
+  3,000 (median 2,000 both; seed 4 passed first at 1,500 and fell back); CartPole dqn+dyna stays solved on 1 seed of 5
+  both ways (seed 3 at 2,000 -> seed 0 at 3,250; first passes 250, none, 500, 2,000, none -> 500, 4,750, 2,250, none,
+  4,500). A first version started the full 400 MBPO branches at every early refit (more imagined data from models
+  fitted on a few dozen steps; records in `docs/benchmarks/experiments/refit_growth_more_branches/`): CartPole
+  dqn+dyna stayed solved on no seed (one run collapsed to returns of 9), Pendulum 1,000, 600, 600, 800, 1,400,
+  MountainCarContinuous seeds 0-2 at 5,000, 6,000 and 2,000 (shared out, seed 0: 2,000;
+  `docs/benchmarks/experiments/mcc_rerun/`); sharing the branches out is what shipped. Wall vs stock and worst check
+  vs stock on the rerun rows (tables above; the reruns shared the 2 cores with two other runs): CartPole ppo+dyna 3.5x
+  (3.1x before), +0.82; Pendulum 1.8x (2.0x-3.5x before), +0.25 at 200 real steps (-0.20 before: the first fit now
+  comes before the first check); InvertedPendulum 1.8x (3.3x before), +0.00; CartPole dqn+dyna 6.6x (6.4x), -0.54
+  (-0.49). The rows not rerun (MountainCarContinuous, InvertedDoublePendulum, Reacher, HalfCheetah: 10 minutes to 2
+  hours a seed) are records of the fixed period. Side by side on commit 1d4df59, stock SAC on MountainCarContinuous
+  replays its records exactly (18,000, 13,000, 14,000, 13,000, 9,000), while SAC + `DynaCallback()` (fixed period)
+  stays solved at 3,000 on seed 0 (the record: 2,000), so that row's +dyna records do not replay on today's code and
+  need a rerun.
 - Issue 14 reran every `+dyna` row with `DynaCallback()` and no arguments on the stock rows (the per-env `_DYNA`
   table is gone); the stock rows are the earlier records (same settings, same protocol; records from before the
   stays-solved metric that stopped at their first pass show `n/a` there). Against the tuned rows' records
