@@ -131,8 +131,9 @@ class DynaCallback(BaseCallback):
     :param dream_rollouts: on-policy update rounds in the dream per ``model_train_freq`` real steps; a round is
         ``n_dream_envs`` x ``min(n_steps, 32)`` imagined steps from fresh real start states, then one ``train()``.
         An on-policy agent moves only so far per ``train()`` (PPO's clip range and epochs), so for the same imagined
-        steps more and smaller rounds learn faster: 20 rounds of 128 envs, against 10 of 256, stay solved in a median of
-        752 real steps instead of 1,000 on CartPole PPO and 256 instead of 512 on Acrobot PPO, in less wall time
+        steps more and smaller rounds learn faster: 20 rounds of 128 envs, against 10 of 256, stayed solved (with the
+        fixed refit period) in a median of 752 real steps instead of 1,000 on CartPole PPO and 256 instead of 512 on
+        Acrobot PPO, in less wall time
         (``docs/benchmarks.md``; 40 rounds of 64 lost a CartPole seed). A2C, whose ``train()`` is one gradient step
         on the whole round, did better with the larger rounds on CartPole (3 seeds: first passes at 3,256-3,504 real
         steps with 10 of 256, none within 5,000 with 20 of 128, stock A2C 8,000-8,752)
