@@ -546,8 +546,12 @@ class DynaCallback(BaseCallback):
         """Dream rounds after a refit ``real_steps`` after the last: ``dream_rollouts`` per ``model_train_freq``
         real steps (the early refits of ``refit_growth`` spread the same dreaming over fresher models), scaled by the
         trust in the model."""
-        share = min(1.0, real_steps / self.model_train_freq)
-        return int(round(self.dream_rollouts * self.trust * share))
+        return int(round(self.dream_rollouts * self.trust * self._period_share(real_steps)))
+
+    def _period_share(self, real_steps: int) -> float:
+        """The part of a ``model_train_freq`` period that ``real_steps`` since the last refit make: the imagined data
+        of the early refits (``refit_growth``) are this share of a period's."""
+        return min(1.0, real_steps / self.model_train_freq)
 
     def _imagination(self, start_states: np.ndarray) -> Imagination:
         return Imagination(start_states=start_states, **self._dream_kwargs())
@@ -647,7 +651,7 @@ class DynaCallback(BaseCallback):
     def _branches(self, real_steps: int) -> int:
         """MBPO branches started after a refit ``real_steps`` after the last: ``rollout_batch_size`` per
         ``model_train_freq`` real steps, shared out over the early refits of ``refit_growth``."""
-        return max(1, int(round(self.rollout_batch_size * min(1.0, real_steps / self.model_train_freq))))
+        return max(1, int(round(self.rollout_batch_size * self._period_share(real_steps))))
 
     def _imagine_branches(self, algo: OffPolicyAlgorithm, n_branches: int) -> None:
         data = self.real.transitions()
