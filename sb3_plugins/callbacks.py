@@ -448,7 +448,9 @@ class DynaCallback(BaseCallback):
         if self._refit_due():
             since, self._steps_since_fit = self._steps_since_fit, 0
             self._fit_model()
-            if self.trust == 0.0:
+            if self.trust == 0.0:  # do no harm: nothing is imagined until a refit earns some trust
+                if not self._off_policy:
+                    self.logger.record("dyna/dream_rollouts", 0)
                 return True
             if self._off_policy:
                 self._branch_rollouts(since)
@@ -539,8 +541,6 @@ class DynaCallback(BaseCallback):
                 self._extra_steps = max(0, int(round((dyna_steps - own) * self.trust)))
             self.logger.record("dyna/real_ratio", real_ratio)
             self.logger.record("dyna/gradient_steps", self._own_steps_per_rollout() + self._extra_steps)
-        else:
-            self.logger.record("dyna/dream_rollouts", self._dream_rounds(self.model_train_freq))
 
     def _dream_rounds(self, real_steps: int) -> int:
         """Dream rounds after a refit ``real_steps`` after the last: ``dream_rollouts`` per ``model_train_freq``

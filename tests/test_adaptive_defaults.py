@@ -189,12 +189,19 @@ def test_dqn_steps_per_target_follow_the_agents_own_settings():
 
 def test_an_untrusted_model_gives_an_on_policy_agent_no_dream_rounds():
     agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, seed=0, device="cpu")
+    capture = _Capture()
+    agent.set_logger(Logger(None, [capture]))
     dyna = DynaCallback(**_SMALL, trust_errors=(0.0, 1e-9))
     agent.learn(256, callback=dyna)
+    agent.logger.dump(agent.num_timesteps)
     assert dyna.model_fits == 4 and dyna.imagined_steps == 0  # at 64, 96, 144 and 216 real steps
+    assert capture.values["dyna/dream_rollouts"] == 0 and capture.values["dyna/model_trust"] == 0.0
     half = DynaCallback(**_SMALL, trust_errors=(0.0, 1e9))  # nearly full trust: round(2 x ~1) dream rounds
     agent.learn(256, callback=half)
+    agent.logger.dump(agent.num_timesteps)
     assert half.imagined_steps > 0
+    # the rounds logged are the ones run: the refit at 216 real steps came 72 after the last, 72% of a period
+    assert capture.values["dyna/dream_rollouts"] == half._dream_rounds(72) == 1
 
 
 @pytest.mark.parametrize("bad", [(0.5, 0.1), (0.1,), "auto", (0.1, float("inf")), (-0.1, 0.5), (True, 0.5)])

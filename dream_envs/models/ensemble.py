@@ -362,13 +362,13 @@ class EnsembleDynamics(nn.Module):
         :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
         obs, action = self._checked(obs, action)
+        obs = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         x = self._inputs(obs, action)
         mean, logvar, logit = self._forward_normalized(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
         mean = mean * self.out_std + self.out_mean
         var = logvar.exp() * self.out_std**2
         if self.termination_net is not None:  # each member reads its own predicted mean next observation
-            obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
-            logit = self._termination_logits(obs_t + mean[..., : self.obs_dim])
+            logit = self._termination_logits(obs + mean[..., : self.obs_dim])
         if logit is not None:  # the decision's own scale: -inf where the fit data held no termination
             logit = torch.where(self.termination_seen, logit - self.termination_logit_offset, -math.inf)
         return EnsemblePrediction(mean[..., :-1], var[..., :-1], mean[..., -1], var[..., -1], logit)
