@@ -28,7 +28,8 @@ BARS = [  # (env, algo, real steps to solved-and-stays-solved on seed 0)
     # measured (docs/benchmarks.md): seed 0 stays solved from 600 (seeds 0-4: 600, 800, 400, 800, 1,400; the median
     # target, <= 600, is missed)
     ("Pendulum-v1", "sac+dyna", 600),
-    # measured (docs/benchmarks/experiments/mcc_rerun/): seed 0 stays solved from 2,000 (rl-zoo SAC: 18,000)
+    # measured (docs/benchmarks.md): seed 0 stays solved from 2,000 (seeds 0-4: 2,000, 6,000, none within 10,000,
+    # 4,000, 3,000; the median target, <= 3,000, is missed; rl-zoo SAC: 18,000 on seed 0)
     ("MountainCarContinuous-v0", "sac+dyna", 3000),
     ("InvertedDoublePendulum-v5", "sac+dyna", 6000),  # measured: seed 0 stays solved from 4,000 (SAC: 15,000)
     # measured (docs/benchmarks.md): seed 0 stays solved from 1,500 (seeds 0-4: 1,500, 1,500, 2,000, 2,000, 3,000;
