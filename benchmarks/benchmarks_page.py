@@ -194,6 +194,20 @@ NOTES = """\
   `a2c+dyna` settings stay at or above stock A2C's return at nearly every check. Rounds of about the same imagined
   steps as PPO's, 20 of 820 envs (`a2c_rounds20_envs820.yaml`), did not restore it: seed 2 passes at 2,752 and
   stays, seeds 0 and 1 do not pass within 5,000 (best 246 and 256).
+- The off-policy branch length (`rollout_horizon`, 10 by default off-policy; 100 on-policy, where the uncertainty
+  cutoff ends the dream episodes) had never been measured against a longer one. With 50 (commit 91aac94, the cutoff
+  on; `--hyperparams docs/benchmarks/experiments/off_policy_horizon/dqn_horizon50.yaml` and
+  `pendulum_horizon50.yaml`, one run at a time beside two others), stays solved, seeds 0-4, horizon 10 -> 50:
+  CartPole dqn+dyna 3,250, none, none, none, none -> 1,500, none, none, none, 4,000 (first passes 500, 4,750,
+  2,250, none, 4,500 -> 1,000, 2,500, 2,500, 1,000, 1,500; seed 3 then falls to returns of 18-70, below stock DQN);
+  Pendulum sac+dyna 600, 800, 400, 800, 1,400 -> 1,400, 400, 400, 800, 1,400 (median 800 both). Neither row meets
+  its target with it and Pendulum does not gain, so the default stays 10. Where CartPole DQN's harm comes from
+  (worst check -0.54 against stock DQN): with `real_ratio=1.0` (the extra gradient steps on real batches only, no
+  imagined data; `docs/benchmarks/experiments/dqn_real_batches/real_only.yaml`, seeds 0 and 1) the checks also sit
+  at 50-100 from 2,500 to 4,000 real steps where stock DQN's sit at 100-200, passing 500 now and then (seed 0
+  first at 750, seed 1 at 2,500, neither stays): the ten-fold gradient steps on rl-zoo's DQN (learning rate
+  2.3e-3), not the model's data, hold it down; with the agent's own gradient steps (`utd_ratio=None`, the second
+  alternative below) it stays near stock DQN and does not stay solved either.
 - Three measured alternatives, kept out of the defaults (records in `docs/benchmarks/experiments/`, same scripts,
   same machine state as the rerun above):
   - a smaller dream round, `n_dream_envs` 64 instead of 256 (2,048 imagined steps per round instead of 8,192;
