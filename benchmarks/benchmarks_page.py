@@ -162,7 +162,9 @@ NOTES = """\
   24.7, 29.0 at 1,000-5,000 real steps, SAC + `DynaCallback()` 21.9, 30.5, 34.7, 37.7, 9.8 (worst -0.07 of the
   distance from a random policy's 1.0 to 360, at 1,000), 1,188 s vs 94 s; Hopper-v5, rl-zoo's SAC (10,000
   random steps first, so an untrained policy through 5,000) 17.6-17.7, SAC + `DynaCallback()` 150, 121, 196, 128
-  and 116 (trained on the dream before `learning_starts`), 1,045 s.
+  and 116 (trained on the dream before `learning_starts`), 1,045 s. Rerun with refit_growth (commit 91aac94, the
+  +dyna runs alone, beside two other runs; `refit_growth_*.jsonl`): Swimmer 26.1, -8.4, 39.8, 32.8, 38.6 (worst
+  -0.095, at 2,000: within issue 14's -0.10, barely), 1,128 s; Hopper 172, 108, 172, 123, 125, 1,280 s.
 - Before the dream-round change below, CartPole-v1 and Acrobot-v1, `ppo` and `ppo+dyna`, were rerun side by side on
   commit 3ea4248 (issue 15's seeding gives a seed's ensemble other initial weights than before), one run at a time
   while a HalfCheetah run (and, for the first stock CartPole seeds, two more runs) held the other core. CartPole
