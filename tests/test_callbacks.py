@@ -101,6 +101,7 @@ def test_composes_with_eval_checkpoint_progress_bar_and_save_load(tmp_path):
         ({"rollout_horizon": (0, 100, 1, 0)}, "rollout_horizon"),
         ({"model_train_freq": 0}, "model_train_freq"),
         ({"utd_ratio": 0}, "utd_ratio"),
+        ({"value_bound": "yes"}, "value_bound must be True or False, got 'yes'"),
         ({"n_dream_envs": 0}, "n_dream_envs"),
         ({"dynamics": "model.pt"}, "EnsembleDynamics"),
         ({"uncertainty_threshold": "bogus"}, "uncertainty_threshold must be None, 'auto' or a number"),
