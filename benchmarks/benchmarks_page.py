@@ -130,7 +130,12 @@ NOTES = """\
   on every seed. InvertedDoublePendulum sac+dyna, rerun the same way: stays solved at 4,000, 5,000, 3,000, 2,000 and
   8,000 (records 4,000, 3,000, 3,000, 6,000, 2,000; seed 4 passed first at 2,000 and dipped to 8,450 at 3,000,
   4,000 and 7,000): median 4,000, issue 14's <= 6,000 met; 5.1x the stock wall time (3.3x before), worst check
-  +0.04. The rows not rerun (Reacher, HalfCheetah: 15 minutes to 2 hours a seed) are records of the fixed period.
+  +0.04. Reacher sac+dyna, rerun the same way (`--env Reacher-v5 --algos sac+dyna --seeds 5 --budget 5000
+  --keep-training`; the fixed period's records moved the same way): -8.96, -6.40, -5.74, -5.30, -4.76; -8.14,
+  -10.19, -8.42, -7.17, -6.85; -7.44, -6.67, -6.20, -5.00, -4.56; -10.07, -6.91, -5.99, -5.71, -4.61; -8.55, -8.24,
+  -6.77, -8.03, -6.55 at 1,000-5,000 real steps (seeds 0-4; records: 5,000's -4.34, -5.66, -4.94, -4.90, -6.27):
+  median at 5,000 -4.76 against the stock bar of -5.02, met as before; 2.9x the stock wall time, worst check +0.07.
+  HalfCheetah (2 hours a seed) is still the fixed period's records; its rerun goes on in the background.
 - The value bound (`DynaCallback(value_bound=True)`, the default since this record; `sb3_plugins.value_bound`). The
   DQN extra gradient steps buy Bellman backups (a target sync after each 128), and with them CartPole DQN's values
   ran away: `python benchmarks/dqn_values.py --seed 3` (mean max-Q over the real states in the replay buffer at
