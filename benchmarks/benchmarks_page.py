@@ -156,12 +156,14 @@ NOTES = """\
   (184-276 s a run against 131-456 s): halving the gradient steps doubles the real steps, so 10 stays.
 - Why MountainCarContinuous sac+dyna seed 2 stays at -93 (`python benchmarks/goal_reward.py --seed 2`): by 1,250
   real steps its training episodes (gSDE noise on) have reached the goal twice and 7 times by 3,000, but the learned
-  reward never predicts more than 17 for the goal's +100 (7 rows in 3,000: the ensemble fits the mean, and the
-  holdout split rarely holds one) and the imagined branches run past x = 0.45 to 0.6 without ending; the greedy
+  reward never predicts more than 17 for the goal's +100 (7 rows in 3,000, all terminal) and the imagined branches
+  run past x = 0.45 to 0.6 without ending; the greedy
   policy pushes at +0.96 from every state (valley at rest included) and never rocks. With gymnasium's own reward and
   termination (`--known`) the same seed returns 93 and 92 at 2,750 and 3,000. So the root is the learned reward of
-  a rare, large event (a sparse goal bonus): the trust rule's holdout error misses it when the holdout holds no
-  goal row. Not fixed yet (a holdout stratified by reward size, or a trust check on the largest rewards seen).
+  a rare, large event (a sparse goal bonus), which the trust rule does not see: it judges the learned reward on
+  non-terminal rows only (so that Acrobot's 0 on its last step, against -1 elsewhere, does not condemn a model that
+  is right wherever the episode goes on), and MountainCarContinuous's +100 comes only on terminal rows. Not fixed
+  yet: a rule that weighs a terminal reward's error by its size against the returns seen would tell the two apart.
 - Issue 14 reran every `+dyna` row with `DynaCallback()` and no arguments on the stock rows (the per-env `_DYNA`
   table is gone); the stock rows are the earlier records (same settings, same protocol; records from before the
   stays-solved metric that stopped at their first pass show `n/a` there). Against the tuned rows' records
