@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=250, help="real steps between probes")
     parser.add_argument("--no-value-bound", action="store_true", help="DynaCallback(value_bound=False)")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # one run on one core, as the benchmark runs them (two threads on a busy core crawl)
     overrides = {ENV_ID: {"dqn+dyna": {"dyna": {"value_bound": not args.no_value_bound}}}}
     spec = RunSpec(ENV_ID, args.algo, seed=args.seed, budget=args.steps, threshold=475.0, eval_every=args.every,
                    hyperparams=hyperparams_for(ENV_ID, args.algo, overrides), device="cpu")  # fmt: skip

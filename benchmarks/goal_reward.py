@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=250, help="real steps between probes")
     parser.add_argument("--known", action="store_true", help="gymnasium's reward and termination, not learned ones")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # one run on one core, as the benchmark runs them (two threads on a busy core crawl)
     dyna_settings = {"reward_fn": "known", "termination_fn": "known"} if args.known else {}
     overrides = {ENV_ID: {"sac+dyna": {"dyna": dyna_settings}}}
     spec = RunSpec(ENV_ID, "sac+dyna", seed=args.seed, budget=args.steps, threshold=90.0, eval_every=args.every,
