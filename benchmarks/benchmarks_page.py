@@ -154,6 +154,13 @@ NOTES = """\
   at 2,000, 1,000 and 4,250 on 3 seeds of 5 and stays solved on none, and Pendulum sac+dyna stays
   solved at 1,400, 1,600, 1,400, 1,000 and 2,400 (median 1,400 against 800 at 10) in about the same wall time
   (184-276 s a run against 131-456 s): halving the gradient steps doubles the real steps, so 10 stays.
+  Outside the table, Acrobot-v1 with rl-zoo's DQN (learning_starts 0, 4 gradient steps per 4 real steps, a target
+  sync every 250, exploration over 12,000), seed 0, checks every 500 real steps to 5,000 (`dream-envs bench --env
+  Acrobot-v1 --algos dqn dqn+dyna --seeds 1 --budget 5000 --eval-every 500 --keep-training`, and `--hyperparams
+  docs/benchmarks/experiments/no_value_bound/no_bound.yaml` without the bound; records in
+  `docs/benchmarks/experiments/outside_the_table/acrobot_dqn_*.jsonl`): stock DQN -500 at every check but one
+  (-441); + `DynaCallback()` -209, -125, -466, -125, -98, -380, -94, -94, -98, -85 (378 s); without the bound -494,
+  -500, -176, -180, -467, -420, -500, -273, -88, -500 (409 s).
 - Why MountainCarContinuous sac+dyna seed 2 stays at -93 (`python benchmarks/goal_reward.py --seed 2`): by 1,250
   real steps its training episodes (gSDE noise on) have reached the goal twice and 7 times by 3,000, but the learned
   reward never predicts more than 17 for the goal's +100 (7 rows in 3,000, all terminal) and the imagined branches
