@@ -4,7 +4,7 @@ With rewards in ``[r_min, r_max]`` and discount ``gamma < 1``, every policy's di
 action value, lies in ``[min(0, r_min), max(0, r_max)] / (1 - gamma)`` (0 for an episode that ends at once). Many
 Bellman backups between two real steps (``utd_ratio``, each with a target sync) let an epsilon-greedy agent's
 ``max``-bootstrapped values run past that range: rl-zoo's CartPole DQN + ``DynaCallback()`` reached a mean max-Q of
-1,470 on its real states by 3,000 real steps, where no return exceeds 100 (``docs/benchmarks.md``). Clipping the
+1,473 on its real states by 3,000 real steps, where no return exceeds 100 (``docs/benchmarks.md``). Clipping the
 target network's outputs to the range only removes values that no policy can have, so it never moves a correct
 target (a projection onto the feasible set keeps the Bellman operator a contraction) and stops the divergence.
 """
