@@ -11,16 +11,13 @@ real states in the replay buffer. With gamma 0.99 and a reward of 1 per step no 
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import gymnasium as gym
 import torch
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from probe_run import probe_parser, train_with_probe
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-
-from sb3_plugins.benchmark import RunSpec, hyperparams_for
-from sb3_plugins.benchmark.runner import build_agent
 
 ENV_ID = "CartPole-v1"
 
@@ -46,20 +43,12 @@ class _Probe(BaseCallback):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = probe_parser(__doc__, seed=3)
     parser.add_argument("--algo", choices=["dqn", "dqn+dyna"], default="dqn+dyna")
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3000, help="real steps to train for")
-    parser.add_argument("--every", type=int, default=250, help="real steps between probes")
     parser.add_argument("--no-value-bound", action="store_true", help="DynaCallback(value_bound=False)")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # one run on one core, as the benchmark runs them (two threads on a busy core crawl)
     overrides = {ENV_ID: {"dqn+dyna": {"dyna": {"value_bound": not args.no_value_bound}}}}
-    spec = RunSpec(ENV_ID, args.algo, seed=args.seed, budget=args.steps, threshold=475.0, eval_every=args.every,
-                   hyperparams=hyperparams_for(ENV_ID, args.algo, overrides), device="cpu")  # fmt: skip
-    agent, dyna = build_agent(spec)
-    probe = _Probe(args.every)
-    agent.learn(args.steps, callback=CallbackList([probe, dyna]) if dyna else probe)
+    train_with_probe(ENV_ID, args.algo, args, overrides, lambda dyna: _Probe(args.every))
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ imagined rewards > 50, the policy's action and its value (min of the twin critic
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from probe_run import probe_parser, train_with_probe
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-
-from sb3_plugins.benchmark import RunSpec, hyperparams_for
-from sb3_plugins.benchmark.runner import build_agent
 
 ENV_ID = "MountainCarContinuous-v0"
 # the valley at rest, the left slope at rest, climbing the left of the valley, near the goal at speed
@@ -58,19 +55,12 @@ class _Probe(BaseCallback):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3000, help="real steps to train for")
-    parser.add_argument("--every", type=int, default=250, help="real steps between probes")
+    parser = probe_parser(__doc__, seed=2)
     parser.add_argument("--known", action="store_true", help="gymnasium's reward and termination, not learned ones")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # one run on one core, as the benchmark runs them (two threads on a busy core crawl)
     dyna_settings = {"reward_fn": "known", "termination_fn": "known"} if args.known else {}
     overrides = {ENV_ID: {"sac+dyna": {"dyna": dyna_settings}}}
-    spec = RunSpec(ENV_ID, "sac+dyna", seed=args.seed, budget=args.steps, threshold=90.0, eval_every=args.every,
-                   hyperparams=hyperparams_for(ENV_ID, "sac+dyna", overrides), device="cpu")  # fmt: skip
-    agent, dyna = build_agent(spec)
-    agent.learn(args.steps, callback=CallbackList([_Probe(dyna, args.every), dyna]))
+    train_with_probe(ENV_ID, "sac+dyna", args, overrides, lambda dyna: _Probe(dyna, args.every))
 
 
 if __name__ == "__main__":
