@@ -65,6 +65,18 @@ def cartpole_model_file(cartpole_model, tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def csv_logger(tmp_path):
+    """An SB3 logger writing ``tmp_path/log/progress.csv``, closed after the test: left open, its file's
+    ResourceWarning surfaces whenever the garbage collector finds it, in whichever test runs then (one that
+    collects warnings, like :func:`checker_warnings`, fails)."""
+    from stable_baselines3.common.logger import configure
+
+    logger = configure(str(tmp_path / "log"), ["csv"])
+    yield logger
+    logger.close()
+
+
 def checker_warnings(env: gym.Env) -> set[str]:
     """Run gymnasium's and SB3's env checkers (they raise on errors) and return what they warned about."""
     with warnings.catch_warnings(record=True) as caught:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
 
 from dream_envs import ModelFileError
 from dream_envs.agents import DynaQ, TabularModel
@@ -99,9 +98,9 @@ def test_predict_single_and_batched_like_sb3():
         agent.predict(np.zeros((2, 3), dtype=int))
 
 
-def test_composes_with_stock_callbacks_progress_bar_and_logger(tmp_path):
+def test_composes_with_stock_callbacks_progress_bar_and_logger(tmp_path, csv_logger):
     agent = DynaQ(lake(), planning_steps=5, seed=0)
-    agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    agent.set_logger(csv_logger)
     evaluation = EvalCallback(lake(), eval_freq=500, n_eval_episodes=1, log_path=str(tmp_path / "eval"), verbose=0)
     checkpoints = CheckpointCallback(save_freq=1_000, save_path=str(tmp_path / "ckpt"), name_prefix="dq")
     agent.learn(2_000, callback=[evaluation, checkpoints], progress_bar=True, log_interval=5)

@@ -319,15 +319,13 @@ def test_a_given_optimizer_must_plan_the_decisions_of_the_horizon(cartpole_model
     assert planner.plan(np.zeros(4, dtype=np.float32)) in (0, 1)
 
 
-def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path):
-    from stable_baselines3.common.logger import configure
-
+def test_mpc_agent_learns_logs_predicts_and_round_trips(tmp_path, csv_logger):
     # without the terminal value, whose fit tests/test_value.py covers (it takes minutes on 400 transitions)
     agent = MPCAgent("Pendulum-v1", horizon=6, action_repeat=2, population=32, iterations=2, particles=4,
                      learning_starts=100, train_freq=100, terminal_value=False,
                      ensemble_kwargs={"ensemble_size": 4, "num_elites": 4, "hidden_sizes": (32,)},
                      fit_kwargs={"max_epochs": 2}, seed=0)  # fmt: skip
-    agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    agent.set_logger(csv_logger)
     agent.learn(400, log_interval=1)
     assert agent.model_fits == 4 and len(agent.buffer) == 400 and bool(agent.model.fitted)  # at 100, 200, 300, 400
     assert "mpc/model_holdout_loss" in (tmp_path / "log" / "progress.csv").read_text().splitlines()[0]

@@ -145,15 +145,13 @@ def test_the_evaluator_adds_the_discounted_value_of_the_last_state_to_living_par
         TrajectoryEvaluator(model, particles=2, terminal_value=3.0)
 
 
-def test_mpc_agent_fits_the_value_after_each_model_fit_and_saves_it(tmp_path):
-    from stable_baselines3.common.logger import configure
-
+def test_mpc_agent_fits_the_value_after_each_model_fit_and_saves_it(tmp_path, csv_logger):
     agent = MPCAgent("CartPole-v1", horizon=4, population=16, iterations=1, particles=2, learning_starts=60,
                      train_freq=60, termination_fn="known", gamma=0.9, terminal_value=True,
                      value_kwargs={**SMALL_FIT, "updates": 10, "hidden_sizes": (16,)},
                      ensemble_kwargs={"ensemble_size": 2, "num_elites": 2, "hidden_sizes": (16,)},
                      fit_kwargs={"max_epochs": 2}, seed=0)  # fmt: skip
-    agent.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    agent.set_logger(csv_logger)
     agent.learn(120, log_interval=1)
     assert agent.model_fits == 2 and agent.value.fitted and agent.planner.evaluator.terminal_value is agent.value
     header = (tmp_path / "log" / "progress.csv").read_text().splitlines()[0]
