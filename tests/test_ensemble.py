@@ -208,3 +208,70 @@ def test_imagined_rewards_stay_within_the_rewards_seen(pendulum_model, tmp_path)
     assert torch.all(step.reward >= low) and torch.all(step.reward <= high)
     pendulum_model.save(tmp_path / "m.pt")
     assert EnsembleDynamics.load(tmp_path / "m.pt").reward_range == pendulum_model.reward_range
+
+
+@pytest.fixture(scope="module")
+def goal_model() -> tuple[EnsembleDynamics, TransitionBuffer]:
+    # MountainCarContinuous pays -0.1 a^2 a step and +100 on the step that reaches the goal: 3 of these 1,000 real
+    # steps (600 random, then energy pumping).
+    env = gym.make("MountainCarContinuous-v0")
+    buffer = TransitionBuffer.from_env(env).collect(env, 600, seed=0)
+    buffer.collect(env, 400, policy=lambda obs: np.array([1.0 if obs[1] >= 0 else -1.0], np.float32), seed=1)
+    model = small_model("MountainCarContinuous-v0")
+    model.fit(buffer, seed=0)
+    return model, buffer
+
+
+def test_imagined_rewards_stay_within_the_real_rewards_of_their_kind(goal_model, tmp_path):
+    # The NLL fit explains the goal's rare +99.9 away with variance (about 1 predicted there); the step pays what
+    # real steps of its kind paid: the goal's bonus where the termination head ends the episode, at most 0 where
+    # it goes on.
+    model, buffer = goal_model
+    data = buffer.transitions()
+    assert data.terminated.sum() == 3
+    assert model.terminal_reward_range == pytest.approx((99.9, 99.9), abs=0.01)
+    low, high = model.nonterminal_reward_range
+    assert -0.1001 <= low < high <= 0.0 and model.reward_range == (low, model.terminal_reward_range[1])
+    xs = np.linspace(-1.2, 0.6, 200, dtype=np.float32)
+    obs = np.stack([xs, np.full_like(xs, 0.04)], 1)
+    actions = np.ones((200, 1), np.float32)
+    assert float(model.predict(obs, actions).reward_mean[model.elite_idx].mean(0).max()) < 10  # averaged away
+    generator = torch.Generator().manual_seed(0)
+    members = model.step_members(torch.as_tensor(obs).expand(4, -1, -1), torch.as_tensor(actions).expand(4, -1, -1),
+                                 generator)  # fmt: skip
+    for reward, terminated in [model.step(obs, actions, generator=generator)[1:3], members[1:3]]:
+        assert terminated.any() and not terminated.all()  # the head ends the steps past the goal, not the others
+        assert torch.allclose(reward[terminated], torch.tensor(99.9), atol=0.01)
+        assert ((reward[~terminated] >= low) & (reward[~terminated] <= high)).all()
+    model.save(tmp_path / "goal.pt")
+    loaded = EnsembleDynamics.load(tmp_path / "goal.pt")
+    assert (loaded.nonterminal_reward_range, loaded.terminal_reward_range) == (
+        model.nonterminal_reward_range, model.terminal_reward_range)  # fmt: skip
+
+
+def test_a_known_termination_function_decides_the_kind_of_a_learned_reward(goal_model):
+    # With gymnasium's termination (x >= 0.45 moving right) and the learned reward, the goal pays its bonus where
+    # the known function ends the step, whatever the learned head says.
+    from dream_envs.envs.imagination import Imagination
+
+    model, buffer = goal_model
+    dream = Imagination(model, termination_fn="known", start_states=buffer)
+    obs = torch.tensor([[0.44, 0.04], [-0.5, 0.0], [0.2, 0.01]])
+    step = dream.step(obs, torch.ones(3, 1), torch.Generator().manual_seed(0))
+    assert step.terminated.tolist() == [True, False, False]
+    assert step.reward[0] == pytest.approx(99.9, abs=0.01) and (step.reward[1:] <= 0).all()
+
+
+def test_a_damaged_reward_range_of_a_kind_is_refused(goal_model, tmp_path):
+    model, _ = goal_model
+    payload = model.to_payload()
+    for bad in ([1.0, 0.0], [float("nan"), 1.0], [0.0, float("inf")]):
+        torch.save({**payload, "terminal_reward_range": bad}, tmp_path / "bad.pt")
+        with pytest.raises(ModelFileError, match="terminal_reward_range must be two finite numbers"):
+            EnsembleDynamics.load(tmp_path / "bad.pt")
+    older = {key: value for key, value in payload.items() if not key.endswith("terminal_reward_range")}
+    torch.save(older, tmp_path / "older.pt")  # a file saved before the ranges of each kind: the whole range
+    loaded = EnsembleDynamics.load(tmp_path / "older.pt")
+    assert loaded.terminal_reward_range is None and loaded.nonterminal_reward_range is None
+    reward, terminated = loaded.step([[0.6, 0.04], [-0.5, 0.0]], [[1.0], [1.0]], deterministic=True)[1:3]
+    assert ((reward >= loaded.reward_range[0]) & (reward <= loaded.reward_range[1])).all()

@@ -292,6 +292,8 @@ class Imagination:
         reward = self.reward_fn(obs, action, next_obs) if self.reward_fn is not None else model_step.reward
         if self.termination_fn is not None:
             terminated = self.termination_fn(obs, action, next_obs)
+            if self.reward_fn is None:  # the learned reward was clipped by the head's verdict: take the known one's
+                reward = self.model._clip_reward(reward, terminated)
         elif model_step.terminated is not None:
             terminated = model_step.terminated
         else:

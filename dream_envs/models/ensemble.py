@@ -264,6 +264,12 @@ class EnsembleDynamics(nn.Module):
         # Rewards seen in training; imagined rewards are clipped to them so an off-distribution state cannot
         # hand the agent an absurd reward (None: no clipping, as in files saved before it was recorded).
         self.reward_range: tuple[float, float] | None = None
+        # The same for the real steps that went on and for those that terminated, each None without such a step (or
+        # in files saved before they were recorded): an imagined step's reward stays within what real steps of its
+        # kind paid, so a goal's bonus paid on the terminal step (MountainCar's +100) is paid where the termination
+        # head ends a dream episode, and never bleeds into the steps around it.
+        self.nonterminal_reward_range: tuple[float, float] | None = None
+        self.terminal_reward_range: tuple[float, float] | None = None
         # Per observation dimension, the smallest and largest value seen in the fit data (obs and next_obs):
         # the dream is never clamped to a declared bound that real data crossed. ``(obs_dim,)`` arrays, or None.
         self.observed_obs_range: tuple[np.ndarray, np.ndarray] | None = None
@@ -427,7 +433,6 @@ class EnsembleDynamics(nn.Module):
             mean_b = mean_b + noise * (0.5 * logvar_b).exp()
         out = mean_b * self.out_std + self.out_mean  # (B, out)
         next_obs = obs_t + out[:, : self.obs_dim]
-        reward = out[:, -1] if self.reward_range is None else out[:, -1].clamp(*self.reward_range)
         if self.termination_net is not None:  # the members that made the step judge the observation it reached
             logits = self._termination_logits(next_obs.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
             if propagation == "ts1":
@@ -436,7 +441,8 @@ class EnsembleDynamics(nn.Module):
                 logit_b = logits[elites[0]]
             else:
                 logit_b = logits[elites].mean(0)
-        return ModelStep(next_obs, reward, self._terminated(logit_b), disagreement)
+        terminated = self._terminated(logit_b)
+        return ModelStep(next_obs, self._clip_reward(out[:, -1], terminated), terminated, disagreement)
 
     def _disagreement(self, normalized_delta_means: torch.Tensor) -> torch.Tensor:
         """Members' normalised delta means ``(E, B, obs_dim)`` -> their spread in standard deviations of each
@@ -444,6 +450,20 @@ class EnsembleDynamics(nn.Module):
         changed in the fit data is predicted exactly and adds nothing."""
         changes = (self.out_std[: self.obs_dim] > 0).to(normalized_delta_means.dtype)  # (obs_dim,)
         return (normalized_delta_means.std(dim=0, unbiased=False) * changes).amax(dim=-1)
+
+    def _clip_reward(self, reward: torch.Tensor, terminated: torch.Tensor | None) -> torch.Tensor:
+        """Imagined rewards (any shape) clipped to the real rewards of their kind: a step the termination head
+        ends (``terminated``, the same shape) to :attr:`terminal_reward_range`, one it continues to
+        :attr:`nonterminal_reward_range`; to :attr:`reward_range` where a kind's range is unknown or the model does
+        not judge termination. A caller whose known termination function overrules the head clips again with its
+        verdict: the reward moves to the nearest reward of that kind."""
+        if self.reward_range is None:
+            return reward
+        if terminated is None or (self.nonterminal_reward_range is None and self.terminal_reward_range is None):
+            return reward.clamp(*self.reward_range)
+        continuing = reward.clamp(*(self.nonterminal_reward_range or self.reward_range))
+        ending = reward.clamp(*(self.terminal_reward_range or self.reward_range))
+        return torch.where(terminated, ending, continuing)
 
     def _terminated(self, logit: torch.Tensor | None) -> torch.Tensor | None:
         """The termination head's raw logit -> terminated flags (never, if the fit data held no termination)."""
@@ -521,11 +541,11 @@ class EnsembleDynamics(nn.Module):
         if self.config.probabilistic and not deterministic:
             mean = mean + torch.randn(mean.shape, device=self.device, generator=generator) * (0.5 * logvar).exp()
         out = mean * self.out_std + self.out_mean
-        reward = out[..., -1] if self.reward_range is None else out[..., -1].clamp(*self.reward_range)
         next_obs = obs + out[..., : self.obs_dim]
         if self.termination_net is not None:
             logit = self._termination_logits(next_obs)
-        return next_obs, reward, self._terminated(logit)
+        terminated = self._terminated(logit)
+        return next_obs, self._clip_reward(out[..., -1], terminated), terminated
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -611,6 +631,10 @@ class EnsembleDynamics(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "start_states": None if self.start_states is None else self.start_states.detach().cpu(),
             "reward_range": None if self.reward_range is None else list(self.reward_range),
+            "nonterminal_reward_range": None
+            if self.nonterminal_reward_range is None
+            else list(self.nonterminal_reward_range),
+            "terminal_reward_range": None if self.terminal_reward_range is None else list(self.terminal_reward_range),
             "observed_obs_range": None
             if self.observed_obs_range is None
             else [torch.as_tensor(bound) for bound in self.observed_obs_range],
@@ -723,6 +747,9 @@ class EnsembleDynamics(nn.Module):
         try:
             reward_range = payload.get("reward_range")
             model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
+            for name in ("nonterminal_reward_range", "terminal_reward_range"):
+                bounds = payload.get(name)  # absent from files saved before they were recorded
+                setattr(model, name, None if bounds is None else (float(bounds[0]), float(bounds[1])))
             obs_range = payload.get("observed_obs_range")
             model.observed_obs_range = None if obs_range is None else _obs_range(obs_range, model.obs_dim)
             calibration = payload.get("cutoff_calibration")
@@ -753,10 +780,10 @@ def _check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
 def _check_header_values(model: EnsembleDynamics) -> None:
     """The values a loaded file sets beside the weights must be what a fit writes: a NaN lowest reward would hand
     NaN to the agent, an elite index out of range would fail at the first step, a negative threshold cut everything."""
-    if model.reward_range is not None:
-        low, high = model.reward_range
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise ValueError(f"reward_range must be two finite numbers, low <= high; got {model.reward_range}")
+    for name in ("reward_range", "nonterminal_reward_range", "terminal_reward_range"):
+        bounds = getattr(model, name)
+        if bounds is not None and not (math.isfinite(bounds[0]) and bounds[0] <= bounds[1] < math.inf):
+            raise ValueError(f"{name} must be two finite numbers, low <= high; got {bounds}")
     if model.observed_obs_range is not None:
         low, high = model.observed_obs_range
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (low <= high).all()):

@@ -118,7 +118,8 @@ def fit_ensemble(model: EnsembleDynamics, buffer: TransitionBuffer, **settings: 
 
 
 # what a fit sets besides the state dict
-_FIT_ATTRIBUTES = ("reward_range", "observed_obs_range", "start_states", "cutoff_calibration")
+_FIT_ATTRIBUTES = ("reward_range", "nonterminal_reward_range", "terminal_reward_range", "observed_obs_range",
+                   "start_states", "cutoff_calibration")  # fmt: skip
 
 
 def _fit(
@@ -287,6 +288,8 @@ def _fit(
         model.out_std.copy_(torch.where(y_raw[train_idx].std(0) < _CONSTANT_STD, 0.0, model.out_std))
     model.fitted.fill_(True)
     model.reward_range = (float(data.reward.min()), float(data.reward.max()))
+    model.nonterminal_reward_range = _range(data.reward[~data.terminated])
+    model.terminal_reward_range = _range(data.reward[data.terminated])
     model.observed_obs_range = (
         np.minimum(data.obs.min(0), data.next_obs.min(0)),
         np.maximum(data.obs.max(0), data.next_obs.max(0)),
@@ -420,6 +423,10 @@ def _termination_logit(
     if next_obs.ndim == 2:
         next_obs = next_obs.unsqueeze(0).expand(model.config.ensemble_size, -1, -1)
     return model._termination_logits(next_obs)
+
+
+def _range(values: np.ndarray) -> tuple[float, float] | None:
+    return (float(values.min()), float(values.max())) if len(values) else None
 
 
 def _loss(

@@ -133,6 +133,8 @@ class TrajectoryEvaluator:
                 reward = self.reward_fn(state, action, next_state)
             if self.termination_fn is not None:
                 terminated = self.termination_fn(state, action, next_state)
+                if self.reward_fn is None:  # the learned reward, clipped by the head's verdict: take the known one's
+                    reward = model._clip_reward(reward, terminated)
             total += torch.where(alive, discount * reward, 0.0)  # not `* alive`: NaN * 0 is NaN, the dead's too
             if terminated is not None:
                 alive &= ~terminated

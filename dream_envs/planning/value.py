@@ -209,6 +209,8 @@ class ModelValueFunction:
             reward = self.reward_fn(flat_states, flat_actions, next_states)
         if self.termination_fn is not None:
             terminated = self.termination_fn(flat_states, flat_actions, next_states)
+            if self.reward_fn is None:  # the learned reward, clipped by the head's verdict: take the known one's
+                reward = self.model._clip_reward(reward, terminated)
         future = self._values(network, next_states)
         if terminated is not None:
             future = future * ~terminated
