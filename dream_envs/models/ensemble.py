@@ -396,6 +396,9 @@ class EnsembleDynamics(nn.Module):
         :param propagation: ``"ts1"``: each row uses one elite member drawn at random (PETS TS-1);
             ``"mean"``: the mean of the elites; ``"single"``: the best elite (by holdout loss) alone
         :param deterministic: use predicted means instead of sampling the Gaussian heads
+        :return: a :class:`ModelStep`; its rewards stay within the real rewards of the step's kind: a step the
+            termination head ends pays what real terminal steps paid (:attr:`terminal_reward_range`), another what
+            real steps that went on paid (:attr:`nonterminal_reward_range`)
         :raises ValueError: for observations or actions that do not fit the spaces (shape, range, NaN)
         """
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -531,7 +534,8 @@ class EnsembleDynamics(nn.Module):
         :param action: ``E x B`` discrete or ``E x B x act_dim`` continuous actions
         :param generator: torch generator for the Gaussian heads' samples
         :param deterministic: use predicted means instead of sampling
-        :return: next observations ``E x B x obs_dim``, rewards ``E x B``, terminated ``E x B`` (None if not learned)
+        :return: next observations ``E x B x obs_dim``, rewards ``E x B`` (within the real rewards of each step's
+            kind, as in :meth:`step`), terminated ``E x B`` (None if not learned)
         """
         members, batch = obs.shape[0], obs.shape[1]
         if members != self.config.ensemble_size:
