@@ -262,6 +262,20 @@ def test_a_known_termination_function_decides_the_kind_of_a_learned_reward(goal_
     assert step.reward[0] == pytest.approx(99.9, abs=0.01) and (step.reward[1:] <= 0).all()
 
 
+@pytest.mark.parametrize("propagation", ["ts1", "expectation"])
+def test_a_planner_with_a_known_termination_pays_the_learned_reward_of_its_kind(goal_model, propagation):
+    # One planned step from just before the goal, pushing on: gymnasium's termination ends it, so the learned
+    # reward pays the goal's bonus (the head alone would keep it at most 0 where it sees no end).
+    from dream_envs.planning.trajectories import TrajectoryEvaluator
+
+    model, _ = goal_model
+    planner = TrajectoryEvaluator(model, particles=4, propagation=propagation, termination_fn="known")
+    returns = planner.returns(np.array([0.44, 0.04], np.float32), torch.ones(2, 1, 1), torch.Generator().manual_seed(0))
+    assert torch.allclose(returns, torch.tensor(99.9), atol=0.01)
+    coasting = planner.returns(np.array([-0.5, 0.0], np.float32), torch.ones(2, 1, 1), torch.Generator())
+    assert (coasting <= 0).all()
+
+
 def test_a_damaged_reward_range_of_a_kind_is_refused(goal_model, tmp_path):
     model, _ = goal_model
     payload = model.to_payload()
