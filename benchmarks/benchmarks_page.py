@@ -135,7 +135,10 @@ NOTES = """\
   -10.19, -8.42, -7.17, -6.85; -7.44, -6.67, -6.20, -5.00, -4.56; -10.07, -6.91, -5.99, -5.71, -4.61; -8.55, -8.24,
   -6.77, -8.03, -6.55 at 1,000-5,000 real steps (seeds 0-4; records: 5,000's -4.34, -5.66, -4.94, -4.90, -6.27):
   median at 5,000 -4.76 against the stock bar of -5.02, met as before; 2.9x the stock wall time, worst check +0.07.
-  HalfCheetah (2 hours a seed) is still the fixed period's records; its rerun goes on in the background.
+  HalfCheetah (about 1.5 hours a seed on one core) is still the fixed period's records: its rerun is still to do
+  (a seed finished in an earlier session was lost with its machine before its record was committed; reruns now
+  write into `docs/benchmarks/pending/ENV/`, whose finished records are committed as they come and skipped when
+  the same command resumes).
 - The value bound (`DynaCallback(value_bound=True)`, the default since this record; `sb3_plugins.value_bound`). The
   DQN extra gradient steps buy Bellman backups (a target sync after each 128), and with them CartPole DQN's values
   ran away: `python benchmarks/dqn_values.py --seed 3` (mean max-Q over the real states in the replay buffer at
