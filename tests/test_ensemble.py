@@ -287,5 +287,5 @@ def test_a_damaged_reward_range_of_a_kind_is_refused(goal_model, tmp_path):
     torch.save(older, tmp_path / "older.pt")  # a file saved before the ranges of each kind: the whole range
     loaded = EnsembleDynamics.load(tmp_path / "older.pt")
     assert loaded.terminal_reward_range is None and loaded.nonterminal_reward_range is None
-    reward, terminated = loaded.step([[0.6, 0.04], [-0.5, 0.0]], [[1.0], [1.0]], deterministic=True)[1:3]
+    reward = loaded.step([[0.6, 0.04], [-0.5, 0.0]], [[1.0], [1.0]], deterministic=True).reward  # steps as before
     assert ((reward >= loaded.reward_range[0]) & (reward <= loaded.reward_range[1])).all()
