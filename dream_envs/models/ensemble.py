@@ -462,7 +462,7 @@ class EnsembleDynamics(nn.Module):
         verdict: the reward moves to the nearest reward of that kind."""
         if self.reward_range is None:
             return reward
-        if terminated is None or (self.nonterminal_reward_range is None and self.terminal_reward_range is None):
+        if terminated is None:
             return reward.clamp(*self.reward_range)
         continuing = reward.clamp(*(self.nonterminal_reward_range or self.reward_range))
         ending = reward.clamp(*(self.terminal_reward_range or self.reward_range))
@@ -634,11 +634,7 @@ class EnsembleDynamics(nn.Module):
             "env_id": self.env_id,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "start_states": None if self.start_states is None else self.start_states.detach().cpu(),
-            "reward_range": None if self.reward_range is None else list(self.reward_range),
-            "nonterminal_reward_range": None
-            if self.nonterminal_reward_range is None
-            else list(self.nonterminal_reward_range),
-            "terminal_reward_range": None if self.terminal_reward_range is None else list(self.terminal_reward_range),
+            **{name: None if getattr(self, name) is None else list(getattr(self, name)) for name in _REWARD_RANGES},
             "observed_obs_range": None
             if self.observed_obs_range is None
             else [torch.as_tensor(bound) for bound in self.observed_obs_range],
@@ -749,10 +745,8 @@ class EnsembleDynamics(nn.Module):
             raise ModelFileError(f"{source} holds NaN/inf start states")
         model.start_states = starts
         try:
-            reward_range = payload.get("reward_range")
-            model.reward_range = None if reward_range is None else (float(reward_range[0]), float(reward_range[1]))
-            for name in ("nonterminal_reward_range", "terminal_reward_range"):
-                bounds = payload.get(name)  # absent from files saved before they were recorded
+            for name in _REWARD_RANGES:
+                bounds = payload.get(name)  # None, or absent from files saved before it was recorded
                 setattr(model, name, None if bounds is None else (float(bounds[0]), float(bounds[1])))
             obs_range = payload.get("observed_obs_range")
             model.observed_obs_range = None if obs_range is None else _obs_range(obs_range, model.obs_dim)
@@ -765,6 +759,10 @@ class EnsembleDynamics(nn.Module):
             ) from error
         model.device = resolve_device(device)
         return model.to(model.device).eval()
+
+
+# the real rewards' (low, high) a fit records, all steps and each kind: saved, loaded and checked alike
+_REWARD_RANGES = ("reward_range", "nonterminal_reward_range", "terminal_reward_range")
 
 
 def _check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
@@ -784,7 +782,7 @@ def _check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
 def _check_header_values(model: EnsembleDynamics) -> None:
     """The values a loaded file sets beside the weights must be what a fit writes: a NaN lowest reward would hand
     NaN to the agent, an elite index out of range would fail at the first step, a negative threshold cut everything."""
-    for name in ("reward_range", "nonterminal_reward_range", "terminal_reward_range"):
+    for name in _REWARD_RANGES:
         bounds = getattr(model, name)
         if bounds is not None and not (math.isfinite(bounds[0]) and bounds[0] <= bounds[1] < math.inf):
             raise ValueError(f"{name} must be two finite numbers, low <= high; got {bounds}")

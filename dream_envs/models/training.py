@@ -287,7 +287,7 @@ def _fit(
         # sampled variance reaches the dream or the disagreement. Training normalised it with a unit scale.
         model.out_std.copy_(torch.where(y_raw[train_idx].std(0) < _CONSTANT_STD, 0.0, model.out_std))
     model.fitted.fill_(True)
-    model.reward_range = (float(data.reward.min()), float(data.reward.max()))
+    model.reward_range = _range(data.reward)
     model.nonterminal_reward_range = _range(data.reward[~data.terminated])
     model.terminal_reward_range = _range(data.reward[data.terminated])
     model.observed_obs_range = (
