@@ -217,6 +217,14 @@ NOTES = """\
   runs end before 16,000 rows); MountainCarContinuous sac+dyna seeds 0-2 at 4,000, 4,000 and none within 10,000
   (seed 2 at -92.8 from 5,000 on) against 2,000, 5,000 and 3,000; CartPole dqn+dyna seed 0 passes first at 500 and
   swings between 51 and 500 as before. Stopped there: the default stays 100,000.
+- CartPole DQN's exploration (measured, not built; `--hyperparams
+  docs/benchmarks/experiments/dqn_exploration_800/expl800.yaml`, records there, one run at a time): epsilon decays
+  over 800 real steps instead of rl-zoo's 8,000 (what an exploration paced by the agent's gradient steps would give
+  at `utd_ratio` 10), so the real data come from the dream-trained greedy policy after the first 800 steps instead
+  of a mostly random one (epsilon 0.7 at 1,500 with 8,000). dqn+dyna passes first at 500, 1,000, 2,750, 1,500 and
+  1,500 (rl-zoo's: 500, 1,000, 3,500, 2,000, 1,500) and stays solved on seed 1 only, at 2,500 (rl-zoo's: none);
+  the other seeds' checks still swing between 14 and 500 with epsilon at 0.04. The greedy policy's flips are not
+  the random exploration's data, so the callback does not reschedule the agent's exploration.
 - Issue 14 reran every `+dyna` row with `DynaCallback()` and no arguments on the stock rows (the per-env `_DYNA`
   table is gone); the stock rows are the earlier records (same settings, same protocol; records from before the
   stays-solved metric that stopped at their first pass show `n/a` there). Against the tuned rows' records
