@@ -226,6 +226,12 @@ NOTES = """\
   1,500 (rl-zoo's: 500, 1,000, 3,500, 2,000, 1,500) and stays solved on seed 1 only, at 2,500 (rl-zoo's: none);
   the other seeds' checks still swing between 14 and 500 with epsilon at 0.04. The greedy policy's flips are not
   the random exploration's data, so the callback does not reschedule the agent's exploration.
+- CartPole DQN's extra gradient steps spread over the real steps (measured, not shipped;
+  `docs/benchmarks/experiments/dqn_spread_extra_steps/`, its patch and records, one run at a time): rl-zoo's DQN
+  trains every 256 real steps, so the callback's 2,432 extra steps came in one burst at each rollout's end; run
+  instead about 10 per real step as the steps come (target syncs after each 128 as before), the policy moves
+  step by step. Passes first at 500, 1,000, 1,500, 5,000 and none within 5,000 (the default: 500, 1,000, 3,500,
+  2,000, 1,500), stays solved on seed 1 only, at 4,000: the bursts are not why its greedy checks swing.
 - Issue 14 reran every `+dyna` row with `DynaCallback()` and no arguments on the stock rows (the per-env `_DYNA`
   table is gone); the stock rows are the earlier records (same settings, same protocol; records from before the
   stays-solved metric that stopped at their first pass show `n/a` there). Against the tuned rows' records
