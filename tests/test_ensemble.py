@@ -289,3 +289,22 @@ def test_a_damaged_reward_range_of_a_kind_is_refused(goal_model, tmp_path):
     assert loaded.terminal_reward_range is None and loaded.nonterminal_reward_range is None
     reward = loaded.step([[0.6, 0.04], [-0.5, 0.0]], [[1.0], [1.0]], deterministic=True).reward  # steps as before
     assert ((reward >= loaded.reward_range[0]) & (reward <= loaded.reward_range[1])).all()
+
+
+def test_known_functions_take_the_learned_reward_and_verdict_s_place(goal_model):
+    # A known reward replaces the learned one as it is; a known termination alone moves the learned reward to the
+    # nearest real reward of the kind it gives the step; with neither, the model's own step passes through.
+    model, _ = goal_model
+    obs, action = torch.tensor([[0.44, 0.04], [-0.5, 0.0]]), torch.ones(2, 1)
+    next_obs = torch.tensor([[0.48, 0.04], [-0.5, 0.0]])
+    learned, head = torch.tensor([-5.0, 50.0]), torch.tensor([False, False])
+    ends_first = lambda o, a, n: torch.tensor([True, False])  # noqa: E731
+    pays_seven = lambda o, a, n: torch.full((2,), 7.0)  # noqa: E731
+    reward, terminated = model.with_known_functions(obs, action, next_obs, learned, head, None, ends_first)
+    assert terminated.tolist() == [True, False]
+    assert reward[0] == pytest.approx(model.terminal_reward_range[0], abs=1e-4)
+    assert reward[1] == pytest.approx(model.nonterminal_reward_range[1], abs=1e-4)
+    reward, terminated = model.with_known_functions(obs, action, next_obs, learned, head, pays_seven, ends_first)
+    assert reward.tolist() == [7.0, 7.0] and terminated.tolist() == [True, False]
+    reward, terminated = model.with_known_functions(obs, action, next_obs, learned, None, None, None)
+    assert reward is learned and terminated is None

@@ -289,14 +289,10 @@ class Imagination:
         # the library's own tensors: the dream and DynaCallback check what users hand them where it enters
         model_step = self.model._step(obs, action, generator, self.propagation, self.deterministic)
         next_obs = model_step.next_obs
-        reward = self.reward_fn(obs, action, next_obs) if self.reward_fn is not None else model_step.reward
-        if self.termination_fn is not None:
-            terminated = self.termination_fn(obs, action, next_obs)
-            if self.reward_fn is None:  # the learned reward was clipped by the head's verdict: take the known one's
-                reward = self.model._clip_reward(reward, terminated)
-        elif model_step.terminated is not None:
-            terminated = model_step.terminated
-        else:
+        reward, terminated = self.model.with_known_functions(
+            obs, action, next_obs, model_step.reward, model_step.terminated, self.reward_fn, self.termination_fn
+        )
+        if terminated is None:
             terminated = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
         disagreement = model_step.disagreement
         nonfinite = ~(torch.isfinite(next_obs).all(-1) & torch.isfinite(reward) & torch.isfinite(disagreement))

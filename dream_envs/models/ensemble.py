@@ -19,6 +19,7 @@ from dream_envs.checks import check_bool, check_int, seeded_generator
 from dream_envs.device import resolve_device
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.models.calibration import DEFAULT_HORIZON, DEFAULT_TOLERANCE, CutoffCalibration
+from dream_envs.models.task_functions import TaskFn
 from dream_envs.models.training import FitResult, fit_ensemble
 from dream_envs.spaces import (
     action_input_dim,
@@ -453,6 +454,40 @@ class EnsembleDynamics(nn.Module):
         changed in the fit data is predicted exactly and adds nothing."""
         changes = (self.out_std[: self.obs_dim] > 0).to(normalized_delta_means.dtype)  # (obs_dim,)
         return (normalized_delta_means.std(dim=0, unbiased=False) * changes).amax(dim=-1)
+
+    def with_known_functions(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor | None,
+        reward_fn: TaskFn | None,
+        termination_fn: TaskFn | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An imagined step's reward and termination with the known functions in place of the learned ones: the
+        reward from ``reward_fn``, the verdict from ``termination_fn``. Where only the termination is known, the
+        learned reward, which the termination head's verdict clipped to its kind, is clipped again to the kind the
+        known verdict gives it (:meth:`step`'s ranges), so a step the known function ends pays what real terminal
+        steps paid even where the head let it go on.
+
+        :param obs: ``B x obs_dim`` the step's observations (on the model's device)
+        :param action: its raw actions, ``B`` or ``B x act_dim``
+        :param next_obs: ``B x obs_dim`` the observations it reached
+        :param reward: ``B`` the learned rewards (:attr:`ModelStep.reward`)
+        :param terminated: ``B`` the head's verdicts, or ``None`` where the model does not judge termination
+        :param reward_fn: a known reward ``(obs, action, next_obs) -> B`` or ``None``
+        :param termination_fn: a known termination ``(obs, action, next_obs) -> B`` bool, or ``None``
+        :return: the rewards ``B`` and the verdicts (``B`` bool, ``None`` where neither the model nor a function
+            judges)
+        """
+        if reward_fn is not None:
+            reward = reward_fn(obs, action, next_obs)
+        if termination_fn is not None:
+            terminated = termination_fn(obs, action, next_obs)
+            if reward_fn is None:
+                reward = self._clip_reward(reward, terminated)
+        return reward, terminated
 
     def _clip_reward(self, reward: torch.Tensor, terminated: torch.Tensor | None) -> torch.Tensor:
         """Imagined rewards (any shape) clipped to the real rewards of their kind: a step the termination head

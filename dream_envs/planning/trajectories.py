@@ -129,12 +129,9 @@ class TrajectoryEvaluator:
                 back[order] = torch.arange(rows, device=model.device)
                 next_state, reward = next_state.reshape(rows, -1)[back], reward.reshape(rows)[back]
                 terminated = None if terminated is None else terminated.reshape(rows)[back]
-            if self.reward_fn is not None:
-                reward = self.reward_fn(state, action, next_state)
-            if self.termination_fn is not None:
-                terminated = self.termination_fn(state, action, next_state)
-                if self.reward_fn is None:  # the learned reward, clipped by the head's verdict: take the known one's
-                    reward = model._clip_reward(reward, terminated)
+            reward, terminated = model.with_known_functions(
+                state, action, next_state, reward, terminated, self.reward_fn, self.termination_fn
+            )
             total += torch.where(alive, discount * reward, 0.0)  # not `* alive`: NaN * 0 is NaN, the dead's too
             if terminated is not None:
                 alive &= ~terminated

@@ -205,12 +205,9 @@ class ModelValueFunction:
         flat_actions = actions.reshape(rows * tried, *actions.shape[2:])
         step = self.model._step(flat_states, flat_actions, None, "mean", True)
         next_states, reward, terminated = step.next_obs, step.reward, step.terminated
-        if self.reward_fn is not None:
-            reward = self.reward_fn(flat_states, flat_actions, next_states)
-        if self.termination_fn is not None:
-            terminated = self.termination_fn(flat_states, flat_actions, next_states)
-            if self.reward_fn is None:  # the learned reward, clipped by the head's verdict: take the known one's
-                reward = self.model._clip_reward(reward, terminated)
+        reward, terminated = self.model.with_known_functions(
+            flat_states, flat_actions, next_states, reward, terminated, self.reward_fn, self.termination_fn
+        )
         future = self._values(network, next_states)
         if terminated is not None:
             future = future * ~terminated
