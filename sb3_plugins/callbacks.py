@@ -32,7 +32,7 @@ from dream_envs.spaces import check_observation_space, check_sb3_action_space, s
 from sb3_plugins.dream_vec_env import DreamVecEnv
 from sb3_plugins.model_trust import TRUSTED_ERROR, UNTRUSTED_ERROR, ModelTrust, model_trust, valid_trust_bounds
 from sb3_plugins.replay import ImaginedReplay, MixedReplayBuffer
-from sb3_plugins.value_bound import bounded_targets, real_rewards, target_network_names, value_range
+from sb3_plugins.value_bound import bounded_targets, real_reward_extremes, target_network_names, value_range
 
 __all__ = ["DynaCallback"]
 
@@ -619,7 +619,7 @@ class DynaCallback(BaseCallback):
         if not self._epsilon_greedy:
             algo.train(gradient_steps=gradient_steps, batch_size=algo.batch_size)
             return
-        bound = value_range(real_rewards(algo), algo.gamma) if self.value_bound else None
+        bound = value_range(real_reward_extremes(algo), algo.gamma) if self.value_bound else None
         clipped = seen = 0
         piece = self._dqn_steps_per_target()
         while gradient_steps > 0:

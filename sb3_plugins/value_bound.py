@@ -87,16 +87,22 @@ def target_network_names(algo: Any) -> list[str]:
     return [name for name in sorted(modules) if name + "_target" in modules]
 
 
-def real_rewards(algo: OffPolicyAlgorithm) -> np.ndarray:
-    """The rewards of the real transitions in the agent's replay buffer, in the units its ``train()`` sees them
-    (normalised by its VecNormalize, as SB3 does when it samples)."""
+def real_reward_extremes(algo: OffPolicyAlgorithm) -> np.ndarray:
+    """The least and the greatest reward ``(2,)`` of the real transitions in the agent's replay buffer (empty
+    before the first), in the units its ``train()`` sees them (normalised by its VecNormalize, as SB3 does when it
+    samples). :func:`value_range` needs only these two; VecNormalize's reward scaling is monotone (a division by a
+    positive scale, then a clip), so only they are normalised, not the whole buffer at every call. A NaN anywhere
+    in the buffer makes both NaN."""
     buffer = getattr(algo.replay_buffer, "real", algo.replay_buffer)  # MixedReplayBuffer: its real part
     stored = buffer.buffer_size if buffer.full else buffer.pos
-    rewards = np.asarray(buffer.rewards[:stored], dtype=np.float64)
+    if stored == 0:
+        return np.empty(0, dtype=np.float64)
+    rewards = buffer.rewards[:stored]
+    extremes = np.array([rewards.min(), rewards.max()], dtype=np.float64)
     normalize = algo._vec_normalize_env
-    if normalize is not None and rewards.size:
-        rewards = np.asarray(normalize.normalize_reward(rewards), dtype=np.float64)
-    return rewards
+    if normalize is not None:
+        extremes = np.asarray(normalize.normalize_reward(extremes), dtype=np.float64)
+    return extremes
 
 
 @contextmanager

@@ -13,7 +13,13 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_plugins import DynaCallback
-from sb3_plugins.value_bound import BoundedTarget, bounded_targets, real_rewards, target_network_names, value_range
+from sb3_plugins.value_bound import (
+    BoundedTarget,
+    bounded_targets,
+    real_reward_extremes,
+    target_network_names,
+    value_range,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,13 +94,26 @@ def test_target_networks_of_dqn_and_qrdqn():
     assert bounded[0].seen == 2 * 8 * qrdqn.policy.n_quantiles * 2
 
 
-def test_real_rewards_are_in_the_units_train_sees():
+def test_real_reward_extremes_are_in_the_units_train_sees():
     env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0), norm_obs=False, norm_reward=True)
     agent = DQN("MlpPolicy", env, learning_starts=0, seed=0, device="cpu").learn(200)
     stored = agent.replay_buffer.rewards[: agent.replay_buffer.pos].ravel()
     assert np.allclose(stored, 1.0)  # SB3 stores the raw rewards and normalises them when it samples
-    seen = real_rewards(agent)
-    assert np.allclose(seen, env.normalize_reward(stored)) and not np.allclose(seen, 1.0)
+    seen = real_reward_extremes(agent)
+    normalized = env.normalize_reward(stored)
+    assert np.allclose(seen, [normalized.min(), normalized.max()]) and not np.allclose(seen, 1.0)
+
+
+def test_real_reward_extremes_are_the_buffer_s_least_and_greatest():
+    agent = DQN("MlpPolicy", "CartPole-v1", learning_starts=0, buffer_size=50, seed=0,
+                device="cpu")  # fmt: skip
+    assert real_reward_extremes(agent).size == 0 and value_range(real_reward_extremes(agent), 0.99) is None
+    agent.learn(80)  # the 50-row buffer wraps: every row counts, not only those before pos
+    agent.replay_buffer.rewards[:] = np.linspace(-3.0, 2.0, 50, dtype=np.float32).reshape(50, 1)
+    assert agent.replay_buffer.full and agent.replay_buffer.pos != 0
+    assert real_reward_extremes(agent).tolist() == [-3.0, 2.0]
+    agent.replay_buffer.rewards[7] = np.nan
+    assert value_range(real_reward_extremes(agent), 0.99) is None
 
 
 _SMALL = {"model_train_freq": 100, "min_real_steps": 64, "fit_kwargs": {"max_epochs": 5},
