@@ -424,7 +424,7 @@ class DynaCallback(BaseCallback):
     def _new_imagined_replay(self, real_buffer: Any) -> ImaginedReplay:
         try:
             return ImaginedReplay(
-                self.imagined_capacity, self.dynamics.obs_dim, real_buffer.actions.shape[2:],
+                self.imagined_capacity, real_buffer.obs_shape, real_buffer.actions.shape[2:],
                 torch.as_tensor(real_buffer.actions[:1]).dtype, self.model.device,
                 seed=int(self._rng.integers(2**62)),
             )  # fmt: skip

@@ -117,7 +117,7 @@ def _real_buffer(state: dict[str, Any] | None, source: str) -> TransitionBuffer 
 def _imagined_replay(state: dict[str, Any] | None, device: torch.device) -> ImaginedReplay | None:
     if state is None:
         return None
-    replay = ImaginedReplay(state["capacity"], state["obs"].shape[1], tuple(state["actions"].shape[1:]),
+    replay = ImaginedReplay(state["capacity"], tuple(state["obs"].shape[1:]), tuple(state["actions"].shape[1:]),
                             state["actions"].dtype, "cpu")  # fmt: skip
     replay.load_state_dict(state)
     return replay.to(device)

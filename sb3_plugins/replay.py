@@ -18,7 +18,8 @@ class ImaginedReplay:
     """A ring buffer of imagined transitions kept as torch tensors on the agent's device (no numpy round trip).
 
     :param capacity: rows kept; the oldest are overwritten (MBPO keeps only recent model rollouts)
-    :param obs_dim: flattened observation size
+    :param obs_shape: per-row observation shape as SB3's replay buffer stores it (``observation_space.shape``;
+        an int for a flat one): sampled imagined rows are joined to real rows of that shape
     :param action_shape: per-row action shape as SB3's replay buffer stores it
     :param action_dtype: dtype of stored actions (SB3 keeps Discrete actions as integers)
     :param device: the agent's device
@@ -29,7 +30,7 @@ class ImaginedReplay:
         import torch
         from sb3_plugins.replay import ImaginedReplay
 
-        replay = ImaginedReplay(100, obs_dim=3, action_shape=(1,), action_dtype=torch.float32, device="cpu", seed=0)
+        replay = ImaginedReplay(100, obs_shape=3, action_shape=(1,), action_dtype=torch.float32, device="cpu", seed=0)
         replay.add(torch.zeros(5, 3), torch.zeros(5, 1), torch.ones(5), torch.zeros(5, 3), torch.zeros(5))
         print(len(replay), replay.sample(2).rewards.shape)  # 5 torch.Size([2, 1])
     """
@@ -37,7 +38,7 @@ class ImaginedReplay:
     def __init__(
         self,
         capacity: int,
-        obs_dim: int,
+        obs_shape: int | tuple[int, ...],
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: torch.device | str,
@@ -45,10 +46,11 @@ class ImaginedReplay:
     ):
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        self.obs = torch.zeros((self.capacity, obs_dim), device=self.device)
+        self.obs_shape = (int(obs_shape),) if isinstance(obs_shape, int) else tuple(int(n) for n in obs_shape)
+        self.obs = torch.zeros((self.capacity, *self.obs_shape), device=self.device)
         self.actions = torch.zeros((self.capacity, *action_shape), dtype=action_dtype, device=self.device)
         self.rewards = torch.zeros((self.capacity, 1), device=self.device)
-        self.next_obs = torch.zeros((self.capacity, obs_dim), device=self.device)
+        self.next_obs = torch.zeros((self.capacity, *self.obs_shape), device=self.device)
         self.dones = torch.zeros((self.capacity, 1), device=self.device)
         self.pos, self.size = 0, 0
         self._generator = seeded_generator(seed, self.device)
@@ -94,13 +96,16 @@ class ImaginedReplay:
         self._generator.set_state(state["generator"])
 
     def add(self, obs, actions, rewards, next_obs, dones) -> None:
-        """Append ``B`` rows (tensors with a leading ``B``), overwriting the oldest when full."""
+        """Append ``B`` rows (tensors with a leading ``B``; observations flat or of :attr:`obs_shape`), overwriting
+        the oldest when full; ``B`` may be 0."""
         n = len(obs)
+        if n == 0:  # every branch cut at its first step
+            return
         index = (self.pos + torch.arange(n, device=self.device)) % self.capacity
-        self.obs[index] = obs.to(self.device).reshape(n, -1).float()
+        self.obs[index] = obs.to(self.device).reshape(n, *self.obs_shape).float()
         self.actions[index] = actions.to(self.device, self.actions.dtype).reshape(n, *self.actions.shape[1:])
         self.rewards[index] = rewards.to(self.device).reshape(n, 1).float()
-        self.next_obs[index] = next_obs.to(self.device).reshape(n, -1).float()
+        self.next_obs[index] = next_obs.to(self.device).reshape(n, *self.obs_shape).float()
         self.dones[index] = dones.to(self.device).reshape(n, 1).float()
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)

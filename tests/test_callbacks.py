@@ -237,3 +237,47 @@ def test_dream_branches_act_with_the_final_exploration_rate(monkeypatch):
     agent.learn(200, callback=DynaCallback(**FAST, refit_growth=None))
     assert seen and all(rate == agent.exploration_final_eps for rate in seen)
     assert agent.exploration_rate > agent.exploration_final_eps
+
+
+class _GridPoint(gym.Env):
+    """A point on a line seen as a 2 x 3 grid of copies of its position: a Box observation that is not 1-D."""
+
+    observation_space = gym.spaces.Box(-10.0, 10.0, (2, 3), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = 0.0
+        return np.full((2, 3), self.x, np.float32), {}
+
+    def step(self, action):
+        self.x = float(np.clip(self.x + 0.1 * action[0], -5.0, 5.0))
+        return np.full((2, 3), self.x, np.float32), -abs(self.x - 1.0), False, False, {}
+
+
+@pytest.mark.parametrize("real_ratio", [0.5, 0.0])
+def test_an_off_policy_agent_trains_on_imagined_rows_of_its_own_observation_shape(real_ratio):
+    # SB3 keeps a (2, 3) Box observation as (B, 2, 3) rows: imagined ones come out the same, mixed or alone.
+    agent = SAC("MlpPolicy", _GridPoint(), learning_starts=50, batch_size=16, seed=0, device="cpu")
+    dyna = DynaCallback(**{**FAST, "real_ratio": real_ratio, "min_real_steps": 50})
+    agent.learn(200, callback=dyna)
+    assert dyna.imagined_steps > 0
+    # after learn() the agent samples real rows only: sample the mix it trained on
+    mixed = agent.replay_buffer
+    batch = MixedReplayBuffer(mixed.real, mixed.imagined, real_ratio, agent.gamma).sample(16)
+    assert batch.observations.shape == batch.next_observations.shape == (16, 2, 3)
+
+
+def test_imagined_replay_keeps_rows_of_its_shape_and_takes_none_quietly():
+    import torch
+
+    from sb3_plugins.replay import ImaginedReplay
+
+    replay = ImaginedReplay(4, obs_shape=(2, 3), action_shape=(1,), action_dtype=torch.float32, device="cpu", seed=0)
+    replay.add(torch.zeros(0, 6), torch.zeros(0, 1), torch.zeros(0), torch.zeros(0, 6), torch.zeros(0))
+    assert len(replay) == 0 and replay.pos == 0  # every branch cut at its first step adds nothing
+    replay.add(torch.arange(30.0).reshape(5, 6), torch.zeros(5, 1), torch.ones(5), torch.zeros(5, 2, 3), torch.zeros(5))
+    assert len(replay) == 4 and replay.pos == 1  # the oldest row overwritten
+    assert replay.obs[0].tolist() == [[24.0, 25.0, 26.0], [27.0, 28.0, 29.0]]  # flat rows take the real shape
+    assert replay.sample(3).observations.shape == (3, 2, 3)
+    assert ImaginedReplay(2, 5, (1,), torch.float32, "cpu").obs.shape == (2, 5)  # an int: a flat observation
