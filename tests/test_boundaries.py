@@ -176,6 +176,10 @@ def _termination_float(obs, action, next_obs):
     return torch.zeros(obs.shape[0])
 
 
+def _reward_nan(obs, action, next_obs):
+    return torch.full((obs.shape[0],), float("nan"))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -189,6 +193,11 @@ def _termination_float(obs, action, next_obs):
             {"termination_fn": _termination_float},
             "termination_fn returned torch.float32 values: terminations must be booleans",
         ),  # fmt: skip
+        (
+            {"reward_fn": _reward_nan},
+            r"reward_fn '_reward_nan' returned nan \(not finite\) for (1 of 1|3 of 3) rows whose inputs are "
+            r"finite, first at row 0",
+        ),  # fmt: skip: the dream would otherwise truncate every step and blame the model
     ],
 )
 def test_user_reward_and_termination_functions_are_held_to_one_value_per_row(cartpole_model, kwargs, match):

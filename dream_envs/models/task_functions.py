@@ -266,6 +266,7 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
         if is_reward:
             if out.dtype == torch.bool or out.is_complex():
                 raise ValueError(f"{what} returned {out.dtype} values: rewards must be real numbers")
+            _check_finite(out, obs, action, next_obs, what, fn)
             return out.to(obs.dtype)
         if out.dtype != torch.bool:
             raise ValueError(f"{what} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
@@ -275,6 +276,26 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     checked.__name__ = getattr(fn, "__name__", "checked")
     checked.__wrapped__ = fn  # type: ignore[attr-defined]
     return checked
+
+
+def _check_finite(
+    out: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, what: str, fn: TaskFn
+) -> None:
+    """Refuse a user's reward that is NaN or infinite on a row whose inputs are all finite: the dream would take it
+    for the model's failure (it truncates rows whose step is not finite) and blame the model for the user's bug."""
+    inputs_finite = (
+        torch.isfinite(obs.reshape(len(obs), -1)).all(1)
+        & torch.isfinite(next_obs.reshape(len(obs), -1)).all(1)
+        & torch.isfinite(action.reshape(len(obs), -1).float()).all(1)
+    )
+    bad = ~torch.isfinite(out) & inputs_finite
+    if bad.any():
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{what} {getattr(fn, '__name__', fn)!r} returned {out[row].item()} (not finite) for {int(bad.sum())} "
+            f"of {len(obs)} rows whose inputs are finite, first at row {row}: obs {obs[row].tolist()}, action "
+            f"{action[row].tolist()}, next_obs {next_obs[row].tolist()}; rewards must be finite numbers"
+        )
 
 
 @functools.lru_cache(maxsize=64)
