@@ -26,7 +26,13 @@ from dream_envs import EnsembleConfig, EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int, check_keywords, check_number, check_probability, is_number
 from dream_envs.envs.imagination import Imagination, check_threshold, resolve_uncertainty_mode
 from dream_envs.models.calibration import CutoffCalibrationWarning
-from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
+from dream_envs.models.task_functions import (
+    KNOWN_REWARDS,
+    KNOWN_TERMINATIONS,
+    TaskFn,
+    check_known_settings,
+    resolve_task_fn,
+)
 from dream_envs.models.training import ModelFitError, check_fit_kwargs
 from dream_envs.spaces import check_observation_space, check_sb3_action_space, spaces_equal
 from sb3_plugins.dream_vec_env import DreamVecEnv
@@ -362,10 +368,12 @@ class DynaCallback(BaseCallback):
                         "model fitted for another env cannot be trained on this one"
                     )
         env_id = self.env_id if self.env_id is not None else _env_id(algo.get_env())
+        spec = algo.get_env().get_attr("spec")[0] if algo.get_env() is not None else None
         for name, value, known in (("reward_fn", self.reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", self.termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
             # "known" for an env without a known function, or another env's function for this one's spaces
             resolve_task_fn(value, known, name, env_id, (algo.observation_space, algo.action_space))
+            check_known_settings(value, name, spec)  # gymnasium's rule, for an env made with other settings
 
     def _init_callback(self) -> None:
         algo: BaseAlgorithm = self.model

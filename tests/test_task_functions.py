@@ -113,3 +113,44 @@ def test_resolve_task_fn():
         resolve_task_fn("known", KNOWN_REWARDS, "reward_fn", "Hopper-v5")
     with pytest.raises(TypeError, match="reward_fn"):
         resolve_task_fn(3, KNOWN_REWARDS, "reward_fn")
+
+
+@pytest.mark.parametrize(
+    "env_id, settings, refused",
+    [
+        ("Hopper-v5", {}, None),
+        ("Hopper-v5", {"render_mode": "rgb_array", "reset_noise_scale": 0.1}, None),  # rendering, start noise
+        ("Hopper-v5", {"terminate_when_unhealthy": True, "healthy_z_range": (0.7, float("inf"))}, None),  # defaults
+        ("Hopper-v5", {"terminate_when_unhealthy": False}, r"terminate_when_unhealthy=False \(default True\)"),
+        ("Hopper-v5", {"healthy_z_range": (0.5, float("inf"))}, r"healthy_z_range=\(0.5, inf\) \(default \(0.7, "),
+        ("CartPole-v1", {"sutton_barto_reward": True}, r"sutton_barto_reward=True \(default False\)"),
+        ("Pendulum-v1", {"g": 9.81}, None),  # gravity moves the dynamics, which the model learns, not the rule
+    ],
+)
+def test_a_known_function_is_refused_for_an_env_made_with_other_settings(env_id, settings, refused):
+    from dream_envs.models.task_functions import check_known_settings
+
+    spec = gym.make(env_id, **settings).spec
+    what, table = ("termination_fn", KNOWN_TERMINATIONS) if env_id == "Hopper-v5" else ("reward_fn", KNOWN_REWARDS)
+    for value in ("known", env_id):
+        if refused is None:
+            check_known_settings(value, what, spec)
+        else:
+            match = rf"{what}='{value}' mirrors {env_id}'s default constructor.*{refused}"
+            with pytest.raises(ValueError, match=match):
+                check_known_settings(value, what, spec)
+    check_known_settings(table[env_id], what, spec)  # the function itself, passed on purpose: the user's call
+    check_known_settings("learned", what, spec)
+
+
+def test_dyna_callback_and_mpc_agent_refuse_a_known_termination_for_a_changed_env_before_any_step():
+    from stable_baselines3 import SAC
+
+    from dream_envs.agents import MPCAgent
+    from sb3_plugins import DynaCallback
+
+    env = gym.make("Hopper-v5", terminate_when_unhealthy=False)  # never terminates: gymnasium's rule would
+    with pytest.raises(ValueError, match="terminate_when_unhealthy=False"):
+        DynaCallback(termination_fn="known").check_agent(SAC("MlpPolicy", env, device="cpu"))
+    with pytest.raises(ValueError, match="terminate_when_unhealthy=False"):
+        MPCAgent(env, termination_fn="known")

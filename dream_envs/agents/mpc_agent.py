@@ -20,7 +20,7 @@ from dream_envs.buffer import _FIELDS, TransitionBuffer
 from dream_envs.checks import check_bool, check_int, check_keywords, check_number, seeded_generator
 from dream_envs.models.calibration import CutoffCalibrationWarning
 from dream_envs.models.ensemble import EnsembleDynamics
-from dream_envs.models.task_functions import TaskFn
+from dream_envs.models.task_functions import TaskFn, check_known_settings
 from dream_envs.models.training import check_fit_kwargs
 from dream_envs.planning.mpc import MPCPlanner, _episode_starts
 from dream_envs.planning.optimizers import colored_noise
@@ -173,6 +173,8 @@ class MPCAgent(ModelBasedAgent):
         self.ensemble_kwargs, self.fit_kwargs = dict(ensemble_kwargs or {}), dict(fit_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         spec = self.env.get_attr("spec")[0]
+        check_known_settings(reward_fn, "reward_fn", spec)  # gymnasium's rule, for an env made with other settings
+        check_known_settings(termination_fn, "termination_fn", spec)
         ensemble = {**_DEFAULT_ENSEMBLE, **self.ensemble_kwargs}
         ensemble.setdefault("num_elites", ensemble["ensemble_size"])  # every member, whatever the ensemble_size
         self.model = EnsembleDynamics(

@@ -9,6 +9,8 @@ same signature is accepted wherever these are.
 The MuJoCo ones hold for the envs' DEFAULT constructor arguments only (``gym.make("Hopper-v5")``): another
 ``healthy_z_range``, ``terminate_when_unhealthy=False``, ``exclude_current_positions_from_observation=False`` or
 reward weight changes the rule or the observation layout, and the function is then wrong; pass your own callable.
+Where the env itself is at hand (``DynaCallback``, ``MPCAgent``), :func:`check_known_settings` refuses ``"known"``
+for an env made with such settings.
 Locomotion rewards (Hopper, Walker2d, Ant, HalfCheetah, Swimmer, Humanoid) need the x position, which the
 default observation leaves out, so only their terminations are here. Where a rule reads something the observation
 does not hold (InvertedDoublePendulum's tip, Hopper's unclipped joint speeds, Ant's x and y), the function's
@@ -18,14 +20,16 @@ docstring says how far it can differ. Written from gymnasium 1.4's source.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-__all__ = ["TaskFn", "KNOWN_REWARDS", "KNOWN_TERMINATIONS", "resolve_task_fn"]
+__all__ = ["TaskFn", "KNOWN_REWARDS", "KNOWN_TERMINATIONS", "resolve_task_fn", "check_known_settings"]
 
 TaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -243,6 +247,75 @@ def resolve_task_fn(
             f"or pass a callable (obs, action, next_obs) -> tensor, or None to use the learned head"
         )
     raise TypeError(f"{what} must be None, 'learned', an env id or a callable, got {value!r}")
+
+
+# Constructor arguments that change only rendering, the start-state noise or (Pendulum's ``g``) the dynamics a model
+# learns anyway: a known reward or termination holds whatever they are. Any other argument away from its default
+# may change the rule or the observation's layout.
+_RULE_NEUTRAL_SETTINGS = frozenset(
+    {"render_mode", "width", "height", "camera_id", "camera_name", "default_camera_config", "max_geom",
+     "visual_options", "reset_noise_scale", "g"}
+)  # fmt: skip
+
+
+def check_known_settings(value: str | TaskFn | None, what: str, spec: Any) -> None:
+    """Refuse a known function (``"known"`` or the env's own id) for an env made with constructor arguments other
+    than the defaults it mirrors: ``gym.make("Hopper-v5", terminate_when_unhealthy=False)`` never terminates, and
+    gymnasium's rule in :data:`KNOWN_TERMINATIONS` would end the dream's episodes where the real env goes on.
+    Arguments that change only rendering or the start-state noise (``render_mode``, ``reset_noise_scale``...) pass.
+
+    :param value: the ``reward_fn`` / ``termination_fn`` argument as the user gave it (callables and ``None`` pass:
+        a user's own function is theirs to match to their settings)
+    :param what: ``"reward_fn"`` or ``"termination_fn"``, for the message
+    :param spec: the env's ``gymnasium.envs.registration.EnvSpec`` (``env.spec``; its ``kwargs`` are the
+        arguments the env was made with); ``None`` (an env made without ``gym.make``) passes
+    :raises ValueError: naming the first changed argument, its value and its default
+
+    Example::
+
+        import gymnasium as gym
+        from dream_envs.models.task_functions import check_known_settings
+
+        check_known_settings("known", "termination_fn", gym.make("Hopper-v5", render_mode="rgb_array").spec)  # ok
+    """
+    if spec is None or not isinstance(value, str) or value not in ("known", spec.id):
+        return
+    defaults = _default_settings(spec.id)
+    for name, given in (spec.kwargs or {}).items():
+        if name in _RULE_NEUTRAL_SETTINGS or (name in defaults and _same(given, defaults[name])):
+            continue
+        default = f"default {defaults[name]!r}" if name in defaults else "not an argument of the default env"
+        table = "KNOWN_REWARDS" if what.startswith("reward") else "KNOWN_TERMINATIONS"
+        raise ValueError(
+            f"{what}={value!r} mirrors {spec.id}'s default constructor, and this env was made with {name}={given!r} "
+            f"({default}): the known function may be wrong for it. Pass your own callable (obs, action, next_obs) "
+            f"-> tensor, or dream_envs.models.task_functions.{table}[{spec.id!r}] itself if it still holds for "
+            "these settings"
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _default_settings(env_id: str) -> dict[str, Any]:
+    """The constructor arguments ``gym.make(env_id)`` uses: the entry point's defaults under the registered ones."""
+    spec = gym.spec(env_id)
+    defaults: dict[str, Any] = {}
+    try:
+        creator = spec.entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        for name, parameter in inspect.signature(creator).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[name] = parameter.default
+    except (ValueError, TypeError, ImportError, AttributeError):  # no signature to read: the registered ones only
+        pass
+    return {**defaults, **(spec.kwargs or {})}
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
