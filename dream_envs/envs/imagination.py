@@ -17,7 +17,13 @@ import torch
 from dream_envs.buffer import TransitionBuffer
 from dream_envs.checks import check_bool, check_number, is_number
 from dream_envs.models.ensemble import EnsembleDynamics
-from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, TaskFn, resolve_task_fn
+from dream_envs.models.task_functions import (
+    KNOWN_REWARDS,
+    KNOWN_TERMINATIONS,
+    TaskFn,
+    check_finite_rewards,
+    resolve_task_fn,
+)
 from dream_envs.spaces import check_observations
 
 __all__ = [
@@ -292,6 +298,8 @@ class Imagination:
         reward, terminated = self.model.with_known_functions(
             obs, action, next_obs, model_step.reward, model_step.terminated, self.reward_fn, self.termination_fn
         )
+        if self.reward_fn is not None:  # every row here is a live episode's step: a NaN is the function's, not ours
+            check_finite_rewards(reward, obs, action, next_obs, "reward_fn", self.reward_fn)
         if terminated is None:
             terminated = torch.zeros(len(obs), dtype=torch.bool, device=obs.device)
         disagreement = model_step.disagreement

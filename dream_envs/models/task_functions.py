@@ -29,7 +29,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["TaskFn", "KNOWN_REWARDS", "KNOWN_TERMINATIONS", "resolve_task_fn", "check_known_settings"]
+__all__ = [
+    "TaskFn",
+    "KNOWN_REWARDS",
+    "KNOWN_TERMINATIONS",
+    "resolve_task_fn",
+    "check_known_settings",
+    "check_finite_rewards",
+]
 
 TaskFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -339,7 +346,6 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
         if is_reward:
             if out.dtype == torch.bool or out.is_complex():
                 raise ValueError(f"{what} returned {out.dtype} values: rewards must be real numbers")
-            _check_finite(out, obs, action, next_obs, what, fn)
             return out.to(obs.dtype)
         if out.dtype != torch.bool:
             raise ValueError(f"{what} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
@@ -351,11 +357,16 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     return checked
 
 
-def _check_finite(
+def check_finite_rewards(
     out: torch.Tensor, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, what: str, fn: TaskFn
 ) -> None:
-    """Refuse a user's reward that is NaN or infinite on a row whose inputs are all finite: the dream would take it
-    for the model's failure (it truncates rows whose step is not finite) and blame the model for the user's bug."""
+    """Refuse a reward function's NaN or infinite reward on a row whose inputs are all finite (``B`` rewards,
+    ``B x ...`` inputs). The dream calls it on its live rows: it would otherwise take the reward for the model's
+    failure (it truncates rows whose step is not finite) and blame the model for the function's bug. Planners do
+    not: their rows go on stepping after an episode's end, where a function may return anything.
+
+    :raises ValueError: naming the function, how many rows and the first one
+    """
     inputs_finite = (
         torch.isfinite(obs.reshape(len(obs), -1)).all(1)
         & torch.isfinite(next_obs.reshape(len(obs), -1)).all(1)
