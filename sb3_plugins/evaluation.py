@@ -117,6 +117,9 @@ class RealStepsToThreshold(_ThresholdCheck):
         pixels)
     :param stay: passing checks that must follow the first of a streak; a streak broken by a failing check starts
         over at the next pass
+    :param budget: the real steps the run may use: no check after them (``None``: no limit). SB3 ends
+        ``learn(budget)`` only at a rollout's end (PPO's 8 x 32 steps on CartPole: 512 real steps for 300), and a
+        pass in that overshoot would rank a solved run behind an unsolved one, which counts as its budget
 
     Example::
 
@@ -131,12 +134,14 @@ class RealStepsToThreshold(_ThresholdCheck):
 
     def __init__(self, env_id: str, threshold: float, every: int, n_episodes: int = 10, stop: bool = True,
                  seed: int | None = None, env_kwargs: dict[str, Any] | None = None, verbose: int = 0,
-                 n_envs: int = 1, wrapper: Callable[[gym.Env], gym.Env] | None = None, stay: int = 0):  # fmt: skip
+                 n_envs: int = 1, wrapper: Callable[[gym.Env], gym.Env] | None = None, stay: int = 0,
+                 budget: int | None = None):  # fmt: skip
         super().__init__(env_id, threshold, every, n_episodes, stop, seed, env_kwargs, verbose, n_envs, wrapper,
                          stay)  # fmt: skip
+        self.budget = None if budget is None else check_int("budget", budget)
 
     def _on_step(self) -> bool:
-        if self.num_timesteps < self._next:
+        if self.num_timesteps < self._next or (self.budget is not None and self.num_timesteps > self.budget):
             return True
         return self._check(self.num_timesteps, "real steps")
 

@@ -608,3 +608,16 @@ def test_the_random_return_is_measured_and_seeded():
 
     value = random_return("CartPole-v1", episodes=5, seed=3)
     assert 8 < value < 60 and value == random_return("CartPole-v1", episodes=5, seed=3)
+
+
+def test_a_run_never_checks_past_its_budget():
+    # PPO's rollouts are 8 x 32 real steps on CartPole: learn(300) runs to 512, and checks at 304 and 456 would
+    # let a pass rank a solved run behind an unsolved one (which counts as its budget). The threshold of -1 makes
+    # every check a pass, so the record's figures are those of the checks taken.
+    spec = RunSpec("CartPole-v1", "ppo", 0, budget=300, threshold=-1.0, eval_every=100, eval_episodes=1,
+                   stop_at_threshold=False, hyperparams=hyperparams_for("CartPole-v1", "ppo"),
+                   device="cpu")  # fmt: skip
+    record = run_one(spec)
+    assert spec.hyperparams["n_envs"] == 8 and record["real_steps"] == 512  # what SB3 ran, reported as it is
+    assert [steps for steps, _ in record["curve"]] == [104, 200]  # the next check's step (304) is past 300
+    assert (record["real_steps_to_threshold"], record["real_steps_to_stay_solved"]) == (104, None)  # 2 checks of 3

@@ -194,7 +194,7 @@ def _check(spec: RunSpec, threshold: float) -> RealStepsToThreshold:
         settings.update(env_kwargs={"render_mode": "rgb_array"}, wrapper=PixelObservation)
     return RealStepsToThreshold(spec.env_id, threshold, spec.eval_every, n_episodes=spec.eval_episodes,
                                 stop=spec.stop_at_threshold, seed=10_000 + spec.seed, stay=spec.stay,
-                                **settings)  # fmt: skip
+                                budget=spec.budget, **settings)  # fmt: skip
 
 
 def _sb3_kwargs(spec: RunSpec, action_space: gym.spaces.Space) -> dict[str, Any]:
