@@ -217,6 +217,10 @@ class DynaCallback(BaseCallback):
         (model_train_freq, min_real_steps, rollout_batch_size, imagined_capacity, n_dream_envs, dream_rollouts) = (
             check_int(name, value) for name, value in sizes.items()
         )
+        if min_real_steps < 2:  # a fit holds one transition out and trains on the rest
+            raise ValueError(
+                f"min_real_steps must be >= 2 (a model fit needs 2 real transitions), got {min_real_steps}"
+            )
         if utd_ratio is not None:
             utd_ratio = check_int("utd_ratio (None: the agent's own gradient steps)", utd_ratio)
         if seed is not None:

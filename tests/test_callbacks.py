@@ -100,6 +100,7 @@ def test_composes_with_eval_checkpoint_progress_bar_and_save_load(tmp_path):
         ({"rollout_horizon": 0}, "rollout_horizon"),
         ({"rollout_horizon": (0, 100, 1, 0)}, "rollout_horizon"),
         ({"model_train_freq": 0}, "model_train_freq"),
+        ({"min_real_steps": 1}, r"min_real_steps must be >= 2 \(a model fit needs 2 real transitions\), got 1"),
         ({"utd_ratio": 0}, "utd_ratio"),
         ({"value_bound": "yes"}, "value_bound must be True or False, got 'yes'"),
         ({"n_dream_envs": 0}, "n_dream_envs"),
