@@ -306,6 +306,34 @@ def test_foreign_or_missing_results_are_named(tmp_path):
         ResultsDir(tmp_path / "file")
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"real_steps_to_threshold": "many"}, "real_steps_to_threshold must be null or an integer >= 0, got 'many'"),
+        ({"real_steps_to_threshold": -5}, "real_steps_to_threshold must be null or an integer >= 0, got -5"),
+        ({"real_steps_to_stay_solved": 2.5}, "real_steps_to_stay_solved must be null or an integer >= 0, got 2.5"),
+        ({"curve": [[250, float("nan")]]}, r"curve must be a list of \[real steps >= 0, finite mean return\] pairs"),
+        ({"wall_seconds": "1"}, "wall_seconds must be a finite number >= 0, got '1'"),
+        ({"budget": 0}, "budget must be an integer > 0, got 0"),
+        ({"env": ""}, "env must be a non-empty string, got ''"),
+    ],
+)
+def test_a_damaged_record_is_named_by_file_line_and_field(tmp_path, change, message):
+    good = record("ppo", 0, 500)
+    lines = [json.dumps(good), json.dumps({**record("ppo", 1, 500), **change})]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"results.jsonl:2: {message}"):
+        ResultsDir(tmp_path, must_exist=True)
+
+
+def test_a_seed_recorded_twice_is_refused_not_counted_twice(tmp_path):
+    lines = [json.dumps(record("ppo", 0, 500)), json.dumps(record("ppo", 1, 750)), json.dumps(record("ppo", 0, 250))]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="results.jsonl:3 records CartPole-v1 ppo seed 0 again \\(first at line 1\\)"):
+        ResultsDir(tmp_path, must_exist=True)
+
+
 # ---------------------------------------------------------------- report
 def test_summary_medians_ranges_and_speedups():
     records = [record("ppo", s, h, budget=10_000) for s, h in enumerate([4000, 6000, None])]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from dream_envs.io import atomic_write_text
 from sb3_plugins.benchmark.runner import RECORD_FORMAT, SETTINGS, RunSpec
 
-__all__ = ["ResultsDir", "check_writable_folder", "settings_differences"]
+__all__ = ["ResultsDir", "check_writable_folder", "record_problem", "settings_differences"]
 
 RESULTS_FILE = "results.jsonl"
 
@@ -57,7 +58,8 @@ class ResultsDir:
             lines = self.file.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise ValueError(f"cannot read {str(self.file)!r}: {error}") from None
-        records = []
+        records: list[dict[str, Any]] = []
+        seen: dict[tuple[Any, Any, Any], int] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -68,6 +70,14 @@ class ResultsDir:
             if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
                 raise ValueError(f"{self.file}:{number} is not a dream-envs benchmark record (expected JSON with "
                                  f"format {RECORD_FORMAT!r}); is this a results dir of another tool?")  # fmt: skip
+            problem = record_problem(record)
+            if problem:
+                raise ValueError(f"{self.file}:{number}: {problem}")
+            key = (record["env"], record["algo"], record["seed"])
+            if key in seen:  # the report would count the seed twice
+                raise ValueError(f"{self.file}:{number} records {key[0]} {key[1]} seed {key[2]} again (first at line "
+                                 f"{seen[key]}); keep one record per env, algo and seed")  # fmt: skip
+            seen[key] = number
             records.append(record)
         return records
 
@@ -101,6 +111,45 @@ class ResultsDir:
                 raise ValueError(f"{self.file} already holds {name} with other settings ({details}). Use another "
                                  "--out, or the same settings to resume.")  # fmt: skip
         return todo
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a record's fields that the report reads (the first problem, naming the field and its
+    value), or None. Fields that records from before a metric lack (``real_steps_to_stay_solved``, ``stay``) may be
+    missing; a present one must be well formed."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for name in ("env", "algo"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            return f"{name} must be a non-empty string, got {record.get(name)!r}"
+    rules: list[tuple[str, Callable[[Any], bool], str, bool]] = [
+        ("seed", count, "an integer >= 0", True),
+        ("budget", lambda v: count(v) and v > 0, "an integer > 0", True),
+        ("real_steps_to_threshold", lambda v: v is None or count(v), "null or an integer >= 0", True),
+        ("real_steps_to_stay_solved", lambda v: v is None or count(v), "null or an integer >= 0", False),
+        ("threshold", lambda v: v is None or number(v), "null or a finite number", True),
+        ("final_return", lambda v: v is None or number(v), "null or a finite number", True),
+        ("wall_seconds", lambda v: number(v) and v >= 0, "a finite number >= 0", True),
+        ("imagined_steps", count, "an integer >= 0", True),
+        ("reward_termination", lambda v: isinstance(v, str), "a string", True),
+        ("curve", lambda v: isinstance(v, list) and all(isinstance(c, list) and len(c) == 2 and count(c[0])
+                                                        and number(c[1]) for c in v),
+         "a list of [real steps >= 0, finite mean return] pairs", True),
+    ]  # fmt: skip
+    for name, ok, expected, required in rules:
+        if name not in record:
+            if required:
+                return f"{name} is missing"
+            continue
+        if not ok(record[name]):
+            shown = repr(record[name]) if len(repr(record[name])) <= 80 else repr(record[name])[:77] + "..."
+            return f"{name} must be {expected}, got {shown}"
+    return None
 
 
 def settings_differences(old: dict[str, Any], wanted: dict[str, Any], verb: str, prefix: str = "") -> str:
