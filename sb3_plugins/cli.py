@@ -34,13 +34,16 @@ from sb3_plugins.dream_training import ALGOS
 
 __all__ = ["main"]
 
+# The module docstring's first paragraph, without its reST markup: what --help prints.
+_DESCRIPTION = " ".join(__doc__.split("\n\n")[0].split()).replace("``", "")
+
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dream-envs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dream-envs", description=_DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,report,diagnose}")
     bench = commands.add_parser("bench", help="model-free vs model-based runs side by side: real steps to threshold",
                                 description="Train stock SB3 agents and the same agents + DynaCallback on a real env; "

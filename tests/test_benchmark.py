@@ -591,6 +591,12 @@ def test_cli_bad_input_is_one_clear_line_before_training(tmp_path, args, message
     assert not (tmp_path / "out").exists()
 
 
+def test_the_top_level_help_says_what_each_command_does_in_whole_sentences():
+    described = _parser().description
+    assert "``" not in described and described.endswith("disagreement.")
+    assert all(f"{command} " in described for command in ("bench", "report", "diagnose"))
+
+
 def test_the_dream_envs_console_script_is_declared():
     from importlib.metadata import entry_points
 
