@@ -162,6 +162,15 @@ def test_dream_start_states_are_checked(cartpole_model):
         dream.reset(options={"start_state": np.zeros(3)})
     with pytest.raises(ValueError, match="must hold real numbers"):
         dream.reset(options={"start_state": ["a", "b", "c", "d"]})
+    # CartPole's pole angle lies within +-0.419 rad: a first observation outside the space is refused
+    with pytest.raises(ValueError, match=r"start_state'\] lies outside the observation space: its entry 2 is 3.0, "
+                                         r"where the space allows -0.41\d+ to 0.41\d+"):  # fmt: skip
+        dream.reset(options={"start_state": [0.0, 0.0, 3.0, 0.0]})
+    with pytest.raises(ValueError, match=r"reset options \['start_sate'\] are not known: DreamEnv takes "
+                                         r"'start_state' only; did you mean 'start_state'\?"):  # fmt: skip
+        dream.reset(options={"start_sate": [0.0, 0.0, 0.0, 0.0]})
+    obs, _ = dream.reset(options={"start_state": [0.1, 0.0, -0.2, 0.0]})
+    assert np.allclose(obs, [0.1, 0.0, -0.2, 0.0])
 
 
 def _reward_shape_b1(obs, action, next_obs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any, SupportsFloat
 
@@ -142,11 +143,17 @@ class DreamEnv(gym.Env):
             self._generator.manual_seed(int(self._np_random.integers(2**62)))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        """Start an imagined episode from a random real start state (or ``options["start_state"]``)."""
+        """Start an imagined episode from a random real start state (or ``options["start_state"]``, one observation
+        within the observation space; any other option key is refused)."""
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
         if options is not None and not isinstance(options, dict):
             raise ValueError(f"options must be None or a dict such as {{'start_state': obs}}, got {options!r}")
+        unknown = sorted(set(options or {}) - {"start_state"}, key=str)
+        if unknown:  # a misspelt key would silently start from a random real state
+            close = difflib.get_close_matches(str(unknown[0]), ["start_state"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"reset options {unknown!r} are not known: DreamEnv takes 'start_state' only{hint}")
         super().reset(seed=seed)
         if seed is not None or self._state is None:
             self._generator.manual_seed(int(self.np_random.integers(2**62)))
@@ -155,6 +162,16 @@ class DreamEnv(gym.Env):
             if len(start) != 1:
                 raise ValueError(f"options['start_state'] must be one observation of shape "
                                  f"{self.observation_space.shape}, got a batch of {len(start)}")  # fmt: skip
+            space = self.observation_space
+            if isinstance(space, gym.spaces.Box):
+                outside = (start[0] < space.low.reshape(-1)) | (start[0] > space.high.reshape(-1))
+                if outside.any():  # the first observation would lie outside the space the agent was promised
+                    index = int(np.flatnonzero(outside)[0])
+                    raise ValueError(
+                        f"options['start_state'] lies outside the observation space: its entry {index} is "
+                        f"{float(start[0][index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "
+                        f"to {float(space.high.reshape(-1)[index])!r}"
+                    )
             self._state = torch.as_tensor(start, device=self.model.device)
         else:
             starts = self.imagination.start_states
