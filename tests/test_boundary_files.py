@@ -293,3 +293,15 @@ def test_an_agent_file_with_a_hyperparameter_the_class_does_not_take_is_refused(
     rewrite_torch(path, lambda payload: payload["hyperparams"].update(gama=0.5))
     with pytest.raises(ModelFileError, match=r"holds hyperparameters \['gama'\] that DynaQ does not take"):
         DynaQ.load(path, "FrozenLake-v1")
+
+
+def test_an_agent_saved_on_a_registered_env_loads_without_one_like_sb3(tmp_path):
+    agent = DynaQ("FrozenLake-v1", planning_steps=3, seed=0).learn(100)
+    agent.save(tmp_path / "lake.pt")
+    loaded = DynaQ.load(tmp_path / "lake.pt")  # gym.make("FrozenLake-v1"), as saved
+    assert loaded.get_env().get_attr("spec")[0].id == "FrozenLake-v1" and loaded.num_timesteps == 100
+    # made with other arguments: its id alone would make another env, so the env is asked for
+    DynaQ(gym.make("FrozenLake-v1", is_slippery=False), planning_steps=3, seed=0).save(tmp_path / "steady.pt")
+    with pytest.raises(ValueError, match=r"does not name an env gym.make can remake .*: pass env= to DynaQ.load"):
+        DynaQ.load(tmp_path / "steady.pt")
+    assert DynaQ.load(tmp_path / "steady.pt", gym.make("FrozenLake-v1", is_slippery=False)).num_timesteps == 0

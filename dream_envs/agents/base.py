@@ -207,16 +207,32 @@ class ModelBasedAgent(ABC):
                             for name in self._hyperparams},
             "observation_space": space_to_dict(self.observation_space),
             "action_space": space_to_dict(self.action_space), "num_timesteps": self.num_timesteps,
-            "state": self._get_state(),
+            "state": self._get_state(), "env_id": self._default_env_id(),
         }  # fmt: skip
         return save_torch_file(path, payload)
 
+    def _default_env_id(self) -> str | None:
+        """The registered id of the agent's env when ``gym.make(id)`` with no arguments remakes it (what
+        :meth:`load` makes when given no env); None for an env made with other arguments or without ``gym.make``."""
+        spec = self.env.get_attr("spec")[0]
+        try:
+            registered = gym.spec(spec.id) if spec is not None else None
+        except gym.error.Error:  # an id registered in another process, say
+            return None
+        try:
+            same = registered is not None and bool(spec.kwargs == registered.kwargs)
+        except (ValueError, TypeError):  # array-valued arguments: not comparable as a whole, so not assumed equal
+            same = False
+        return spec.id if same else None
+
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env | VecEnv | str, **kwargs: Any) -> ModelBasedAgent:
+    def load(cls, path: str | os.PathLike, env: gym.Env | VecEnv | str | None = None, **kwargs: Any) -> ModelBasedAgent:
         """Load an agent saved by :meth:`save` safely (``weights_only=True``) onto ``env``.
 
         :param path: the file
-        :param env: the env to go on with (its spaces must be the saved ones)
+        :param env: the env to go on with (its spaces must be the saved ones); ``None``: ``gym.make`` of the env id
+            the agent was saved with, where its env was made by ``gym.make(id)`` with no other arguments
+            (otherwise the id alone would make another env, and ``env=`` is asked for)
         :param kwargs: constructor arguments that replace the saved ones (e.g. ``seed``, ``verbose``)
         :raises ModelFileError: truncated, corrupted or foreign file, another agent class, or other spaces
         """
@@ -251,6 +267,11 @@ class ModelBasedAgent(ABC):
             num_timesteps = check_int("num_timesteps", payload.get("num_timesteps", 0), minimum=0)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"{source} has a damaged header ({type(error).__name__}: {error})") from error
+        if env is None:
+            env = payload.get("env_id")
+            if not isinstance(env, str) or not env:
+                raise ValueError(f"{source} does not name an env gym.make can remake (its env was made with other "
+                                 f"arguments or without gym.make): pass env= to {cls.__name__}.load")  # fmt: skip
         agent = cls(env, **{**hyperparams, **kwargs})
         for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
             if not spaces_equal(saved_spaces[name], space):
