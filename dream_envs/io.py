@@ -41,8 +41,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     :param path: destination file
     :param write: callable that writes the whole content to the binary file object it is given
     :return: the destination as a ``Path``
+    :raises ValueError: ``path`` is a folder, or a file stands where one of its folders should be
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: it is a folder; give a file path inside it")
+    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -113,3 +113,15 @@ def test_atomic_write_gives_a_normal_file_mode(tmp_path):
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
     assert path.read_bytes() == b"data"
+
+
+def test_a_save_onto_a_folder_or_below_a_file_is_named_and_writes_nothing(tmp_path):
+    from dream_envs.io import atomic_write
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"cannot write '.*afile/m.pt': '.*afile' is a file, not a folder"):
+        atomic_write(tmp_path / "afile" / "m.pt", lambda f: f.write(b"data"))
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ValueError, match=r"cannot write '.*adir': it is a folder; give a file path inside it"):
+        atomic_write(tmp_path / "adir", lambda f: f.write(b"data"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["adir", "afile"]  # no temporary file left behind
