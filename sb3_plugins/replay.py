@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from typing import Any
 
 import torch
@@ -46,7 +47,8 @@ class ImaginedReplay:
     ):
         self.capacity = int(capacity)
         self.device = torch.device(device)
-        self.obs_shape = (int(obs_shape),) if isinstance(obs_shape, int) else tuple(int(n) for n in obs_shape)
+        flat = isinstance(obs_shape, numbers.Integral)  # numpy's integers too
+        self.obs_shape = (int(obs_shape),) if flat else tuple(int(n) for n in obs_shape)
         self.obs = torch.zeros((self.capacity, *self.obs_shape), device=self.device)
         self.actions = torch.zeros((self.capacity, *action_shape), dtype=action_dtype, device=self.device)
         self.rewards = torch.zeros((self.capacity, 1), device=self.device)

@@ -282,3 +282,4 @@ def test_imagined_replay_keeps_rows_of_its_shape_and_takes_none_quietly():
     assert replay.obs[0].tolist() == [[24.0, 25.0, 26.0], [27.0, 28.0, 29.0]]  # flat rows take the real shape
     assert replay.sample(3).observations.shape == (3, 2, 3)
     assert ImaginedReplay(2, 5, (1,), torch.float32, "cpu").obs.shape == (2, 5)  # an int: a flat observation
+    assert ImaginedReplay(2, np.int64(5), (1,), torch.float32, "cpu").obs.shape == (2, 5)
