@@ -43,6 +43,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     :return: the destination as a ``Path``
     :raises ValueError: ``path`` is a folder, or a file stands where one of its folders should be
     """
+    if isinstance(path, str) and path.endswith(("/", os.sep)):  # Path() would drop the slash and write a file there
+        raise ValueError(f"cannot write {path!r}: it ends with a path separator, as a folder does; give a file path")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"cannot write {str(path)!r}: it is a folder; give a file path inside it")

@@ -317,6 +317,8 @@ def test_foreign_or_missing_results_are_named(tmp_path):
         ({"wall_seconds": "1"}, "wall_seconds must be a finite number >= 0, got '1'"),
         ({"budget": 0}, "budget must be an integer > 0, got 0"),
         ({"env": ""}, "env must be a non-empty string, got ''"),
+        ({"real_steps_to_threshold": 999}, "real_steps_to_threshold 999 is not the real steps of one of the curve"),
+        ({"real_steps_to_threshold": 1500, "curve": [[1500, 480.0]]}, "real_steps_to_threshold 1500 .* budget of 1000"),
     ],
 )
 def test_a_damaged_record_is_named_by_file_line_and_field(tmp_path, change, message):

@@ -171,6 +171,10 @@ def test_dream_start_states_are_checked(cartpole_model):
         dream.reset(options={"start_sate": [0.0, 0.0, 0.0, 0.0]})
     obs, _ = dream.reset(options={"start_state": [0.1, 0.0, -0.2, 0.0]})
     assert np.allclose(obs, [0.1, 0.0, -0.2, 0.0])
+    obs, _ = dream.reset(options={"start_state": torch.tensor([0.1, 0.0, -0.2, 0.0])})  # a tensor, as the model's
+    assert np.allclose(obs, [0.1, 0.0, -0.2, 0.0])
+    with pytest.raises(ValueError, match="lies outside the observation space: its entry 2 is 3.0"):
+        dream.reset(options={"start_state": torch.tensor([0.0, 0.0, 3.0, 0.0])})
 
 
 def _reward_shape_b1(obs, action, next_obs):
@@ -200,7 +204,7 @@ def _reward_nan(obs, action, next_obs):
         ({"reward_fn": _reward_float}, "reward_fn '_reward_float' returned float 1.0: it must return a tensor"),
         (
             {"termination_fn": _termination_float},
-            "termination_fn returned torch.float32 values: terminations must be booleans",
+            "termination_fn '_termination_float' returned torch.float32 values: terminations must be booleans",
         ),  # fmt: skip
         (
             {"reward_fn": _reward_nan},

@@ -124,4 +124,6 @@ def test_a_save_onto_a_folder_or_below_a_file_is_named_and_writes_nothing(tmp_pa
     (tmp_path / "adir").mkdir()
     with pytest.raises(ValueError, match=r"cannot write '.*adir': it is a folder; give a file path inside it"):
         atomic_write(tmp_path / "adir", lambda f: f.write(b"data"))
+    with pytest.raises(ValueError, match=r"cannot write '.*models/': it ends with a path separator"):
+        atomic_write(f"{tmp_path}/models/", lambda f: f.write(b"data"))  # not a file named "models"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["adir", "afile"]  # no temporary file left behind

@@ -164,12 +164,13 @@ class DreamEnv(gym.Env):
                                  f"{self.observation_space.shape}, got a batch of {len(start)}")  # fmt: skip
             space = self.observation_space
             if isinstance(space, gym.spaces.Box):
-                outside = (start[0] < space.low.reshape(-1)) | (start[0] > space.high.reshape(-1))
+                row = (start.cpu().numpy() if torch.is_tensor(start) else np.asarray(start))[0]  # a tensor too
+                outside = (row < space.low.reshape(-1)) | (row > space.high.reshape(-1))
                 if outside.any():  # the first observation would lie outside the space the agent was promised
                     index = int(np.flatnonzero(outside)[0])
                     raise ValueError(
                         f"options['start_state'] lies outside the observation space: its entry {index} is "
-                        f"{float(start[0][index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "
+                        f"{float(row[index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "
                         f"to {float(space.high.reshape(-1)[index])!r}"
                     )
             self._state = torch.as_tensor(start, device=self.model.device)

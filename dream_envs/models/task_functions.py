@@ -345,11 +345,12 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
             )
         if is_reward:
             if out.dtype == torch.bool or out.is_complex():
-                raise ValueError(f"{what} returned {out.dtype} values: rewards must be real numbers")
+                raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {out.dtype} values: rewards must be "
+                                 "real numbers")  # fmt: skip
             return out.to(obs.dtype)
         if out.dtype != torch.bool:
-            raise ValueError(f"{what} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
-                             "or .bool() of 0/1 values)")  # fmt: skip
+            raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {out.dtype} values: terminations "
+                             "must be booleans (e.g. x > limit, or .bool() of 0/1 values)")  # fmt: skip
         return out
 
     checked.__name__ = getattr(fn, "__name__", "checked")

@@ -149,6 +149,12 @@ def record_problem(record: dict[str, Any]) -> str | None:
         if not ok(record[name]):
             shown = repr(record[name]) if len(repr(record[name])) <= 80 else repr(record[name])[:77] + "..."
             return f"{name} must be {expected}, got {shown}"
+    checks = {steps for steps, _ in record["curve"]}
+    for name in ("real_steps_to_threshold", "real_steps_to_stay_solved"):
+        steps = record.get(name)
+        if steps is not None and (steps not in checks or steps > record["budget"]):  # a figure is a check's steps
+            return (f"{name} {steps} is not the real steps of one of the curve's checks within the budget of "
+                    f"{record['budget']} (checks at {sorted(checks)[:3]}...{sorted(checks)[-1:]})")  # fmt: skip
     return None
 
 
