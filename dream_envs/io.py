@@ -32,6 +32,12 @@ class ModelFileError(ValueError):
     """
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The first of ``path``'s folders that exists but is not a folder (a regular file where a folder should be), or
+    None: what a failed write or ``mkdir`` below it should name."""
+    return next((folder for folder in Path(path).parents if folder.exists() and not folder.is_dir()), None)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through ``write(fileobj)`` into a temporary sibling, then rename it over ``path``.
 
@@ -48,7 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"cannot write {str(path)!r}: it is a folder; give a file path inside it")
-    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    blocking = file_in_the_way(path)
     if blocking is not None:
         raise ValueError(f"cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from dream_envs.envs.imagination import Imagination
 from dream_envs.envs.rendering import StateRenderer
 from dream_envs.models.ensemble import EnsembleDynamics
 from dream_envs.models.task_functions import TaskFn
-from dream_envs.spaces import check_actions, check_observations, spaces_equal
+from dream_envs.spaces import check_actions, check_observations, out_of_bounds_report, spaces_equal
 
 __all__ = ["DreamEnv"]
 
@@ -164,10 +164,10 @@ class DreamEnv(gym.Env):
                                  f"{self.observation_space.shape}, got a batch of {len(start)}")  # fmt: skip
             space = self.observation_space
             if isinstance(space, gym.spaces.Box):
-                row = (start.cpu().numpy() if torch.is_tensor(start) else np.asarray(start))[0]  # a tensor too
-                outside = (row < space.low.reshape(-1)) | (row > space.high.reshape(-1))
-                if outside.any():  # the first observation would lie outside the space the agent was promised
-                    index = int(np.flatnonzero(outside)[0])
+                rows = start.cpu().numpy() if torch.is_tensor(start) else np.asarray(start)  # a tensor too
+                outside = out_of_bounds_report(space, rows)
+                if outside is not None:  # the first observation would lie outside the space the agent was promised
+                    index, row = min(outside[0]), rows[0]
                     raise ValueError(
                         f"options['start_state'] lies outside the observation space: its entry {index} is "
                         f"{float(row[index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "

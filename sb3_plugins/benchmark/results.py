@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from dream_envs.io import atomic_write_text
+from dream_envs.checks import is_number
+from dream_envs.io import atomic_write_text, file_in_the_way
 from sb3_plugins.benchmark.runner import RECORD_FORMAT, SETTINGS, RunSpec
 
 __all__ = ["ResultsDir", "check_writable_folder", "record_problem", "settings_differences"]
@@ -122,7 +123,7 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
     def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return is_number(value) and math.isfinite(value)
 
     for name in ("env", "algo"):
         if not isinstance(record.get(name), str) or not record[name]:
@@ -193,7 +194,7 @@ def check_writable_folder(path: str | Path, what: str = "--out") -> None:
             pass  # removed on close
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        blocker = next((parent for parent in path.parents if parent.is_file()), None)
+        blocker = file_in_the_way(path)
         if blocker is not None:
             reason += f": {str(blocker)!r} is a file, not a folder"
         elif error.filename and Path(error.filename) != path:
