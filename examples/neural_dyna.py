@@ -7,7 +7,7 @@ The neural Dyna agent of the textbook (a Q-network trained on real transitions p
 learned model, cut where the ensemble disagrees) is exactly DQN + DynaCallback: the callback refits the ensemble
 every `model_train_freq` real steps, branches batched imagined rollouts from real states with the current
 Q-network, and DQN trains on real_ratio-mixed batches. The settings are the benchmark's (`dream-envs bench`):
-rl-zoo's DQN for the plain agent, and the +dyna variant's changes (sb3_plugins/benchmark/hyperparams.py).
+rl-zoo's DQN for both agents, and `DynaCallback()` with no arguments for the +dyna one.
 """
 
 import argparse

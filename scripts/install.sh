@@ -4,8 +4,8 @@
 #
 #   bash scripts/install.sh          # the library and its runtime dependencies
 #   bash scripts/install.sh bench    # ... plus what `dream-envs bench` summarises with (rliable)
-#   bash scripts/install.sh test     # ... plus the test tools (pytest, ruff) and what the tests exercise (Ray, MuJoCo,
-#                                    #     rl-zoo3, sb3-contrib)
+#   bash scripts/install.sh test     # ... plus the test tools (pytest, pytest-xdist, ruff) and what the tests
+#                                    #     exercise (Ray, MuJoCo, rl-zoo3, sb3-contrib)
 #   bash scripts/install.sh mujoco   # ... plus gymnasium's MuJoCo envs
 #   bash scripts/install.sh zoo      # ... plus rl-zoo3 and sb3-contrib (docs/rl_zoo.md)
 #

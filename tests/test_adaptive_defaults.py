@@ -138,7 +138,8 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
 
 
 def test_a_new_callback_on_an_agent_that_had_one_starts_from_the_agents_own_settings():
-    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, seed=0, device="cpu")
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, policy_kwargs={"net_arch": [32]}, seed=0,
+                device="cpu")  # fmt: skip
     first = DynaCallback(**_SMALL, trust_errors=None)
     agent.learn(210, callback=first)
     old_imagined = agent.replay_buffer.imagined

@@ -288,7 +288,8 @@ def test_dyna_callback_settings_fail_at_construction(kwargs, match):
 def test_an_ensemble_size_alone_gets_elites_that_fit_it(size, elites):
     # the default elites follow the user's ensemble_size (a fixed default of 4 refused ensemble_size=3)
     dyna = DynaCallback(**{**FAST, "ensemble_kwargs": {"ensemble_size": size, "hidden_sizes": (8,)}})
-    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, device="cpu", seed=0)
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, policy_kwargs={"net_arch": [16]},
+                device="cpu", seed=0)  # fmt: skip
     agent.learn(120, callback=dyna)
     assert (dyna.dynamics.config.ensemble_size, dyna.dynamics.config.num_elites) == (size, elites)
     assert DynaCallback(ensemble_kwargs={"ensemble_size": 3, "num_elites": 3}).ensemble_kwargs["num_elites"] == 3

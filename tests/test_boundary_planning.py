@@ -99,7 +99,7 @@ def planner(model, **kwargs):
     return MPCPlanner(model, **{"horizon": 3, "population": 8, "iterations": 1, "particles": 2, "seed": 0, **kwargs})
 
 
-@pytest.mark.parametrize("model", [None, "Pendulum-v1", object()], ids=repr)
+@pytest.mark.parametrize("model", [None, "Pendulum-v1", object()], ids=["None", "env-id", "object"])
 def test_planner_model_must_be_an_ensemble(model):
     with pytest.raises(TypeError, match=f"model must be an EnsembleDynamics .*got {type(model).__name__}"):
         MPCPlanner(model)

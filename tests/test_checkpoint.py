@@ -36,7 +36,7 @@ class Records(KVWriter):
 
 def _agent(algo, env):
     if algo is SAC:
-        return SAC("MlpPolicy", env, learning_starts=50, seed=0, device="cpu")
+        return SAC("MlpPolicy", env, learning_starts=50, policy_kwargs={"net_arch": [32]}, seed=0, device="cpu")
     return PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=2, seed=0, device="cpu")
 
 

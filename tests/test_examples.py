@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {
     "train_in_dream.py": (["--steps", "256", "--eval-episodes", "2", "--mode", "terminate"], "'terminate' cutoff"),
-    "neural_dyna.py": (["--budget", "500", "--eval-every", "250", "--eval-episodes", "1"], "dqn+dyna: "),
+    "neural_dyna.py": (["--budget", "250", "--eval-every", "250", "--eval-episodes", "1"], "dqn+dyna: "),
 }
 
 

@@ -118,7 +118,7 @@ def test_the_agents_seed_reaches_the_callback_and_its_settings_are_left_alone():
     runs = []
     for seed in (3, 3, 4):
         agent = SAC("MlpPolicy", "Pendulum-v1", learning_starts=50, gradient_steps=3, train_freq=2, seed=seed,
-                    device="cpu")  # fmt: skip
+                    policy_kwargs={"net_arch": [32]}, device="cpu")  # fmt: skip
         dyna = DynaCallback(**{**SMALL, "utd_ratio": 4})
         agent.learn(120, callback=dyna)
         assert dyna.seed == seed and agent.gradient_steps == 3  # the user's gradient steps, never replaced
