@@ -229,6 +229,26 @@ NOTES = """\
   runs end before 16,000 rows); MountainCarContinuous sac+dyna seeds 0-2 at 4,000, 4,000 and none within 10,000
   (seed 2 at -92.8 from 5,000 on) against 2,000, 5,000 and 3,000; CartPole dqn+dyna seed 0 passes first at 500 and
   swings between 51 and 500 as before. Stopped there: the default stays 100,000.
+- More MBPO branches (measured, not shipped; `--hyperparams
+  docs/benchmarks/experiments/rollout_batch_size_4000/rb4000.yaml`, records there, one run at a time):
+  `rollout_batch_size` 4,000 instead of 400 branches per 250 real steps. At `utd_ratio` 10 and `real_ratio` 0.5 a
+  250-step period samples about 320,000 imagined rows from the 4,000 its branches add (MBPO started 100,000
+  branches a period), so each imagined row serves some 80 batches; with 4,000 it serves about 8. Stays solved:
+  Pendulum sac+dyna 1,200, 600, 600, 800, 1,400 against 600, 800, 400, 800, 1,400 (median 800 both, in about the
+  same wall time: 154-286 s a run); CartPole dqn+dyna seeds 0 and 1 pass at no check within 5,000 (best 287 and
+  329; first passes at 500 and 1,000 with 400), stopped after 2 seeds. The reuse of imagined rows is not what
+  holds these rows back; the default stays 400.
+- `utd_ratio` 20 instead of 10 (measured, not yet shipped: the rest of the suite is still to run;
+  `--hyperparams docs/benchmarks/experiments/utd_ratio_20/utd20.yaml`, records there, one run at a time). The
+  `utd_ratio` 5 experiment above found Pendulum's real steps doubled in about the same wall time, so the other
+  way was measured. Stays solved, seeds 0-4: Pendulum sac+dyna 400, 400, 400, 600, 1,400 against 600, 800, 400,
+  800, 1,400 (median 800 -> 400: issue 14's <= 600 met with it; first passes 400, 400, 400, 600, 1,400), in the
+  same wall time (median 231 s a run against 227 s; 1.8x stock SAC's both ways): there the agent learns at the
+  pace of its gradient steps. InvertedPendulum sac+dyna seed 0 passes and stays at 1,500 as at 10, its checks
+  alike (66, 149, 1,000 against 78, 217, 1,000), in 689 s against 386 s (2.0x stock SAC's median instead of
+  1.1x): there the model's data, not the gradient steps, set the pace; stopped after 1 seed. CartPole dqn+dyna
+  passes first at 4,500 and 5,000 on seeds 0 and 1 (500 and 1,000 at 10) and stays solved on neither; stopped
+  after 2 seeds (`utd_ratio` 5 lost passes too: 10 is DQN's best of the three).
 - CartPole DQN's exploration (measured, not built; `--hyperparams
   docs/benchmarks/experiments/dqn_exploration_800/expl800.yaml`, records there, one run at a time): epsilon decays
   over 800 real steps instead of rl-zoo's 8,000 (what an exploration paced by the agent's gradient steps would give
