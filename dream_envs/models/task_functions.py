@@ -330,27 +330,27 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     for a reward, of booleans for a termination. A wrong shape such as ``(B, 1)`` would otherwise broadcast against
     the dream's ``(B,)`` flags and make every step look terminal."""
     is_reward = what.startswith("reward")
+    named = f"{what} {getattr(fn, '__name__', fn)!r}"  # what every error below calls it
 
     def checked(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         out = fn(obs, action, next_obs)
         if not isinstance(out, torch.Tensor):
             if type(out).__module__ != "numpy":
-                raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {type(out).__name__} {out!r}: it "
-                                 f"must return a tensor of {obs.shape[0]} values, one per row")  # fmt: skip
+                raise ValueError(f"{named} returned {type(out).__name__} {out!r}: it must return a tensor of "
+                                 f"{obs.shape[0]} values, one per row")  # fmt: skip
             out = torch.as_tensor(out, device=obs.device)
         if tuple(out.shape) != (obs.shape[0],):
             raise ValueError(
-                f"{what} {getattr(fn, '__name__', fn)!r} returned shape {tuple(out.shape)} for a batch of "
-                f"{obs.shape[0]}: expected ({obs.shape[0]},), one value per row (e.g. .squeeze(-1))"
+                f"{named} returned shape {tuple(out.shape)} for a batch of {obs.shape[0]}: expected "
+                f"({obs.shape[0]},), one value per row (e.g. .squeeze(-1))"
             )
         if is_reward:
             if out.dtype == torch.bool or out.is_complex():
-                raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {out.dtype} values: rewards must be "
-                                 "real numbers")  # fmt: skip
+                raise ValueError(f"{named} returned {out.dtype} values: rewards must be real numbers")
             return out.to(obs.dtype)
         if out.dtype != torch.bool:
-            raise ValueError(f"{what} {getattr(fn, '__name__', fn)!r} returned {out.dtype} values: terminations "
-                             "must be booleans (e.g. x > limit, or .bool() of 0/1 values)")  # fmt: skip
+            raise ValueError(f"{named} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
+                             "or .bool() of 0/1 values)")  # fmt: skip
         return out
 
     checked.__name__ = getattr(fn, "__name__", "checked")
