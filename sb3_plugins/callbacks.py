@@ -125,17 +125,18 @@ class DynaCallback(BaseCallback):
         agent's rollout length (sooner while the data are few: ``refit_growth``)
     :param min_real_steps: real transitions needed before the first fit, which comes as soon as they are there
     :param refit_growth: refit sooner than ``model_train_freq`` while the data are few: once they have grown by this
-        fraction of what the last fit saw (0.5: at 64, 96, 144, 216, 324 and 486 real steps, then every 250). A
+        fraction of what the last fit saw (0.5: at 64, 96, 144, 216, 324, 486 and 729 real steps, then every 250). A
         number > 0, or ``None`` to refit every ``model_train_freq`` real steps only (MBPO as published). The
         imagined data per real step stay the same, shared out over the early refits: ``rollout_batch_size`` MBPO
         branches (off-policy) and ``dream_rollouts`` dream rounds (on-policy) per ``model_train_freq`` real steps
     :param rollout_horizon: imagined branch length, an int, or ``(start_step, end_step, min_h, max_h)`` for MBPO's
-        linear schedule over real steps; default 10 off-policy, 100 on-policy (there the dream episodes' time
-        limit, past which they are truncated and bootstrapped)
+        linear schedule over real steps (from ``min_h`` up to ``max_h``); default 10 off-policy, 100 on-policy
+        (there the dream episodes' time limit, past which they are truncated and bootstrapped)
     :param rollout_batch_size: branches started per ``model_train_freq`` real steps, at the refits (off-policy)
     :param real_ratio: fraction of real transitions in each off-policy training batch, in [0, 1] (0.5: measured best
         on CartPole DQN and Pendulum SAC; MBPO used 0.05)
-    :param utd_ratio: off-policy gradient steps per real step (``None``: the agent's own setting)
+    :param utd_ratio: off-policy gradient steps per real step, whether the agent's ``train_freq`` counts steps or
+        episodes (``None``: the agent's own setting)
     :param value_bound: DQN and its kin: during the callback's extra gradient steps, clip the target network's values
         to ``[min(0, r_min), max(0, r_max)] / (1 - gamma)`` over the real rewards seen, the range of every
         discounted return (:mod:`sb3_plugins.value_bound`); ``dyna/target_values_clipped`` logs the share it clipped.
@@ -277,6 +278,8 @@ class DynaCallback(BaseCallback):
         self._steps_since_fit = 0
         self._pre_start_steps = 0
         self._extra_steps = 0  # off-policy: gradient steps per rollout beyond the agent's own
+        self._rollout_steps = 0  # real steps of the agent's rollout so far
+        self._last_rollout_steps = 0  # and of its last whole rollout (train_freq in episodes: they vary)
         self._dqn_steps_since_sync = 0
         self._rng = np.random.default_rng(seed)
         self._seeded = seed is not None  # else the agent's seed, at the first learn()
@@ -468,6 +471,7 @@ class DynaCallback(BaseCallback):
     def _on_step(self) -> bool:
         self._record_real_step()
         self._steps_since_fit += self.training_env.num_envs
+        self._rollout_steps += self.training_env.num_envs
         # Refits go by real steps, not by the agent's rollout length: an on-policy agent collecting 2,048 or 4,096
         # real steps per rollout gets dream updates every model_train_freq of them, mid-rollout (the real steps
         # already stored keep the log-probabilities of the policy that took them, which PPO's ratio needs).
@@ -560,13 +564,11 @@ class DynaCallback(BaseCallback):
             algo: OffPolicyAlgorithm = self.model
             real_ratio = 1.0 - (1.0 - self.real_ratio) * self.trust
             algo.replay_buffer.real_ratio = real_ratio
-            if self.utd_ratio is not None:
-                # The agent's own gradient steps stay as the user set them; the extra ones run in _on_rollout_end.
-                dyna_steps = self.utd_ratio * algo.train_freq.frequency * algo.n_envs
-                own = self._own_steps_per_rollout()
-                self._extra_steps = max(0, int(round((dyna_steps - own) * self.trust)))
             self.logger.record("dyna/real_ratio", real_ratio)
-            self.logger.record("dyna/gradient_steps", self._own_steps_per_rollout() + self._extra_steps)
+            if algo.train_freq.unit.value == "step":  # rollouts of as many real steps each time
+                # The agent's own gradient steps stay as the user set them; the extra ones run in _on_rollout_end.
+                self._extra_steps = self._extra_steps_for(self._rollout_real_steps())
+                self.logger.record("dyna/gradient_steps", self._own_steps_per_rollout() + self._extra_steps)
 
     def _dream_rounds(self, real_steps: int) -> int:
         """Dream rounds after a refit ``real_steps`` after the last: ``dream_rollouts`` per ``model_train_freq``
@@ -607,18 +609,25 @@ class DynaCallback(BaseCallback):
         since, self._pre_start_steps = algo.num_timesteps - self._pre_start_steps, algo.num_timesteps
         if algo.num_timesteps > algo.learning_starts or since <= 0:
             return
-        per_real_step = 1.0
-        if algo.train_freq.unit.value == "step" and algo.gradient_steps > 0:
-            per_real_step = algo.gradient_steps / (algo.train_freq.frequency * algo.n_envs)
-            per_real_step += self._extra_steps / (algo.train_freq.frequency * algo.n_envs)
+        rollout = self._rollout_real_steps()
+        per_real_step = self._own_steps(rollout) / rollout + self._extra_steps_for(rollout) / rollout
         gradient_steps = int(round(per_real_step * since))
         if gradient_steps:
             self._train_agent(gradient_steps)
             self.logger.record("dyna/gradient_steps_before_learning_starts", gradient_steps)
 
     def _on_rollout_end(self) -> None:
+        real_steps, self._rollout_steps = self._rollout_steps, 0
+        if not self._off_policy:
+            return
+        self._last_rollout_steps = real_steps
         algo = self.model
-        if self._extra_steps and self.model_fits and self.trust > 0 and algo.num_timesteps > algo.learning_starts:
+        trains = bool(self.model_fits) and self.trust > 0 and algo.num_timesteps > algo.learning_starts
+        if algo.train_freq.unit.value != "step":  # whole episodes: utd_ratio per real step of this rollout's
+            self._extra_steps = self._extra_steps_for(real_steps)
+            if trains:
+                self.logger.record("dyna/gradient_steps", self._own_steps(real_steps) + self._extra_steps)
+        if self._extra_steps and trains:
             self._train_agent(self._extra_steps)
 
     def _train_agent(self, gradient_steps: int) -> None:
@@ -653,9 +662,27 @@ class DynaCallback(BaseCallback):
 
     def _own_steps_per_rollout(self) -> int:
         """The agent's own gradient steps per rollout of ``train_freq`` (SB3's -1: as many as env steps collected)."""
+        return self._own_steps(self._rollout_real_steps())
+
+    def _own_steps(self, real_steps: int) -> int:
+        """The agent's own gradient steps after a rollout of ``real_steps`` (SB3's -1: as many)."""
+        own = self.model.gradient_steps
+        return real_steps if own < 0 else own
+
+    def _rollout_real_steps(self) -> int:
+        """Real steps of one rollout: ``train_freq`` env steps on each env, or where it counts whole episodes (their
+        lengths vary), the last rollout's (before one has ended: the current one's so far)."""
         algo = self.model
-        own = algo.gradient_steps
-        return algo.train_freq.frequency * algo.n_envs if own < 0 else own
+        if algo.train_freq.unit.value == "step":
+            return algo.train_freq.frequency * algo.n_envs
+        return max(1, self._last_rollout_steps or self._rollout_steps)
+
+    def _extra_steps_for(self, real_steps: int) -> int:
+        """Gradient steps beyond the agent's own after a rollout of ``real_steps``: ``utd_ratio`` per real step in
+        all, the part beyond the agent's own scaled by the trust (none with ``utd_ratio=None``)."""
+        if self.utd_ratio is None:
+            return 0
+        return max(0, int(round((self.utd_ratio * real_steps - self._own_steps(real_steps)) * self.trust)))
 
     def _dqn_steps_per_target(self) -> int:
         """Gradient steps the stock DQN takes towards one target: its burst per rollout when it syncs more often
@@ -813,10 +840,10 @@ def _check_horizon(value: int | tuple[int, int, int, int]) -> tuple[int, int, in
         names = ("start_step", "end_step", "min_h", "max_h")
         start, end, low, high = (check_int(f"rollout_horizon's {n}", v, minimum=0) for n, v in zip(names, value))
         value = (start, end, low, high)
-        if low < 1 or high < 1 or end < start:
+        if low < 1 or high < 1 or end < start or low > high:
             raise ValueError(
-                f"rollout_horizon schedule (start_step, end_step, min_h, max_h) needs horizons >= 1 and "
-                f"end_step >= start_step, got {value!r}"
+                f"rollout_horizon schedule (start_step, end_step, min_h, max_h) needs 1 <= min_h <= max_h (MBPO's "
+                f"horizon grows from min_h to max_h) and end_step >= start_step, got {value!r}"
             )
         return (start, end, low, high)
     raise ValueError(f"rollout_horizon must be an int >= 1 or (start_step, end_step, min_h, max_h), got {value!r}")

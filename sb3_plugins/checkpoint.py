@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 # Counters and schedules that say where the callback is (the rest of its attributes are settings or rebuilt).
 _PROGRESS = ("imagined_steps", "model_fits", "trust", "trust_reason", "env_id", "_steps_since_fit", "_pre_start_steps",
              "_extra_steps", "_dqn_steps_since_sync", "_horizon_schedule", "seed", "_seeded", "_kind")  # fmt: skip
+# Added later: a file saved before them loads with these values.
+_LATER_PROGRESS = {"_rollout_steps": 0, "_last_rollout_steps": 0}
 
 
 def save_dyna_state(callback: DynaCallback, path: str | os.PathLike) -> Path:
@@ -47,7 +49,7 @@ def save_dyna_state(callback: DynaCallback, path: str | os.PathLike) -> Path:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "settings": settings,
-        "progress": {name: getattr(callback, name) for name in _PROGRESS},
+        "progress": {name: getattr(callback, name) for name in (*_PROGRESS, *_LATER_PROGRESS)},
         "rng": callback._rng.bit_generator.state,
         "dynamics": None if callback.dynamics is None else callback.dynamics.to_payload(),
         "real": None
@@ -93,6 +95,8 @@ def load_dyna_state(
         callback = cls(dynamics=dynamics, **settings)
         for name in _PROGRESS:
             setattr(callback, name, progress[name])
+        for name, default in _LATER_PROGRESS.items():
+            setattr(callback, name, progress.get(name, default))
         if callback._horizon_schedule is not None:
             callback._horizon_schedule = tuple(callback._horizon_schedule)
         callback._rng.bit_generator.state = payload["rng"]

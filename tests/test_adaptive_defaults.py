@@ -137,6 +137,33 @@ def test_an_untrusted_model_leaves_the_off_policy_agent_as_it_was():
     assert agent.gradient_steps == 1 and agent.replay_buffer.real_ratio == 1.0
 
 
+@pytest.mark.parametrize("gradient_steps", [1, -1])
+@pytest.mark.parametrize("train_freq", [(1, "episode"), 25])
+def test_utd_ratio_counts_real_steps_whether_train_freq_counts_steps_or_episodes(train_freq, gradient_steps):
+    # episodes of 25 real steps: one rollout is 25 real steps either way, and utd 4 makes it 100 gradient steps in
+    # all (the agent's own 1 or, SB3's -1, 25; the callback's the rest)
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=25), learning_starts=50, train_freq=train_freq,
+                gradient_steps=gradient_steps, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")  # fmt: skip
+    capture = _Capture()
+    agent.set_logger(Logger(None, [capture]))
+    dyna = DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None)
+    agent.learn(200, callback=dyna)
+    agent.logger.dump(agent.num_timesteps)
+    assert dyna.model_fits == 3  # at 64, 96 and 144: the updates from 75 on all follow one
+    assert agent._n_updates == 6 * 100  # the rollouts that end at 75, 100, ..., 200 (past learning_starts)
+    assert capture.values["dyna/gradient_steps"] == 100
+
+
+def test_before_learning_starts_episode_rollouts_train_at_the_utd_ratio():
+    # SB3 trains nothing before learning_starts; the callback trains on its branches at the rate the agent trains
+    # at afterwards: utd 4 per real step (the rollouts so far were whole episodes of 25 real steps)
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=25), learning_starts=1_000,
+                train_freq=(1, "episode"), policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")  # fmt: skip
+    dyna = DynaCallback(**_SMALL, utd_ratio=4, trust_errors=None)
+    agent.learn(150, callback=dyna)
+    assert dyna.model_fits == 3 and agent._n_updates == 4 * 144  # after the fits at 64, 96 and 144 real steps
+
+
 def test_a_new_callback_on_an_agent_that_had_one_starts_from_the_agents_own_settings():
     agent = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_starts=50, policy_kwargs={"net_arch": [32]}, seed=0,
                 device="cpu")  # fmt: skip

@@ -99,6 +99,7 @@ def test_composes_with_eval_checkpoint_progress_bar_and_save_load(tmp_path):
         ({"real_ratio": -0.1}, "real_ratio"),
         ({"rollout_horizon": 0}, "rollout_horizon"),
         ({"rollout_horizon": (0, 100, 1, 0)}, "rollout_horizon"),
+        ({"rollout_horizon": (0, 100, 5, 1)}, r"needs 1 <= min_h <= max_h .*got \(0, 100, 5, 1\)"),
         ({"model_train_freq": 0}, "model_train_freq"),
         ({"min_real_steps": 1}, r"min_real_steps must be >= 2 \(a model fit needs 2 real transitions\), got 1"),
         ({"utd_ratio": 0}, "utd_ratio"),

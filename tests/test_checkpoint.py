@@ -117,6 +117,24 @@ def test_the_checkpoint_callback_saves_the_dyna_state_beside_the_agents(tmp_path
     assert agent.num_timesteps == 300 and restored.model_fits == 6 and len(restored.real) == 300
 
 
+def test_the_rollout_counters_are_saved_and_a_file_from_before_them_loads(tmp_path, monkeypatch):
+    import sb3_plugins.checkpoint as checkpoint
+
+    # train_freq in episodes: the last rollout's real steps set the rate of the training before learning_starts
+    agent = SAC("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=25), learning_starts=50,
+                train_freq=(1, "episode"), policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")  # fmt: skip
+    dyna = DynaCallback(**SMALL)
+    agent.learn(60, callback=dyna)  # whole episodes: to 75 real steps
+    assert (dyna._last_rollout_steps, dyna._rollout_steps) == (25, 0)
+    dyna.save(tmp_path / "now.pt")
+    assert DynaCallback.load(tmp_path / "now.pt", device="cpu")._last_rollout_steps == 25
+    monkeypatch.setattr(checkpoint, "_LATER_PROGRESS", {})  # as the files written before these counters
+    dyna.save(tmp_path / "before.pt")
+    monkeypatch.undo()
+    older = DynaCallback.load(tmp_path / "before.pt", device="cpu")
+    assert (older._last_rollout_steps, older._rollout_steps, older.model_fits) == (0, 0, dyna.model_fits)
+
+
 def test_a_callable_reward_is_passed_again_and_damaged_state_files_are_refused(tmp_path):
     def reward(obs, action, next_obs):
         return -(obs[:, 0] ** 2)
