@@ -208,6 +208,8 @@ class TransitionBuffer:
         :param progress_bar: show a tqdm bar over steps
         :return: ``self``. Transitions with NaN/inf values are left out with a warning that counts them (the
             others are kept), and if ``env`` or ``policy`` raises, the steps taken before are added first.
+        :raises ValueError: for a ``policy`` that is not callable, a bad ``n_steps`` or ``seed``, or an env of other
+            spaces
         """
         check_int("n_steps", n_steps)
         if seed is not None:
@@ -218,6 +220,9 @@ class TransitionBuffer:
                 f"env spaces ({env.observation_space}, {env.action_space}) differ from this buffer's "
                 f"({self.observation_space}, {self.action_space})"
             )
+        if policy is not None and not callable(policy):
+            raise ValueError(f"policy must be a function obs -> action, or None for uniform random actions, got "
+                             f"{policy!r}; for an SB3 model pass lambda obs: model.predict(obs)[0]")  # fmt: skip
         if policy is None:
             env.action_space.seed(seed)
 
@@ -412,7 +417,7 @@ class TransitionBuffer:
         same_obs = content["obs_shape"].tolist() == list(buffer.observation_space.shape)
         if not same_obs or str(content["action_space"]) != repr(buffer.action_space):
             raise ModelFileError(
-                f"{source} holds transitions for observation shape {tuple(content['obs_shape'])} and "
+                f"{source} holds transitions for observation shape {tuple(content['obs_shape'].tolist())} and "
                 f"action space {content['action_space']}, not {buffer.observation_space.shape} and "
                 f"{buffer.action_space!r}"
             )

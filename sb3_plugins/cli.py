@@ -340,13 +340,14 @@ def _diagnose_policies(files: list[str], algos: list[str], models: list[tuple[An
         raise ValueError(f"--policy takes one file for all models or one per --model ({len(models)}), got {len(files)}")
     if len(algos) not in (1, len(files)):
         raise ValueError(f"--policy-algo takes one algorithm for all policies or one per --policy, got {len(algos)}")
-    algos = algos * (len(files) // len(algos))
-    files, algos = files * (len(models) // len(files)), algos * (len(models) // len(algos))
-    for file, algo in zip(files, algos):
-        if file == "random":
-            continue
+    for algo in algos:  # a typo is named even where the policy it goes with is 'random'
         if algo not in ALGOS:
             raise ValueError(f"--policy-algo must be one of {sorted(ALGOS)}, got {algo!r}")
+    algos = algos * (len(files) // len(algos))
+    files, algos = files * (len(models) // len(files)), algos * (len(models) // len(algos))
+    for file in files:
+        if file == "random":
+            continue
         if not Path(file).is_file():
             raise ValueError(f"--policy {file!r}: no such SB3 agent file (or use 'random')")
         _check_sb3_file(file)

@@ -105,6 +105,9 @@ def test_bad_override_files_are_named(tmp_path, text, message):
         load_overrides(path)
     with pytest.raises(ValueError, match="cannot read"):
         load_overrides(tmp_path / "missing.yaml")
+    (tmp_path / "agent.pt").write_bytes(b"PK\x03\x04\x80\x99 not text")  # a saved agent given by mistake
+    with pytest.raises(ValueError, match=r"hyperparameter file '.*agent.pt' is not a text \(YAML\) file"):
+        load_overrides(tmp_path / "agent.pt")
 
 
 # ---------------------------------------------------------------- planning and bad input

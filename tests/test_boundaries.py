@@ -155,6 +155,13 @@ def test_observations_of_another_shape_are_named(cartpole_model, entry):
 
 
 def test_dream_start_states_are_checked(cartpole_model):
+    # no rows at all (a filter that kept none): named, not torch's reshape error
+    for make in (lambda states: DreamEnv(model=cartpole_model, start_states=states),
+                 lambda states: DreamVecEnv(cartpole_model, n_envs=2, start_states=states)):  # fmt: skip
+        for states in (np.zeros((0, 4)), torch.zeros(0, 4)):
+            with pytest.raises(ValueError, match=r"start_states must hold at least one observation of shape \(4,\), "
+                                                 r"got an array of shape \(0, 4\)"):  # fmt: skip
+                make(states)
     dream = DreamEnv(model=cartpole_model, seed=0)
     with pytest.raises(ValueError, match=r"options\['start_state'\] holds NaN"):
         dream.reset(options={"start_state": [np.nan, 0, 0, 0]})

@@ -69,6 +69,15 @@ def test_collect_rejects_env_with_other_spaces():
         make_buffer().collect(gym.make("Pendulum-v1"), 10)
 
 
+@pytest.mark.parametrize("policy", ["random", 3])
+def test_collect_refuses_a_policy_that_is_not_a_function_before_a_step(policy):
+    env = gym.make("CartPole-v1")
+    buffer = make_buffer()
+    with pytest.raises(ValueError, match=f"policy must be a function obs -> action, or None .*, got {policy!r}"):
+        buffer.collect(env, 10, policy=policy)
+    assert len(buffer) == 0
+
+
 @pytest.mark.parametrize("n_steps", [0, -5, 2.5])
 def test_collect_rejects_bad_step_counts(n_steps):
     env = gym.make("CartPole-v1")
@@ -99,7 +108,8 @@ def test_load_rejects_foreign_truncated_and_mismatched_files(tmp_path):
     with pytest.raises(ModelFileError, match="not a readable"):
         TransitionBuffer.load(truncated, env.observation_space, env.action_space)
     pendulum = gym.make("Pendulum-v1")
-    with pytest.raises(ModelFileError, match="holds transitions for"):
+    with pytest.raises(ModelFileError, match=r"holds transitions for observation shape \(4,\) and action space "
+                                             r"Discrete\(2\), not \(3,\) and Box"):  # fmt: skip
         TransitionBuffer.load(good, pendulum.observation_space, pendulum.action_space)
 
 

@@ -45,6 +45,10 @@ def test_diagnose_a_shipped_model(tmp_path):
             ["--model", "Dream-CartPole-v0", "--policy", "random", "--policy-algo", "ppo", "sac"],
             "one algorithm for all",
         ),
+        (  # named even where the policy is 'random'
+            ["--model", "Dream-CartPole-v0", "--policy", "random", "--policy-algo", "ppo2"],
+            "--policy-algo must be one of",
+        ),
         (["--model", "Dream-CartPole-v0", "--tolerance", "0"], "--tolerance must be a finite number > 0"),
         (["--model", "Dream-CartPole-v0", "--tolerance", "inf"], "--tolerance must be a finite number > 0"),
         (["--model", "Dream-CartPole-v0", "--threshold", "nan"], "--threshold must be a finite number >= 0"),

@@ -271,8 +271,10 @@ class Imagination:
             states = torch.as_tensor(  # tensors too (check_observations detaches them)
                 check_observations(self.model.observation_space, start_states, "start_states", read_values=False)
             )
-        states = (states.reshape(len(states), -1) if states.ndim > 1 else states.reshape(1, -1)).float()
-        if len(states) == 0 or states.shape[1] != obs_dim:
+        empty = states.numel() == 0  # (0, obs_dim) has no rows to reshape by
+        if not empty:
+            states = (states.reshape(len(states), -1) if states.ndim > 1 else states.reshape(1, -1)).float()
+        if empty or states.shape[1] != obs_dim:
             raise ValueError(
                 f"start_states must hold at least one observation of shape {self.model.observation_space.shape}, "
                 f"got an array of shape {tuple(states.shape)}"

@@ -244,6 +244,8 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as error:
         raise ValueError(f"cannot read the hyperparameter file {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:  # a binary file (a saved agent, a model) given by mistake
+        raise ValueError(f"the hyperparameter file {str(path)!r} is not a text (YAML) file: {error}") from None
     except yaml.YAMLError as error:
         raise ValueError(f"the hyperparameter file {str(path)!r} is not valid YAML: {error}") from None
     if data is None:
