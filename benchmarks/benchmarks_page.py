@@ -95,8 +95,8 @@ NOTES = """\
   learns from raw ones).
 - A `+dyna` variant is the stock row plus `DynaCallback()` with no arguments (issue 14 removed the per-env `_DYNA`
   table): its model fit is sized in gradient steps from the data (`dream_envs.models.fit_schedule`), it refits as
-  the data grow by half (at 64, 96, 144, 216, 324 and 486 real steps; `refit_growth`), then every 250, whatever the
-  agent's rollout length, trains an off-policy agent on the dream before its `learning_starts`, and scales the
+  the data grow by half (at 64, 96, 144, 216, 324, 486 and 729 real steps; `refit_growth`), then every 250, whatever
+  the agent's rollout length, trains an off-policy agent on the dream before its `learning_starts`, and scales the
   dream's share by its trust in the model (`sb3_plugins.model_trust`). Off-policy rows use DynaCallback's default
   `real_ratio` of 0.5 (half of every batch real).
 - Reward and termination of every `+dyna` run are LEARNED by the model; no known function is given.

@@ -54,8 +54,10 @@ class MPCAgent(ModelBasedAgent):
     :param terminal_value: add the value of each plan's last state, learned in the model after every refit
         (:class:`~dream_envs.planning.ModelValueFunction`): a return beyond the horizon, for tasks whose failures
         build up slower than the horizon sees (CartPole's cart drifting off the track, docs/mpc.md). On by default:
-        it took CartPole from 0/5 seeds to 5/5; it costs a value fit per refit (48 s on one core for CartPole's
-        first 400 transitions; ``mpc/value_fit_seconds`` logs it)
+        it took CartPole from 0/5 seeds to 5/5; it costs a value fit per refit, whatever the data's size: on one
+        core, about 1 minute for CartPole (2 actions tried per state) and 5 for Pendulum (a Box: 16 sampled actions
+        per state, ``value_kwargs={"action_samples": ...}``; docs/value_fit_time.md); ``mpc/value_fit_seconds``
+        logs it
     :param value_kwargs: arguments of the :class:`~dream_envs.planning.ModelValueFunction` (its ``gamma``,
         ``reward_fn`` and ``termination_fn`` are the agent's)
     :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
@@ -84,7 +86,7 @@ class MPCAgent(ModelBasedAgent):
         import gymnasium as gym
         from dream_envs.agents import MPCAgent
 
-        # small and fast; MPCAgent("Pendulum-v1") is the product (its value fit takes about a minute per refit)
+        # small and fast; MPCAgent("Pendulum-v1") is the product (its value fit takes minutes per refit)
         agent = MPCAgent("Pendulum-v1", horizon=5, population=32, iterations=2, particles=5, learning_starts=100,
                          train_freq=100, terminal_value=False, ensemble_kwargs={"hidden_sizes": (32, 32)},
                          fit_kwargs={"max_epochs": 3}, seed=0)
