@@ -135,10 +135,13 @@ NOTES = """\
   -10.19, -8.42, -7.17, -6.85; -7.44, -6.67, -6.20, -5.00, -4.56; -10.07, -6.91, -5.99, -5.71, -4.61; -8.55, -8.24,
   -6.77, -8.03, -6.55 at 1,000-5,000 real steps (seeds 0-4; records: 5,000's -4.34, -5.66, -4.94, -4.90, -6.27):
   median at 5,000 -4.76 against the stock bar of -5.02, met as before; 2.9x the stock wall time, worst check +0.07.
-  HalfCheetah (about 1.5 hours a seed on one core) is still the fixed period's records: its rerun is still to do
-  (a seed finished in an earlier session was lost with its machine before its record was committed; reruns now
-  write into `docs/benchmarks/pending/ENV/`, whose finished records are committed as they come and skipped when
-  the same command resumes).
+  HalfCheetah (about 1.5 hours a seed on one core) is still the fixed period's records in the table: its rerun
+  writes into `docs/benchmarks/pending/HalfCheetah-v5/` (`dream-envs bench --env HalfCheetah-v5 --algos sac+dyna
+  --seeds 3 --keep-training --out docs/benchmarks/pending/HalfCheetah-v5 --n-jobs 1 --device cpu`; finished
+  records are committed as they come and skipped when the same command resumes). Seed 0 (started on commit
+  eae20ee, resumed from its 10,000-step checkpoint on 3db683f, the other core busy): -295, 940, 2,273, 2,952, 4,472
+  and 4,654 at 5,000-30,000 real steps in 5,940 s (the fixed period's seed 0: -259, 540, 2,052, 2,868, 4,085 and
+  4,627 in 6,062 s); 4.4x the bar of 1,047 (1.5x the stock median). Seeds 1 and 2 are still to run.
 - The value bound (`DynaCallback(value_bound=True)`, the default since this record; `sb3_plugins.value_bound`). The
   DQN extra gradient steps buy Bellman backups (a target sync after each 128), and with them CartPole DQN's values
   ran away: `python benchmarks/dqn_values.py --seed 3` (mean max-Q over the real states in the replay buffer at
