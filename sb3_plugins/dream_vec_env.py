@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from dream_envs import EnsembleDynamics, TransitionBuffer
 from dream_envs.checks import check_int, seed_int, seeded_generator
+from dream_envs.envs.dream_env import start_state_option
 from dream_envs.envs.imagination import Imagination
 from dream_envs.models.task_functions import TaskFn
 from dream_envs.spaces import check_actions, check_observations, check_sb3_action_space
@@ -123,11 +124,20 @@ class DreamVecEnv(VecEnv):
         return state.cpu().numpy().reshape(self._obs_shape).astype(self._obs_dtype, copy=False)
 
     def reset(self) -> VecEnvObs:
+        """Every env starts at a random real start state, or at the one ``set_options({"start_state": obs})`` gave
+        it (SB3's per-env reset options, as :class:`~dream_envs.DreamEnv` takes them; other keys are refused)."""
+        chosen = {
+            i: start
+            for i, options in enumerate(self._options)
+            if (start := start_state_option(self.observation_space, options, "DreamVecEnv")) is not None
+        }
         if self._seeds[0] is not None:
             self._generator.manual_seed(int(self._seeds[0]))
         self._reset_seeds()
         self._reset_options()
         self._state = self._draw_starts(self.num_envs)
+        for i, start in chosen.items():
+            self._state[i] = torch.as_tensor(start, dtype=self._state.dtype).reshape(-1).to(self._state.device)
         self._episode_steps.zero_()
         self._recent.zero_()
         self.reset_infos = [{} for _ in range(self.num_envs)]
@@ -204,14 +214,19 @@ class DreamVecEnv(VecEnv):
     def _indices(self, indices: VecEnvIndices) -> list[int]:
         if indices is None:
             return list(range(self.num_envs))
-        if isinstance(indices, (int, np.integer)):
-            return [int(indices)]
-        return list(indices)
+        chosen = [indices] if isinstance(indices, (int, np.integer)) else list(indices)
+        for index in chosen:
+            if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not -self.num_envs <= index < \
+                    self.num_envs:  # fmt: skip
+                raise IndexError(f"env index {index!r} is out of range for a DreamVecEnv of {self.num_envs} envs")
+        return [int(index) % self.num_envs for index in chosen]
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """All imagined envs share this object's attributes; the value is repeated per index."""
-        value = getattr(self, attr_name)
-        return [value for _ in self._indices(indices)]
+        """All imagined envs share this object's attributes; the value is repeated per index. ``spec`` is None:
+        the envs were not made by ``gym.make``."""
+        chosen = self._indices(indices)
+        value = None if attr_name == "spec" else getattr(self, attr_name)
+        return [value for _ in chosen]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         """Set a shared attribute; the envs have no per-env attributes, so a strict subset of indices is refused."""
@@ -223,9 +238,15 @@ class DreamVecEnv(VecEnv):
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        """Call a method of this object once per requested index (they all share it)."""
-        method = getattr(self, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+        """Call a method of this object ONCE (the envs share it: ``reset`` resets them all) and repeat its result per
+        env; a strict subset of indices is refused, as in :meth:`set_attr`."""
+        if sorted(self._indices(indices)) != list(range(self.num_envs)):
+            raise ValueError(
+                f"DreamVecEnv envs share their methods; env_method({method_name!r}) applies to all {self.num_envs} "
+                f"envs at once, not to indices={indices!r}"
+            )
+        result = getattr(self, method_name)(*method_args, **method_kwargs)
+        return [result for _ in range(self.num_envs)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._indices(indices)]

@@ -305,3 +305,19 @@ def test_an_agent_saved_on_a_registered_env_loads_without_one_like_sb3(tmp_path)
     with pytest.raises(ValueError, match=r"does not name an env gym.make can remake .*: pass env= to DynaQ.load"):
         DynaQ.load(tmp_path / "steady.pt")
     assert DynaQ.load(tmp_path / "steady.pt", gym.make("FrozenLake-v1", is_slippery=False)).num_timesteps == 0
+
+
+def test_an_agent_that_renders_its_env_reloads_from_the_id_and_one_on_a_dream_vec_env_saves(tmp_path):
+    from dream_envs.agents import MuZero
+    from sb3_plugins import DreamVecEnv
+
+    # made from an id, MuZero's envs render (render_mode='rgb_array' in their spec): only drawing, so load() remakes
+    # them from the id as the constructor did
+    settings = {"num_simulations": 2, "learning_starts": 10, "batch_size": 8, "seed": 0}
+    MuZero("CartPole-v1", n_envs=1, **settings).learn(20).save(tmp_path / "cartpole.pt")
+    assert MuZero.load(tmp_path / "cartpole.pt").num_timesteps == 20
+    # a DreamVecEnv's envs have no spec at all: the file is written, and load() asks for the env
+    model = gym.make("Dream-CartPole-v0").unwrapped.model
+    MuZero(DreamVecEnv(model, n_envs=2, max_episode_steps=200, seed=0), **settings).learn(20).save(tmp_path / "d.pt")
+    with pytest.raises(ValueError, match=r"does not name an env gym.make can remake .*: pass env= to MuZero.load"):
+        MuZero.load(tmp_path / "d.pt")

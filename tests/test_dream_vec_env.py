@@ -107,6 +107,34 @@ def test_attribute_and_method_plumbing(cartpole_model):
     assert venv.env_is_wrapped(Monitor) == [False, False, False]
     assert len(venv.env_method("reset")) == 3
     assert venv.has_attr("model") and not venv.has_attr("no_such_attribute")
+    assert venv.get_attr("spec") == [None, None, None]  # not made by gym.make (agents' save() asks for it)
+    # the envs share one batch: a method runs once for all of them, and a strict subset is refused, as set_attr's
+    venv.seed(7)
+    assert venv.env_method("seed", 1) == [[1, 2, 3]] * 3 and venv._seeds == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"share their methods; env_method\('reset'\) applies to all 3 envs"):
+        venv.env_method("reset", indices=0)
+    for bad in ([10], 3, [-4]):  # DummyVecEnv's lists fail there too
+        with pytest.raises(IndexError, match=f"env index {bad[0] if isinstance(bad, list) else bad} is out of range "
+                                             "for a DreamVecEnv of 3 envs"):  # fmt: skip
+            venv.get_attr("num_envs", indices=bad)
+    assert venv.get_attr("num_envs", indices=-1) == [3]
+
+
+def test_reset_options_set_start_states_per_env_as_dream_env_takes_them(cartpole_model):
+    venv = DreamVecEnv(cartpole_model, n_envs=3, seed=0)
+    venv.set_options([{"start_state": [0.1, 0.0, -0.1, 0.0]}, {}, {"start_state": np.zeros(4, np.float32)}])
+    obs = venv.reset()
+    np.testing.assert_allclose(obs[0], [0.1, 0.0, -0.1, 0.0])
+    np.testing.assert_array_equal(obs[2], np.zeros(4))
+    assert not np.array_equal(obs[1], np.zeros(4))  # a random real start state
+    assert not np.array_equal(venv.reset()[0], obs[0])  # SB3's options serve one reset
+    venv.set_options({"start_sate": np.zeros(4)})
+    with pytest.raises(ValueError, match=r"reset options \['start_sate'\] are not known: DreamVecEnv takes "
+                                         r"'start_state' only; did you mean 'start_state'\?"):  # fmt: skip
+        venv.reset()
+    venv.set_options({"start_state": [0.0, 0.0, 3.0, 0.0]})  # the pole's angle lies within +-0.419 rad
+    with pytest.raises(ValueError, match=r"start_state'\] lies outside the observation space: its entry 2 is 3.0"):
+        venv.reset()
 
 
 def test_works_under_vecnormalize_and_vecmonitor(cartpole_model):

@@ -214,13 +214,24 @@ class ModelBasedAgent(ABC):
     def _default_env_id(self) -> str | None:
         """The registered id of the agent's env when ``gym.make(id)`` with no arguments remakes it (what
         :meth:`load` makes when given no env); None for an env made with other arguments or without ``gym.make``."""
-        spec = self.env.get_attr("spec")[0]
+        try:
+            spec = self.env.get_attr("spec")[0]
+        except AttributeError:  # a VecEnv whose envs have no spec (a DreamVecEnv): not made by gym.make
+            return None
         try:
             registered = gym.spec(spec.id) if spec is not None else None
         except gym.error.Error:  # an id registered in another process, say
             return None
+        if registered is None:
+            return None
+
+        def settings(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+            # render_mode changes only what is drawn; the agents that need frames (MuZero and WorldModels made
+            # from an id) set it themselves when load() makes them from the id again
+            return {name: value for name, value in (kwargs or {}).items() if name != "render_mode"}
+
         try:
-            same = registered is not None and bool(spec.kwargs == registered.kwargs)
+            same = bool(settings(spec.kwargs) == settings(registered.kwargs))
         except (ValueError, TypeError):  # array-valued arguments: not comparable as a whole, so not assumed equal
             same = False
         return spec.id if same else None

@@ -147,32 +147,11 @@ class DreamEnv(gym.Env):
         within the observation space; any other option key is refused)."""
         if seed is not None:
             seed = check_int("seed", seed, minimum=0)
-        if options is not None and not isinstance(options, dict):
-            raise ValueError(f"options must be None or a dict such as {{'start_state': obs}}, got {options!r}")
-        unknown = sorted(set(options or {}) - {"start_state"}, key=str)
-        if unknown:  # a misspelt key would silently start from a random real state
-            close = difflib.get_close_matches(str(unknown[0]), ["start_state"], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"reset options {unknown!r} are not known: DreamEnv takes 'start_state' only{hint}")
+        start = start_state_option(self.observation_space, options, "DreamEnv")  # before anything changes
         super().reset(seed=seed)
         if seed is not None or self._state is None:
             self._generator.manual_seed(int(self.np_random.integers(2**62)))
-        if options and "start_state" in options:
-            start = check_observations(self.observation_space, options["start_state"], "options['start_state']")
-            if len(start) != 1:
-                raise ValueError(f"options['start_state'] must be one observation of shape "
-                                 f"{self.observation_space.shape}, got a batch of {len(start)}")  # fmt: skip
-            space = self.observation_space
-            if isinstance(space, gym.spaces.Box):
-                rows = start.cpu().numpy() if torch.is_tensor(start) else np.asarray(start)  # a tensor too
-                outside = out_of_bounds_report(space, rows)
-                if outside is not None:  # the first observation would lie outside the space the agent was promised
-                    index, row = min(outside[0]), rows[0]
-                    raise ValueError(
-                        f"options['start_state'] lies outside the observation space: its entry {index} is "
-                        f"{float(row[index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "
-                        f"to {float(space.high.reshape(-1)[index])!r}"
-                    )
+        if start is not None:
             self._state = torch.as_tensor(start, device=self.model.device)
         else:
             starts = self.imagination.start_states
@@ -231,3 +210,39 @@ def _real_env_spaces(env_id: str) -> tuple[gym.spaces.Space, gym.spaces.Space]:
         return real.observation_space, real.action_space
     finally:
         real.close()
+
+
+def start_state_option(space: gym.Space, options: Any, owner: str) -> np.ndarray | torch.Tensor | None:
+    """The start state that reset ``options`` ask for (``{"start_state": obs}``), checked: one observation within the
+    observation space, as an ``1 x obs_dim`` row; ``None`` when they ask for none (a random real start state).
+
+    :param space: the observation space
+    :param options: the ``options`` given to ``reset`` (``None`` or a dict)
+    :param owner: the env's class name, for the messages
+    :raises ValueError: for options that are not a dict, an unknown key (with the nearest valid one), or a start state
+        of another shape, not finite, or outside a Box space
+    """
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"options must be None or a dict such as {{'start_state': obs}}, got {options!r}")
+    unknown = sorted(set(options or {}) - {"start_state"}, key=str)
+    if unknown:  # a misspelt key would silently start from a random real state
+        close = difflib.get_close_matches(str(unknown[0]), ["start_state"], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"reset options {unknown!r} are not known: {owner} takes 'start_state' only{hint}")
+    if not options or "start_state" not in options:
+        return None
+    start = check_observations(space, options["start_state"], "options['start_state']")
+    if len(start) != 1:
+        raise ValueError(f"options['start_state'] must be one observation of shape {space.shape}, got a batch of "
+                         f"{len(start)}")  # fmt: skip
+    if isinstance(space, gym.spaces.Box):
+        rows = start.cpu().numpy() if torch.is_tensor(start) else np.asarray(start)  # a tensor too
+        outside = out_of_bounds_report(space, rows)
+        if outside is not None:  # the first observation would lie outside the space the agent was promised
+            index, row = min(outside[0]), rows[0]
+            raise ValueError(
+                f"options['start_state'] lies outside the observation space: its entry {index} is "
+                f"{float(row[index])!r}, where the space allows {float(space.low.reshape(-1)[index])!r} "
+                f"to {float(space.high.reshape(-1)[index])!r}"
+            )
+    return start
