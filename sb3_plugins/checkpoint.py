@@ -158,7 +158,7 @@ class DynaCheckpointCallback(CheckpointCallback):
         agent.load_replay_buffer(f"{folder}/rl_model_replay_buffer_200_steps.pkl")
         dyna = DynaCallback.load(f"{folder}/rl_model_dyna_200_steps.pt")
         agent.learn(100, callback=dyna, reset_num_timesteps=False)
-        print(agent.num_timesteps, dyna.model_fits)  # 300 real steps, 3 fits (every 100)
+        print(agent.num_timesteps, dyna.model_fits)  # 300 real steps, 4 fits (at 64, 96, 144 and 216)
     """
 
     def __init__(

@@ -17,10 +17,13 @@ from stable_baselines3.common.monitor import Monitor
 import dream_envs  # noqa: F401  (registers the Dream-* ids)
 from dream_envs import DREAM_IDS
 from dream_envs.checks import check_int
+from dream_envs.device import resolve_device
 
 __all__ = ["ALGOS", "DREAM_TRAINING_ROWS", "DreamTrainingResult", "train_in_dream"]
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3}
+# the algos that act in one kind of action space only (PPO and A2C take both)
+_ACTION_SPACES = {"dqn": gym.spaces.Discrete, "sac": gym.spaces.Box, "td3": gym.spaces.Box}
 
 _ZOO_CARTPOLE_PPO = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20,
                      "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2}  # fmt: skip
@@ -122,6 +125,8 @@ def train_in_dream(
     :param n_envs: dream envs the agent trains on (SB3's ``make_vec_env``; env ``i`` seeded ``seed + i``)
     :param progress_bar: SB3's progress bar during ``learn``
     :param device: the agent's device
+    :raises ValueError: for an unknown dream id, algo or device, an algo that cannot act in the dream's action space
+        (SAC and TD3 need a Box, DQN a Discrete one), or a bad count or dream setting, before any training
     """
     if dream_id not in DREAM_IDS:
         raise ValueError(f"dream_id={dream_id!r} is not registered; known: {sorted(DREAM_IDS)}")
@@ -140,6 +145,10 @@ def train_in_dream(
     if uncertainty_mode is not None:
         dream_kwargs["uncertainty_mode"] = uncertainty_mode
     dream = gym.make(dream_id, seed=seed, **dream_kwargs)  # checks every setting before training starts
+    needed = _ACTION_SPACES.get(algo)
+    if needed is not None and not isinstance(dream.action_space, needed):  # SB3's own refusal is an assertion
+        raise ValueError(f"algo {algo!r} needs a {needed.__name__} action space; {dream_id} has {dream.action_space}")
+    resolve_device(device)  # named here, not in torch's words from inside the agent
     mode = dream.unwrapped.uncertainty_mode
     venv = make_vec_env(dream_id, n_envs=n_envs, seed=seed, env_kwargs=dream_kwargs)
     agent = ALGOS[algo]("MlpPolicy", venv, seed=seed, verbose=0, device=device, **algo_kwargs)

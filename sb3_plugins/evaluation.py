@@ -165,12 +165,14 @@ class EpisodesToThreshold(_ThresholdCheck):
 
     Example::
 
+        import gymnasium as gym
         from dream_envs.agents import DynaQ
         from sb3_plugins import EpisodesToThreshold
 
+        # checked on the env it trains on (a fresh one, made with the same arguments)
         check = EpisodesToThreshold("FrozenLake-v1", 1.0, every=1, n_episodes=1, env_kwargs={"is_slippery": False})
-        DynaQ("FrozenLake-v1", planning_steps=50, seed=0).learn(20_000, callback=check)
-        print(check.hit, check.curve[-1])
+        DynaQ(gym.make("FrozenLake-v1", is_slippery=False), planning_steps=50, seed=0).learn(20_000, callback=check)
+        print(check.hit, check.curve[-1])  # the first episode whose check reached 1.0, and that check
     """
 
     def __init__(self, env_id: str, threshold: float, every: int = 1, n_episodes: int = 10, stop: bool = True,

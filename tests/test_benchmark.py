@@ -302,11 +302,23 @@ def test_foreign_or_missing_results_are_named(tmp_path):
     (tmp_path / "results.jsonl").write_text('{"algo": "ppo"}\n')
     with pytest.raises(ValueError, match="results.jsonl:1 is not a dream-envs benchmark record"):
         ResultsDir(tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no results.jsonl"):
         ResultsDir(tmp_path / "empty", must_exist=True)
+    with pytest.raises(ValueError, match="results dir '.*nowhere' does not exist"):
+        ResultsDir(tmp_path / "nowhere", must_exist=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file; expected a folder"):
         ResultsDir(tmp_path / "file")
+    (tmp_path / "odd" / "results.jsonl").mkdir(parents=True)
+    with pytest.raises(ValueError, match="results.jsonl' is a folder; expected the results file"):
+        ResultsDir(tmp_path / "odd")
+    # a record cut short (copied while being written, say): the last line, named with the way out
+    good = json.dumps(record("ppo", 0, 250)) + "\n"
+    (tmp_path / "cut" / "results.jsonl").parent.mkdir()
+    (tmp_path / "cut" / "results.jsonl").write_text(good + good[:40])
+    with pytest.raises(ValueError, match="results.jsonl:2, its last line, is a cut-off record .*delete that line"):
+        ResultsDir(tmp_path / "cut")
 
 
 @pytest.mark.parametrize(
@@ -584,7 +596,7 @@ def test_cli_end_to_end_resume_and_report(tmp_path):
         (["bench", "--n-jobs", "0"], "--n-jobs must be a positive integer"),
         (["bench", "--ray-address", "auto"], "--ray-address 'auto' needs --backend ray"),
         (["bench", "--hyperparams", "missing.yaml"], "cannot read the hyperparameter file 'missing.yaml'"),
-        (["report", "nowhere"], "'nowhere' holds no results.jsonl"),
+        (["report", "nowhere"], "results dir 'nowhere' does not exist"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line_before_training(tmp_path, args, message):

@@ -63,6 +63,7 @@ def test_diagnose_a_shipped_model(tmp_path):
 def test_diagnose_bad_input(tmp_path, args, message):
     completed = diagnose(*args, "--out", str(tmp_path / "out"))
     assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+    assert not (tmp_path / "out").exists()  # refused before the folder is made
 
 
 def test_diagnose_measures_a_policy_beside_random_actions(tmp_path):

@@ -29,6 +29,9 @@ def test_train_in_dream_counts_only_dream_steps():
         ({"algo": "ddpg9"}, "algo"),
         ({"total_timesteps": 0}, "total_timesteps"),
         ({"eval_episodes": 0}, "eval_episodes"),
+        ({"algo": "sac"}, r"algo 'sac' needs a Box action space; Dream-CartPole-v0 has Discrete\(2\)"),
+        ({"dream_id": "Dream-Pendulum-v0", "algo": "dqn"}, "algo 'dqn' needs a Discrete action space"),
+        ({"device": "tpu"}, "device='tpu' is not a device torch knows"),
     ],
 )
 def test_train_in_dream_rejects_bad_arguments(kwargs, match):

@@ -39,6 +39,11 @@ class ResultsDir:
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"results dir {str(self.path)!r} is a file; expected a folder")
         self.file = self.path / RESULTS_FILE
+        if must_exist and not self.path.exists():
+            raise ValueError(f"results dir {str(self.path)!r} does not exist; expected the --out folder of a "
+                             "'dream-envs bench' run")  # fmt: skip
+        if self.file.exists() and not self.file.is_file():
+            raise ValueError(f"{str(self.file)!r} is a folder; expected the results file of a 'dream-envs bench' run")
         if must_exist and not self.file.is_file():
             raise ValueError(f"{str(self.path)!r} holds no {RESULTS_FILE}; expected the --out folder of a "
                              "'dream-envs bench' run")  # fmt: skip
@@ -68,6 +73,9 @@ class ResultsDir:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 record = None
+            if record is None and number == len(lines) and line.lstrip().startswith("{"):
+                raise ValueError(f"{self.file}:{number}, its last line, is a cut-off record (a write that did not "
+                                 "finish): delete that line, and the same command runs that seed again")  # fmt: skip
             if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
                 raise ValueError(f"{self.file}:{number} is not a dream-envs benchmark record (expected JSON with "
                                  f"format {RECORD_FORMAT!r}); is this a results dir of another tool?")  # fmt: skip
