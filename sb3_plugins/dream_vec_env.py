@@ -216,8 +216,8 @@ class DreamVecEnv(VecEnv):
             return list(range(self.num_envs))
         chosen = [indices] if isinstance(indices, (int, np.integer)) else list(indices)
         for index in chosen:
-            if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not -self.num_envs <= index < \
-                    self.num_envs:  # fmt: skip
+            whole = isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+            if not whole or not -self.num_envs <= index < self.num_envs:
                 raise IndexError(f"env index {index!r} is out of range for a DreamVecEnv of {self.num_envs} envs")
         return [int(index) % self.num_envs for index in chosen]
 

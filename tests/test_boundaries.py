@@ -623,7 +623,9 @@ def test_diagnose_refuses_horizons_no_episode_holds_and_an_unwritable_out_before
     from sb3_plugins.cli import main
 
     (tmp_path / "afile").write_text("")
-    cases = [(["--horizons", "600"], "a horizon of 600 model steps is longer than CartPole-v1's episodes"),
+    cases = [(["--horizons", "600", "--max-horizon", "600"],
+              "a horizon of 600 model steps is longer than CartPole-v1's episodes"),
+             (["--horizons", "600"], "--max-horizon 50 is below the largest --horizons value 600"),
              (["--out", str(tmp_path / "afile" / "sub")], "is a file, not a folder")]  # fmt: skip
     for args, message in cases:
         argv = ["diagnose", "--model", "Dream-CartPole-v0", "--out", str(tmp_path / "out"), *args]

@@ -216,7 +216,7 @@ class ModelBasedAgent(ABC):
         :meth:`load` makes when given no env); None for an env made with other arguments or without ``gym.make``."""
         try:
             spec = self.env.get_attr("spec")[0]
-        except AttributeError:  # a VecEnv whose envs have no spec (a DreamVecEnv): not made by gym.make
+        except AttributeError:  # a VecEnv of envs without a spec attribute: not made by gym.make
             return None
         try:
             registered = gym.spec(spec.id) if spec is not None else None
