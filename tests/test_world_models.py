@@ -62,6 +62,20 @@ def test_pixel_observation_is_a_64x64_rgb_frame():
     assert obs.shape == (64, 64, 3)
 
 
+def test_read_only_frames_become_tensors_without_torch_warning_and_unchanged():
+    import warnings
+
+    from dream_envs.agents.world_models.vae import frames_to_tensor
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    frames.flags.writeable = False  # as PixelObservation's frames come
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "The given NumPy array is not writable" was a UserWarning
+        tensor = frames_to_tensor(frames)
+    assert tensor.shape == (2, 3, 64, 64) and torch.equal(tensor.mul(255).round().byte().permute(0, 2, 3, 1),
+                                                           torch.from_numpy(frames.copy()))  # fmt: skip
+
+
 def test_pixel_observation_names_the_missing_render_mode():
     with pytest.raises(ValueError, match=r"render_mode=None.*render_mode='rgb_array'"):
         PixelObservation(gym.make("CartPole-v1"))

@@ -21,6 +21,8 @@ FRAME_SIZE = 64
 
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
     """``B x 64 x 64 x 3`` uint8 frames -> ``B x 3 x 64 x 64`` floats in [0, 1] on ``device``."""
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:  # PixelObservation's are read-only
+        frames = frames.copy()  # torch would warn that it cannot write to the array it wraps
     frames = torch.as_tensor(frames).to(device)
     return frames.permute(0, 3, 1, 2).float().div_(255.0)
 
