@@ -275,7 +275,14 @@ def _report(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from rich.console import Console
 
-    from sb3_plugins.diagnose import _number, diagnose_model, dream_mode, load_diagnosed_model, write_diagnostics_page
+    from sb3_plugins.diagnose import (
+        _number,
+        checked_horizons,
+        diagnose_model,
+        dream_mode,
+        load_diagnosed_model,
+        write_diagnostics_page,
+    )
 
     if args.segments < 1:
         raise ValueError(f"--segments must be a positive integer, got {args.segments}")
@@ -288,8 +295,7 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
     if min(args.horizons) < 1:
         raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
-    if args.max_horizon < max(args.horizons):  # diagnose_model says it too, but after --out is made
-        raise ValueError(f"--max-horizon {args.max_horizon} is below the largest --horizons value {max(args.horizons)}")
+    checked_horizons(args.horizons, args.max_horizon)  # diagnose_model checks them too, but after --out is made
     if args.tolerance is not None and not 0 < args.tolerance < math.inf:
         raise ValueError(f"--tolerance must be a finite number > 0 (real standard deviations), got {args.tolerance}")
     if args.threshold is not None and not 0 <= args.threshold < math.inf:

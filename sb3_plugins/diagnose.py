@@ -70,11 +70,7 @@ def diagnose_model(
     :param label: names the files and the page section instead of the env id (several models of one env)
     :return: the summary written to the JSON file
     """
-    horizons = sorted({int(k) for k in horizons})
-    if not horizons or horizons[0] < 1:
-        raise ValueError(f"--horizons must be integers >= 1, got {list(horizons)}")
-    if max_horizon < horizons[-1]:
-        raise ValueError(f"--max-horizon {max_horizon} is below the largest --horizons value {horizons[-1]}")
+    horizons = checked_horizons(horizons, max_horizon)
     env = gym.make(env_id)
     curve = compounding_error(model, env, max_horizon, n_segments, None, PROPAGATIONS, seed)
     reports = {"random": calibration(model, env, calibration_horizon, n_segments, tolerance, threshold, None, seed + 1)}
@@ -98,6 +94,17 @@ def diagnose_model(
     }  # fmt: skip
     atomic_write_text(out / f"{name}.json", json.dumps(_strict_json(summary), indent=1))
     return summary
+
+
+def checked_horizons(horizons: Sequence[int], max_horizon: int) -> list[int]:
+    """The k-step horizons, sorted and without repeats, once they are all >= 1 and within the curve's
+    ``max_horizon``; the CLI calls it before it makes the output folder."""
+    horizons = sorted({int(k) for k in horizons})
+    if not horizons or horizons[0] < 1:
+        raise ValueError(f"--horizons must be integers >= 1, got {list(horizons)}")
+    if max_horizon < horizons[-1]:
+        raise ValueError(f"--max-horizon {max_horizon} is below the largest --horizons value {horizons[-1]}")
+    return horizons
 
 
 def file_name(env_id: str) -> str:

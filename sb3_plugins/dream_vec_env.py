@@ -67,6 +67,8 @@ class DreamVecEnv(VecEnv):
         print(venv.imagined_steps)  # 512
     """
 
+    spec = None  # what get_attr('spec') gives for each env: they were not made by gym.make
+
     def __init__(
         self,
         model: EnsembleDynamics,
@@ -222,10 +224,9 @@ class DreamVecEnv(VecEnv):
         return [int(index) % self.num_envs for index in chosen]
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """All imagined envs share this object's attributes; the value is repeated per index. ``spec`` is None:
-        the envs were not made by ``gym.make``."""
+        """All imagined envs share this object's attributes; the value is repeated per index."""
         chosen = self._indices(indices)
-        value = None if attr_name == "spec" else getattr(self, attr_name)
+        value = getattr(self, attr_name)
         return [value for _ in chosen]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
