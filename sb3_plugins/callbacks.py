@@ -287,6 +287,9 @@ class DynaCallback(BaseCallback):
         self._imagined: ImaginedReplay | None = None
         self._vec_normalize: VecNormalize | None = None
         self._kind: str | None = None  # "off-policy" or "on-policy" once it has served an agent
+        # set by _init_callback; False until then, so a start check_agent refused ends without touching the agent
+        # (rl-zoo calls on_training_end in a `finally` after such a refusal)
+        self._off_policy = False
         # what save() writes and load() passes back to the constructor
         self._settings = {
             "ensemble_kwargs": dict(ensemble_kwargs), "fit_kwargs": dict(fit_kwargs), "reward_fn": reward_fn,

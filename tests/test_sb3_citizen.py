@@ -81,6 +81,11 @@ def test_algorithms_it_cannot_serve_are_refused_before_any_real_step(make, match
         with pytest.raises(TypeError, match=match):
             agent.learn(64, callback=DynaCallback(**SMALL))
         assert agent.num_timesteps == 0
+    # rl-zoo ends a run in a `finally` that calls on_training_end: the refusal must stay the error the user sees
+    refused = DynaCallback(**SMALL)
+    with pytest.raises(TypeError, match=match):
+        refused.init_callback(agent)
+    refused.on_training_end()
 
 
 @pytest.mark.parametrize("algo", [PPO, SAC])
