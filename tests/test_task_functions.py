@@ -143,6 +143,50 @@ def test_a_known_function_is_refused_for_an_env_made_with_other_settings(env_id,
     check_known_settings("learned", what, spec)
 
 
+@pytest.mark.parametrize(
+    "wrap, what, refused",
+    [
+        (lambda e: gym.wrappers.RecordEpisodeStatistics(e), "termination_fn", None),
+        (lambda e: gym.wrappers.TimeLimit(e, 50), "termination_fn", None),  # truncation only
+        (lambda e: gym.wrappers.ClipReward(e, -1.0, 1.0), "termination_fn", None),  # rewards only
+        (lambda e: gym.wrappers.ClipReward(e, -1.0, 1.0), "reward_fn", "ClipReward"),
+        (lambda e: gym.wrappers.NormalizeObservation(e), "termination_fn", "NormalizeObservation"),
+        (lambda e: gym.wrappers.TransformObservation(e, lambda o: o * 10, e.observation_space), "termination_fn",
+         "TransformObservation"),
+        (lambda e: gym.wrappers.ClipAction(e), "reward_fn", "ClipAction"),
+    ],
+    ids=["statistics", "time-limit", "clip-reward-termination", "clip-reward-reward", "normalize-obs",
+         "transform-obs", "clip-action"],
+)  # fmt: skip
+def test_a_known_function_is_refused_under_a_wrapper_that_may_change_what_it_reads(wrap, what, refused):
+    from stable_baselines3.common.monitor import Monitor
+
+    from dream_envs.models.task_functions import check_known_settings
+
+    env_id = "InvertedPendulum-v5"  # a known reward and termination
+    spec = Monitor(wrap(gym.make(env_id))).spec  # SB3 wraps every env it is given in Monitor: neutral
+    for value in ("known", env_id):
+        if refused is None:
+            check_known_settings(value, what, spec)
+        else:
+            with pytest.raises(ValueError, match=rf"{what}='{value}' mirrors {env_id} as gym.make makes it.*{refused}"):
+                check_known_settings(value, what, spec)
+    check_known_settings(None, what, spec)  # learned, or the user's own callable: theirs
+
+
+def test_dyna_callback_and_mpc_agent_refuse_a_known_termination_under_normalize_observation():
+    from stable_baselines3 import SAC
+
+    from dream_envs.agents import MPCAgent
+    from sb3_plugins import DynaCallback
+
+    env = gym.wrappers.NormalizeObservation(gym.make("Hopper-v5"))  # Hopper's rule would read normalised heights
+    with pytest.raises(ValueError, match="wrapped in NormalizeObservation"):
+        DynaCallback(termination_fn="known").check_agent(SAC("MlpPolicy", env, device="cpu"))
+    with pytest.raises(ValueError, match="wrapped in NormalizeObservation"):
+        MPCAgent(env, termination_fn="known")
+
+
 def test_dyna_callback_and_mpc_agent_refuse_a_known_termination_for_a_changed_env_before_any_step():
     from stable_baselines3 import SAC
 

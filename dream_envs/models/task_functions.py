@@ -265,18 +265,39 @@ _RULE_NEUTRAL_SETTINGS = frozenset(
 )  # fmt: skip
 
 
+# Wrappers (by entry point, as ``EnvSpec.additional_wrappers`` names them) that leave every observation, action,
+# reward and termination as the env made them: a known function holds under them. Any other wrapper may change
+# what the function reads (NormalizeObservation, ClipAction...) or what it mirrors (TransformReward...).
+_NEUTRAL_WRAPPERS = frozenset(
+    {"gymnasium.wrappers.common:RecordEpisodeStatistics", "gymnasium.wrappers.common:TimeLimit",
+     "gymnasium.wrappers.common:OrderEnforcing", "gymnasium.wrappers.common:PassiveEnvChecker",
+     "gymnasium.wrappers.rendering:RecordVideo", "gymnasium.wrappers.rendering:HumanRendering",
+     "gymnasium.wrappers.rendering:RenderCollection", "stable_baselines3.common.monitor:Monitor"}
+)  # fmt: skip
+# Wrappers that change the rewards only: a known termination holds under them, a known reward does not.
+_REWARD_ONLY_WRAPPERS = frozenset(
+    {"gymnasium.wrappers.transform_reward:ClipReward", "gymnasium.wrappers.transform_reward:TransformReward",
+     "gymnasium.wrappers.stateful_reward:NormalizeReward"}
+)  # fmt: skip
+
+
 def check_known_settings(value: str | TaskFn | None, what: str, spec: Any) -> None:
     """Refuse a known function (``"known"`` or the env's own id) for an env made with constructor arguments other
     than the defaults it mirrors: ``gym.make("Hopper-v5", terminate_when_unhealthy=False)`` never terminates, and
     gymnasium's rule in :data:`KNOWN_TERMINATIONS` would end the dream's episodes where the real env goes on.
     Arguments that change only rendering or the start-state noise (``render_mode``, ``reset_noise_scale``...) pass.
+    Likewise for an env wrapped after ``gym.make`` (``spec.additional_wrappers``) in anything but the wrappers that
+    change none of what the function reads or mirrors (RecordEpisodeStatistics, SB3's Monitor, RecordVideo,
+    TimeLimit...; for a termination also the reward-only ones, ClipReward, NormalizeReward, TransformReward):
+    under ``NormalizeObservation`` Hopper's rule reads normalised heights and ends nearly every imagined step.
 
     :param value: the ``reward_fn`` / ``termination_fn`` argument as the user gave it (callables and ``None`` pass:
         a user's own function is theirs to match to their settings)
     :param what: ``"reward_fn"`` or ``"termination_fn"``, for the message
     :param spec: the env's ``gymnasium.envs.registration.EnvSpec`` (``env.spec``; its ``kwargs`` are the
         arguments the env was made with); ``None`` (an env made without ``gym.make``) passes
-    :raises ValueError: naming the first changed argument, its value and its default
+    :raises ValueError: naming the first changed argument, its value and its default, or the first wrapper that
+        may change what the function reads
 
     Example::
 
@@ -299,6 +320,17 @@ def check_known_settings(value: str | TaskFn | None, what: str, spec: Any) -> No
             f"-> tensor, or dream_envs.models.task_functions.{table}[{spec.id!r}] itself if it still holds for "
             "these settings"
         )
+    neutral = _NEUTRAL_WRAPPERS | (_REWARD_ONLY_WRAPPERS if what.startswith("termination") else frozenset())
+    for wrapper in getattr(spec, "additional_wrappers", None) or ():
+        if wrapper.entry_point not in neutral:
+            table = "KNOWN_REWARDS" if what.startswith("reward") else "KNOWN_TERMINATIONS"
+            raise ValueError(
+                f"{what}={value!r} mirrors {spec.id} as gym.make makes it, and this env is wrapped in {wrapper.name} "
+                f"({wrapper.entry_point}), which may change the observations, actions or rewards the function "
+                f"reads or mirrors: the known function may be wrong for it. Pass your own callable (obs, action, "
+                f"next_obs) -> tensor, or dream_envs.models.task_functions.{table}[{spec.id!r}] itself if it "
+                "still holds under this wrapper"
+            )
 
 
 @functools.lru_cache(maxsize=64)
