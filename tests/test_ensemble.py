@@ -308,3 +308,45 @@ def test_known_functions_take_the_learned_reward_and_verdict_s_place(goal_model)
     assert reward.tolist() == [7.0, 7.0] and terminated.tolist() == [True, False]
     reward, terminated = model.with_known_functions(obs, action, next_obs, learned, None, None, None)
     assert reward is learned and terminated is None
+
+
+@pytest.mark.parametrize("termination_input", ["next_obs", "obs_action"])
+@pytest.mark.parametrize("propagation", ["ts1", "mean", "single"])
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_step_without_the_disagreement_runs_only_its_members_and_imagines_the_same(
+    cartpole_buffer, termination_input, propagation, deterministic
+):
+    model = small_model("CartPole-v1", ensemble_size=5, num_elites=3, termination_input=termination_input)
+    model.fit(cartpole_buffer, max_epochs=3, batch_size=64, seed=0)
+    model.elite_idx = torch.tensor([3, 0, 4])  # not the first members, not in order
+    data = cartpole_buffer.transitions()
+    obs, action = torch.as_tensor(data.obs[:64]), torch.as_tensor(data.action[:64])
+    widths = []
+    original_trunk = model._trunk
+
+    def counting_trunk(x, reuse_buffers=False, members=None):
+        widths.append(x.shape[0])
+        return original_trunk(x, reuse_buffers, members)
+
+    model._trunk = counting_trunk
+    full = model._step(obs, action, torch.Generator().manual_seed(7), propagation, deterministic)
+    lean = model._step(
+        obs, action, torch.Generator().manual_seed(7), propagation, deterministic, with_disagreement=False
+    )
+    assert widths == [5, 1 if propagation == "single" else 3]  # all members for the disagreement, else the used
+    assert torch.equal(full.next_obs, lean.next_obs)
+    assert torch.equal(full.reward, lean.reward)
+    assert torch.equal(full.terminated, lean.terminated)
+    assert full.disagreement.shape == (64,) and lean.disagreement is None
+
+
+def test_inference_buffers_are_kept_per_shape_and_bounded(cartpole_model, cartpole_buffer):
+    data = cartpole_buffer.transitions()
+    cartpole_model._inference_buffers.clear()
+    for batch in (8, 16, 8, 16):  # a planner's two batch sizes, alternating
+        cartpole_model._step(data.obs[:batch], data.action[:batch], None, "mean", True)
+    layers = len(cartpole_model.hidden) + 1
+    assert len(cartpole_model._inference_buffers) == 2 * layers  # kept, not reallocated at each call
+    for batch in range(1, 40):
+        cartpole_model._step(data.obs[:batch], data.action[:batch], None, "mean", True)
+    assert len(cartpole_model._inference_buffers) <= ensemble_module._MAX_BUFFERS

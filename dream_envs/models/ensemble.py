@@ -48,6 +48,8 @@ TERMINATION_INPUTS = ("next_obs", "obs_action")
 # 250-1,500 random-action steps) F1 within 0.04 of 200 x 200 on CartPole and Hopper; with it, an imagined step of the
 # default model took about 9% longer.
 TERMINATION_HIDDEN = (64, 64)
+# Inference buffers kept (one per layer and shape): a few batch shapes' worth.
+_MAX_BUFFERS = 32
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,9 @@ class ModelStep(NamedTuple):
     next_obs: torch.Tensor  # (B, obs_dim)
     reward: torch.Tensor  # (B,)
     terminated: torch.Tensor | None  # (B,) bool from the learned head, None when not learned
-    disagreement: torch.Tensor  # (B,) ensemble disagreement of this step (EnsembleDynamics.disagreement)
+    # (B,) ensemble disagreement of this step (EnsembleDynamics.disagreement); None from the library's inner loops
+    # that asked the step without it
+    disagreement: torch.Tensor | None
 
 
 class _EnsembleLinear(nn.Module):
@@ -276,7 +280,7 @@ class EnsembleDynamics(nn.Module):
         self.observed_obs_range: tuple[np.ndarray, np.ndarray] | None = None
         self.cutoff_calibration: CutoffCalibration | None = None
         self._warned_out_of_bounds: set[int] = set()
-        self._inference_buffers: dict[int, torch.Tensor] = {}
+        self._inference_buffers: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
         # Without a seed, fresh OS entropy: never torch.seed(), which would reseed the user's global generator.
         generator = seeded_generator(seed)
@@ -286,30 +290,39 @@ class EnsembleDynamics(nn.Module):
         self.to(self.device)
 
     # ------------------------------------------------------------------ forward passes
-    def _trunk(self, x: torch.Tensor, reuse_buffers: bool = False) -> torch.Tensor:
-        """``x``: ``(E, B, in)`` normalised -> raw head output ``(E, B, head_width)``.
+    def _trunk(self, x: torch.Tensor, reuse_buffers: bool = False, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``(E, B, in)`` normalised -> raw head output ``(E, B, head_width)``; with ``members`` (``M``
+        member indices) ``x`` is ``(M, B, in)`` and only those members run: ``(M, B, head_width)``.
 
         Without autograd the activations run in place, and with ``reuse_buffers`` every layer writes into a
-        buffer kept from the previous call of the same batch size: large dream batches then cost their matmuls,
+        buffer kept from the previous call of the same shape: large dream batches then cost their matmuls,
         not fresh allocations (measured in benchmarks/dream_throughput.py). Outputs in reused buffers are
         overwritten by the next such call, so callers copy what they keep.
         """
         in_place = not torch.is_grad_enabled()
         h = x
         for index, layer in enumerate((*self.hidden, self.head)):
-            if reuse_buffers:
-                h = torch.baddbmm(layer.bias, h, layer.weight, out=self._buffer(index, h.shape[1], layer.bias.shape[2]))
-            else:
+            if members is None and not reuse_buffers:
                 h = layer(h)
+            else:
+                weight, bias = layer.weight, layer.bias
+                if members is not None:
+                    weight, bias = weight[members], bias[members]
+                out = self._buffer(index, h.shape[0], h.shape[1], bias.shape[2]) if reuse_buffers else None
+                h = torch.baddbmm(bias, h, weight, out=out)
             if index < len(self.hidden):
                 h = nn.functional.silu(h, inplace=in_place)
         return h
 
-    def _buffer(self, index: int, batch: int, width: int) -> torch.Tensor:
-        shape = (self.config.ensemble_size, batch, width)
-        buffer = self._inference_buffers.get(index)
-        if buffer is None or buffer.shape != shape or buffer.device != self.device:
-            buffer = self._inference_buffers[index] = torch.empty(shape, device=self.device)
+    def _buffer(self, index: int, members: int, batch: int, width: int) -> torch.Tensor:
+        # Kept per shape: a planner alternates two batch sizes (look-ahead and rollout) and would otherwise
+        # allocate both at every call. A few shapes at most live at once; past that the old ones go.
+        key = (index, members, batch, width)
+        buffer = self._inference_buffers.get(key)
+        if buffer is None or buffer.device != self.device:
+            if len(self._inference_buffers) >= _MAX_BUFFERS:
+                self._inference_buffers.clear()
+            buffer = self._inference_buffers[key] = torch.empty((members, batch, width), device=self.device)
         return buffer
 
     def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -327,14 +340,18 @@ class EnsembleDynamics(nn.Module):
             logvar = torch.full_like(mean, -math.inf)
         return mean, logvar, logit
 
-    def _termination_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
+    def _termination_logits(self, next_obs: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """The next-observation head: raw next observations ``(E, B, obs_dim)``, row block ``e`` for member ``e``
         -> raw logits ``(E, B)`` (before the offset :meth:`_terminated` takes off). Normalised like the
-        observations the trunk reads."""
+        observations the trunk reads. With ``members`` (``M`` indices) only those run: ``(M, B, obs_dim)`` ->
+        ``(M, B)``."""
         h = (next_obs - self.in_mean[: self.obs_dim]) / self.in_std[: self.obs_dim]
         layers = self.termination_net
         for index, layer in enumerate(layers):
-            h = layer(h)
+            if members is None:
+                h = layer(h)
+            else:
+                h = torch.baddbmm(layer.bias[members], h, layer.weight[members])
             if index < len(layers) - 1:
                 h = nn.functional.silu(h)
         return h.squeeze(-1)
@@ -410,26 +427,37 @@ class EnsembleDynamics(nn.Module):
 
     @torch.no_grad()
     def _step(
-        self, obs: Any, action: Any, generator: torch.Generator | None, propagation: str, deterministic: bool
+        self,
+        obs: Any,
+        action: Any,
+        generator: torch.Generator | None,
+        propagation: str,
+        deterministic: bool,
+        with_disagreement: bool = True,
     ) -> ModelStep:
         """:meth:`step` without its input checks: the library's inner loops (dreams, planners), on tensors they made
-        with the right shapes."""
+        with the right shapes. ``with_disagreement=False`` runs only the members the step uses (the elites; the
+        best one for ``"single"``) and returns ``disagreement=None``: for callers that never read it."""
         if propagation not in ("ts1", "mean", "single"):  # before the forward pass it would waste
             raise ValueError(f"propagation must be 'ts1', 'mean' or 'single', got {propagation!r}")
         obs_t = _as_tensor(obs, self.device, torch.float32).reshape(-1, self.obs_dim)
         batch = obs_t.shape[0]
         x = self._inputs(obs_t, action)  # (B, in)
-        raw = self._trunk(x.unsqueeze(0).expand(self.config.ensemble_size, -1, -1), reuse_buffers=True)  # (E, B, W)
-        disagreement = self._disagreement(raw[..., : self.obs_dim])  # (B,)
-
         elites = self.elite_idx
+        # the disagreement is the spread of ALL members; without it only the members the step uses run
+        members = None if with_disagreement else elites[:1] if propagation == "single" else elites
+        ran = self.config.ensemble_size if members is None else len(members)
+        raw = self._trunk(x.unsqueeze(0).expand(ran, -1, -1), reuse_buffers=True, members=members)  # (M, B, W)
+        disagreement = self._disagreement(raw[..., : self.obs_dim]) if with_disagreement else None  # (B,)
+        elite_rows = elites if members is None else torch.arange(ran, device=self.device)  # elite j's row of raw
+
         if propagation == "ts1":
-            pick = elites[torch.randint(len(elites), (batch,), device=self.device, generator=generator)]
+            pick = elite_rows[torch.randint(len(elites), (batch,), device=self.device, generator=generator)]
             mean_b, logvar_b, logit_b = self._split(raw[pick, torch.arange(batch, device=self.device)])  # (B, out)
         elif propagation == "single":
-            mean_b, logvar_b, logit_b = self._split(raw[elites[0]])  # the best elite alone
+            mean_b, logvar_b, logit_b = self._split(raw[elite_rows[0]])  # the best elite alone
         else:  # "mean" (checked above)
-            mean, logvar, logit = self._split(raw[elites])  # (n_elites, B, out)
+            mean, logvar, logit = self._split(raw[elite_rows])  # (n_elites, B, out)
             mean_b, logvar_b = mean.mean(0), logvar.exp().mean(0).log()
             logit_b = logit.mean(0) if logit is not None else None
         if self.config.probabilistic and not deterministic:
@@ -438,13 +466,13 @@ class EnsembleDynamics(nn.Module):
         out = mean_b * self.out_std + self.out_mean  # (B, out)
         next_obs = obs_t + out[:, : self.obs_dim]
         if self.termination_net is not None:  # the members that made the step judge the observation it reached
-            logits = self._termination_logits(next_obs.unsqueeze(0).expand(self.config.ensemble_size, -1, -1))
+            logits = self._termination_logits(next_obs.unsqueeze(0).expand(ran, -1, -1), members)
             if propagation == "ts1":
                 logit_b = logits[pick, torch.arange(batch, device=self.device)]
             elif propagation == "single":
-                logit_b = logits[elites[0]]
+                logit_b = logits[elite_rows[0]]
             else:
-                logit_b = logits[elites].mean(0)
+                logit_b = logits[elite_rows].mean(0)
         terminated = self._terminated(logit_b)
         return ModelStep(next_obs, self._clip_reward(out[:, -1], terminated), terminated, disagreement)
 

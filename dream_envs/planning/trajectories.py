@@ -114,7 +114,7 @@ class TrajectoryEvaluator:
         for t in range(horizon):
             action = actions[candidate, t]
             if self.propagation == "expectation":
-                step = model._step(state, action, None, "mean", True)
+                step = model._step(state, action, None, "mean", True, with_disagreement=False)
                 next_state, reward, terminated = step.next_obs, step.reward, step.terminated
             else:
                 # TS-1: a fresh random assignment of rows to members at every step.

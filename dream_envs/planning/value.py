@@ -203,7 +203,7 @@ class ModelValueFunction:
         tried = actions.shape[1]
         flat_states = states.repeat_interleave(tried, dim=0)
         flat_actions = actions.reshape(rows * tried, *actions.shape[2:])
-        step = self.model._step(flat_states, flat_actions, None, "mean", True)
+        step = self.model._step(flat_states, flat_actions, None, "mean", True, with_disagreement=False)
         next_states, reward, terminated = step.next_obs, step.reward, step.terminated
         reward, terminated = self.model.with_known_functions(
             flat_states, flat_actions, next_states, reward, terminated, self.reward_fn, self.termination_fn
@@ -225,7 +225,7 @@ class ModelValueFunction:
             random_choice = torch.randint(q.shape[1], (rows,), device=self.device, generator=self.generator)
             choice = torch.where(explore, random_choice, choice)
             action = actions[torch.arange(rows, device=self.device), choice]
-            step = self.model._step(states, action, self.generator, "ts1", False)
+            step = self.model._step(states, action, self.generator, "ts1", False, with_disagreement=False)
             terminated = step.terminated
             if self.termination_fn is not None:
                 terminated = self.termination_fn(states, action, step.next_obs)
