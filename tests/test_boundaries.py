@@ -205,31 +205,105 @@ def _reward_nan(obs, action, next_obs):
     [
         (
             {"reward_fn": _reward_shape_b1},
-            r"reward_fn '_reward_shape_b1' returned shape \(1, 1\) for a batch of 1: "
-            r"expected \(1,\)",
+            r"reward_fn '_reward_shape_b1' returned shape \(2, 1\) for a batch of 2: expected \(2,\)",
         ),  # fmt: skip
         ({"reward_fn": _reward_float}, "reward_fn '_reward_float' returned float 1.0: it must return a tensor"),
         (
             {"termination_fn": _termination_float},
             "termination_fn '_termination_float' returned torch.float32 values: terminations must be booleans",
         ),  # fmt: skip
-        (
-            {"reward_fn": _reward_nan},
-            r"reward_fn '_reward_nan' returned nan \(not finite\) for (1 of 1|3 of 3) rows whose inputs are "
-            r"finite, first at row 0",
-        ),  # fmt: skip: the dream would otherwise truncate every step and blame the model
     ],
 )
-def test_user_reward_and_termination_functions_are_held_to_one_value_per_row(cartpole_model, kwargs, match):
-    dream = DreamEnv(model=cartpole_model, seed=0, **kwargs)
-    dream.reset(seed=0)
+def test_user_reward_and_termination_functions_are_held_to_one_value_per_row_where_they_are_given(
+    cartpole_model, kwargs, match
+):
+    # a probe batch of 2 rows made from the spaces: the dream's constructor, DynaCallback before any real step
     with pytest.raises(ValueError, match=match):
+        DreamEnv(model=cartpole_model, seed=0, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        DreamVecEnv(cartpole_model, n_envs=3, seed=0, **kwargs)
+    agent = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, device="cpu")
+    with pytest.raises(ValueError, match=match):
+        agent.learn(64, callback=DynaCallback(**kwargs))
+    assert agent.num_timesteps == 0
+
+
+def test_a_reward_function_s_nan_is_refused_at_the_step_that_returns_it(cartpole_model):
+    match = r"reward_fn '_reward_nan' returned nan \(not finite\) for {} rows whose inputs are finite, first at row 0"
+    dream = DreamEnv(model=cartpole_model, seed=0, reward_fn=_reward_nan)
+    dream.reset(seed=0)
+    with pytest.raises(ValueError, match=match.format("1 of 1")):  # the dream would truncate and blame the model
         dream.step(0)
-    venv = DreamVecEnv(cartpole_model, n_envs=3, seed=0, **kwargs)
+    venv = DreamVecEnv(cartpole_model, n_envs=3, seed=0, reward_fn=_reward_nan)
     venv.reset()
-    batch_of_3 = match.replace("1, 1", "3, 1").replace("of 1", "of 3").replace(r"\(1,", r"\(3,")
-    with pytest.raises(ValueError, match=batch_of_3):
+    with pytest.raises(ValueError, match=match.format("3 of 3")):
         venv.step(np.zeros(3, np.int64))
+
+
+def test_every_loop_hands_a_user_function_a_discrete_action_as_one_value_per_row(cartpole_model, cartpole_buffer):
+    from dream_envs.planning import ModelValueFunction
+    from dream_envs.planning.trajectories import TrajectoryEvaluator
+
+    seen = set()
+
+    def reward(obs, action, next_obs):
+        seen.add((tuple(action.shape), action.dtype))
+        return (action == 0).float()  # written for (B,): a (B, 1) action would return (B, 1)
+
+    dream = DreamEnv(model=cartpole_model, seed=0, reward_fn=reward)
+    dream.reset(seed=0)
+    dream.step(0)
+    venv = DreamVecEnv(cartpole_model, n_envs=3, seed=0, reward_fn=reward)
+    venv.reset()
+    venv.step(np.zeros(3, np.int64))
+    TrajectoryEvaluator(cartpole_model, particles=4, reward_fn=reward).returns(
+        cartpole_buffer.transitions().obs[0], torch.zeros(5, 3, dtype=torch.int64), torch.Generator().manual_seed(0)
+    )
+    value = ModelValueFunction(cartpole_model, termination_fn=lambda o, a, n: reward(o, a, n) > 2, rounds=1,
+                               updates=2, rollouts=8, rollout_length=2)  # fmt: skip
+    value.fit(cartpole_buffer.transitions().obs[:50], cartpole_buffer.transitions().reward[:50])
+    assert {shape[1:] for shape, _ in seen} == {()} and {dtype for _, dtype in seen} == {torch.int64}, seen
+
+
+def test_a_user_function_that_edits_its_inputs_in_place_leaves_the_dream_as_it_was(pendulum_model):
+    def reward(obs, action, next_obs):
+        distance = next_obs[:, :2]  # a view: the edit below would move the imagined state itself
+        distance -= 100.0
+        action.zero_()
+        return -distance.norm(dim=1)
+
+    plain, edited = (DreamEnv(model=pendulum_model, seed=0, **kwargs) for kwargs in ({}, {"reward_fn": reward}))
+    for dream in (plain, edited):
+        dream.reset(seed=0)
+    for _ in range(3):
+        a, b = plain.step(np.array([1.5], np.float32)), edited.step(np.array([1.5], np.float32))
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_a_user_function_that_cannot_take_three_arguments_is_named_where_it_is_given(cartpole_model):
+    def two_arguments(obs, action):
+        return torch.zeros(len(obs))
+
+    match = r"reward_fn 'two_arguments' must take \(obs, action, next_obs\), three positional arguments"
+    with pytest.raises(TypeError, match=match):
+        DynaCallback(reward_fn=two_arguments)
+    with pytest.raises(TypeError, match=match):
+        DreamEnv(model=cartpole_model, reward_fn=two_arguments)
+    DreamEnv(model=cartpole_model, reward_fn=lambda *inputs: torch.zeros(len(inputs[0])))  # *args takes three
+
+
+def test_a_user_function_that_fails_on_the_spaces_inputs_is_named_with_the_layout_it_got(cartpole_model):
+    def indexes_a_column(obs, action, next_obs):
+        return (action[:, 0] == 0).float()  # a Discrete action is one value per row
+
+    match = (r"reward_fn 'indexes_a_column' failed on a batch of 2 rows made from the spaces \(obs \(2, 4\) "
+             r"float32, action \(2,\) int64, next_obs \(2, 4\)\), as the dream will call it: IndexError")  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        DreamEnv(model=cartpole_model, reward_fn=indexes_a_column)
+    agent = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, device="cpu")
+    with pytest.raises(ValueError, match=match):
+        agent.learn(64, callback=DynaCallback(reward_fn=indexes_a_column))
+    assert agent.num_timesteps == 0
 
 
 def test_a_numpy_reward_function_is_accepted(cartpole_model):

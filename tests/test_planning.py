@@ -242,6 +242,8 @@ def test_rewards_and_values_after_termination_do_not_count_even_when_non_finite(
     evaluator = TrajectoryEvaluator(deterministic_pendulum, particles=4, reward_fn=nan_after_the_first_step,
                                     termination_fn=terminates_at_once,
                                     terminal_value=lambda s: torch.full((len(s),), np.inf))  # fmt: skip
+    assert len(steps) == 1  # the constructor's probe of the function, on 2 rows made from the spaces
+    steps.clear()
     assert torch.equal(evaluator.returns(np.zeros(3, np.float32), torch.zeros(5, 3, 1), generator()), torch.ones(5))
 
 

@@ -19,7 +19,7 @@ from dream_envs.checks import check_bool, check_int, seeded_generator
 from dream_envs.device import resolve_device
 from dream_envs.io import ModelFileError, load_torch_file, save_torch_file
 from dream_envs.models.calibration import DEFAULT_HORIZON, DEFAULT_TOLERANCE, CutoffCalibration
-from dream_envs.models.task_functions import TaskFn
+from dream_envs.models.task_functions import TaskFn, task_fn_action
 from dream_envs.models.training import FitResult, fit_ensemble
 from dream_envs.spaces import (
     action_input_dim,
@@ -500,7 +500,8 @@ class EnsembleDynamics(nn.Module):
         steps paid even where the head let it go on.
 
         :param obs: ``B x obs_dim`` the step's observations (on the model's device)
-        :param action: its raw actions, ``B`` or ``B x act_dim``
+        :param action: its raw actions, ``B`` or ``B x act_dim`` (the functions get a Discrete space's as ``B``, a
+            Box's as ``B x *shape``, whatever the caller's layout)
         :param next_obs: ``B x obs_dim`` the observations it reached
         :param reward: ``B`` the learned rewards (:attr:`ModelStep.reward`)
         :param terminated: ``B`` the head's verdicts, or ``None`` where the model does not judge termination
@@ -509,6 +510,9 @@ class EnsembleDynamics(nn.Module):
         :return: the rewards ``B`` and the verdicts (``B`` bool, ``None`` where neither the model nor a function
             judges)
         """
+        if reward_fn is None and termination_fn is None:
+            return reward, terminated
+        action = task_fn_action(self.action_space, action)  # one layout, whichever loop made the actions
         if reward_fn is not None:
             reward = reward_fn(obs, action, next_obs)
         if termination_fn is not None:

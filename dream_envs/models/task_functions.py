@@ -1,10 +1,10 @@
 """Known reward and termination functions of gymnasium's classic-control and MuJoCo v5 envs, as batched torch functions.
 
-Each takes ``(obs, action, next_obs)`` (``B x obs_dim``, raw actions ``B`` or ``B x act_dim``, ``B x obs_dim``)
-and returns ``B`` rewards (float) or ``B`` termination flags (bool). They mirror gymnasium's own
-definitions (``gymnasium/envs/classic_control``, ``gymnasium/envs/mujoco/*_v5.py``), so a dream env given them has
-the real env's reward/termination; the tests check each one against real transitions. A user's callable with the
-same signature is accepted wherever these are.
+Each takes ``(obs, action, next_obs)`` (``B x obs_dim``, raw actions: ``B`` int64 of a Discrete space, ``B x
+act_dim`` floats of a Box, ``B x obs_dim``) and returns ``B`` rewards (float) or ``B`` termination flags (bool).
+They mirror gymnasium's own definitions (``gymnasium/envs/classic_control``, ``gymnasium/envs/mujoco/*_v5.py``), so
+a dream env given them has the real env's reward/termination; the tests check each one against real transitions. A
+user's callable with the same signature is accepted wherever these are.
 
 The MuJoCo ones hold for the envs' DEFAULT constructor arguments only (``gym.make("Hopper-v5")``): another
 ``healthy_z_range``, ``terminate_when_unhealthy=False``, ``exclude_current_positions_from_observation=False`` or
@@ -243,7 +243,10 @@ def resolve_task_fn(
     if value is None or value == "learned":
         return None
     if callable(value):
-        return _checked_task_fn(value, what)
+        checked = _checked_task_fn(value, what)
+        if spaces is not None:
+            _probe(checked, what, *spaces)
+        return checked
     if isinstance(value, str):
         if value in known:
             if spaces is not None:
@@ -363,9 +366,21 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     the dream's ``(B,)`` flags and make every step look terminal."""
     is_reward = what.startswith("reward")
     named = f"{what} {getattr(fn, '__name__', fn)!r}"  # what every error below calls it
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C function: nothing to read, its first call tells
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None, None, None)
+        except TypeError as error:
+            raise TypeError(f"{named} must take (obs, action, next_obs), three positional arguments; its signature "
+                            f"is {signature} ({error})") from None  # fmt: skip
 
     def checked(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        out = fn(obs, action, next_obs)
+        # copies: the tensors are the dream's own, and an in-place edit (d = next_obs[:, :2]; d -= goal) would
+        # move the imagined state itself
+        out = fn(obs.clone(), action.clone(), next_obs.clone())
         if not isinstance(out, torch.Tensor):
             if type(out).__module__ != "numpy":
                 raise ValueError(f"{named} returned {type(out).__name__} {out!r}: it must return a tensor of "
@@ -388,6 +403,48 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     checked.__name__ = getattr(fn, "__name__", "checked")
     checked.__wrapped__ = fn  # type: ignore[attr-defined]
     return checked
+
+
+def task_fn_action(action_space: Any, action: torch.Tensor) -> torch.Tensor:
+    """The layout every reward and termination function gets its actions in, whichever caller (dream, planner,
+    value fit) made them: ``B`` of a Discrete space, ``B x *shape`` of a Box."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return action.reshape(-1)
+    return action.reshape(action.shape[0], *action_space.shape)
+
+
+def _probe(checked: TaskFn, what: str, observation_space: Any, action_space: Any) -> None:
+    """Call a user's function once on 2 rows made from the spaces, so a wrong output (shape, type) or a function
+    that cannot read the inputs fails where it is given, before a real step is spent, instead of at the first
+    imagined step."""
+    rng = np.random.default_rng(0)
+    obs_dim = int(np.prod(observation_space.shape))
+
+    def rows(space: Any) -> np.ndarray:
+        if isinstance(space, gym.spaces.Discrete):
+            return space.start + rng.integers(space.n, size=2)
+        low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), space.shape).reshape(-1)
+                     for b in (space.low, space.high))  # fmt: skip
+        low = np.where(np.isfinite(low), low, np.where(np.isfinite(high), high - 1.0, -1.0))
+        high = np.where(np.isfinite(high), high, low + 2.0)
+        return rng.uniform(low, high, size=(2, low.size))
+
+    obs = torch.as_tensor(rows(observation_space), dtype=torch.float32).reshape(2, obs_dim)
+    next_obs = torch.as_tensor(rows(observation_space), dtype=torch.float32).reshape(2, obs_dim)
+    raw = rows(action_space)
+    action = torch.as_tensor(raw, dtype=torch.int64 if isinstance(action_space, gym.spaces.Discrete) else torch.float32)
+    action = task_fn_action(action_space, action)
+    try:
+        checked(obs, action, next_obs)
+    except ValueError:  # the output checks': they name the function and what it returned
+        raise
+    except Exception as error:
+        name = getattr(checked, "__name__", checked)
+        raise ValueError(
+            f"{what} {name!r} failed on a batch of 2 rows made from the spaces (obs {tuple(obs.shape)} float32, "
+            f"action {tuple(action.shape)} {str(action.dtype).removeprefix('torch.')}, next_obs "
+            f"{tuple(next_obs.shape)}), as the dream will call it: {type(error).__name__}: {error}"
+        ) from error
 
 
 def check_finite_rewards(

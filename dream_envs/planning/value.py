@@ -226,9 +226,9 @@ class ModelValueFunction:
             choice = torch.where(explore, random_choice, choice)
             action = actions[torch.arange(rows, device=self.device), choice]
             step = self.model._step(states, action, self.generator, "ts1", False, with_disagreement=False)
-            terminated = step.terminated
-            if self.termination_fn is not None:
-                terminated = self.termination_fn(states, action, step.next_obs)
+            terminated = self.model.with_known_functions(
+                states, action, step.next_obs, step.reward, step.terminated, None, self.termination_fn
+            )[1]
             if terminated is None:
                 terminated = torch.zeros(rows, dtype=torch.bool, device=self.device)
             visited.append(step.next_obs[~terminated])
