@@ -94,9 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "error (Spearman, reliability, the cutoff's precision/recall).")  # fmt: skip
     diagnose.add_argument("--model", nargs="+", required=True, help="registered dream ids (Dream-CartPole-v0, ...) "
                           "or model files")  # fmt: skip
-    diagnose.add_argument("--env", help="the real env of a model file that does not name it")
+    diagnose.add_argument("--env", help="the real env of a model file that does not name it (or module:EnvId for "
+                          "the env a file names, registered by that module)")  # fmt: skip
     diagnose.add_argument("--out", default="diagnostics", help="output folder (default diagnostics/)")
-    diagnose.add_argument("--horizons", nargs="+", type=int, default=[1, 5, 10, 20], help="k values of the table")
+    diagnose.add_argument("--horizons", nargs="+", type=int, default=None,
+                          help="k values of the table (default 1 5 10 20, those within --max-horizon)")  # fmt: skip
     diagnose.add_argument("--max-horizon", type=int, default=50, help="longest rollout of the curve (default 50)")
     diagnose.add_argument("--segments", type=int, default=200, help="held-out real segments (default 200)")
     diagnose.add_argument("--calibration-horizon", type=int, default=None,
@@ -293,6 +295,8 @@ def _diagnose(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for name in ("max_horizon", "calibration_horizon"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} (k) must be >= 1, got {getattr(args, name)}")
+    if args.horizons is None:  # the defaults a shorter --max-horizon leaves
+        args.horizons = [k for k in (1, 5, 10, 20) if k <= args.max_horizon]  # max_horizon >= 1: never empty
     if min(args.horizons) < 1:
         raise ValueError(f"--horizons (k) must be >= 1, got {args.horizons}")
     checked_horizons(args.horizons, args.max_horizon)  # diagnose_model checks them too, but after --out is made

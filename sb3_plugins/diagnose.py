@@ -13,6 +13,7 @@ import numpy as np
 from dream_envs import DREAM_IDS, EnsembleDynamics, pretrained_model_path
 from dream_envs.diagnostics import PROPAGATIONS, calibration, compounding_error
 from dream_envs.io import atomic_write_text, save_figure
+from dream_envs.spaces import spaces_equal
 from sb3_plugins.benchmark.hyperparams import check_env_id
 
 __all__ = ["diagnose_model", "load_diagnosed_model", "write_diagnostics_page"]
@@ -41,9 +42,28 @@ def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -
         raise ValueError(f"--model {model!r} is neither a registered dream id ({', '.join(sorted(DREAM_IDS))}) nor "
                          "a model file")  # fmt: skip
     loaded = EnsembleDynamics.load(model, device=device)
-    env_id = env_id or loaded.env_id
+    named = loaded.env_id
+    if env_id is not None and named is not None and env_id.rpartition(":")[2] != named:
+        raise ValueError(f"the model file {model!r} models {named}, not --env {env_id} (--env names the real env of "
+                         "a model file that does not name its own)")  # fmt: skip
     if env_id is None:
-        raise ValueError(f"the model file {model!r} does not name its env; pass --env")
+        if named is None:
+            raise ValueError(f"the model file {model!r} does not name its env; pass --env")
+        try:
+            check_env_id(named)
+        except ValueError:
+            raise ValueError(
+                f"the model file {model!r} models {named!r}, which is not registered here: pass --env "
+                f"your_module:{named} (the module that registers it is imported first)"
+            ) from None
+        env_id = named
+    env = gym.make(env_id)
+    env.close()
+    if env.observation_space.shape != loaded.observation_space.shape or not spaces_equal(
+        env.action_space, loaded.action_space
+    ):
+        raise ValueError(f"the model file {model!r} has the spaces ({loaded.observation_space}, "
+                         f"{loaded.action_space}), {env_id} ({env.observation_space}, {env.action_space})")  # fmt: skip
     return loaded, env_id
 
 

@@ -126,3 +126,43 @@ def test_diagnose_refuses_a_file_as_out_before_any_work(tmp_path):
     (tmp_path / "taken").write_text("")
     completed = diagnose("--model", "Dream-CartPole-v0", "--out", str(tmp_path / "taken"))
     assert completed.returncode == 2 and "is a file; expected a folder" in completed.stderr, completed.stderr
+
+
+def _model_file(path: Path, env_id: str, named: str | None) -> str:
+    """A small fitted model of ``env_id``'s spaces, saved naming ``named`` as its env (or none)."""
+    import gymnasium as gym
+
+    from dream_envs import EnsembleDynamics, TransitionBuffer
+
+    env = gym.make(env_id)
+    model = EnsembleDynamics(env.observation_space, env.action_space, ensemble_size=2, num_elites=2,
+                             hidden_sizes=(16,), env_id=named, device="cpu", seed=0)  # fmt: skip
+    model.fit(TransitionBuffer.from_env(env).collect(env, 200, seed=0), max_epochs=2)
+    model.save(path)
+    return str(path)
+
+
+def test_model_files_are_checked_against_their_env_before_any_work(tmp_path):
+    cartpole = _model_file(tmp_path / "cartpole.pt", "CartPole-v1", "CartPole-v1")
+    elsewhere = _model_file(tmp_path / "elsewhere.pt", "CartPole-v1", "PointMassNowhere-v0")
+    unnamed = _model_file(tmp_path / "unnamed.pt", "CartPole-v1", None)
+    cases = [
+        ([elsewhere], "models 'PointMassNowhere-v0', which is not registered here: pass --env "
+                      "your_module:PointMassNowhere-v0"),
+        ([cartpole, "--env", "Pendulum-v1"], "models CartPole-v1, not --env Pendulum-v1"),
+        ([unnamed], "does not name its env; pass --env"),
+        ([cartpole, unnamed, "--env", "Acrobot-v1"], "models CartPole-v1, not --env Acrobot-v1"),
+        ([unnamed, "--env", "Acrobot-v1"], "has the spaces (Box("),  # a 4-dim model for Acrobot's 6
+    ]  # fmt: skip
+    for args, message in cases:
+        completed = diagnose("--model", *args, "--out", str(tmp_path / "out"))
+        assert completed.returncode == 2 and message in completed.stderr, (args, completed.stderr)
+        assert "Traceback" not in completed.stderr
+        assert not (tmp_path / "out").exists()  # refused before the folder is made
+
+
+def test_a_shorter_max_horizon_keeps_the_default_horizons_within_it(tmp_path):
+    options = ["--max-horizon", "8", "--segments", "30", "--calibration-horizon", "5", "--device", "cpu"]
+    completed = diagnose("--model", "Dream-CartPole-v0", "--out", str(tmp_path), *options)
+    assert completed.returncode == 0, completed.stderr
+    assert set(json.loads((tmp_path / "CartPole-v1.json").read_text())["compounding"]) == {"1", "5"}
