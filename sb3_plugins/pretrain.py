@@ -196,6 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--progress-bar", action="store_true")
     args = parser.parse_args(argv)
+    # named before hours of training, not at the save that ends them
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0 (gymnasium seeds), got {args.seed}")
+    for option, folder in (("--out", args.out), ("--docs", args.docs)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            parser.error(f"{option} {str(folder)!r} is a file; expected a folder")
     torch.set_num_threads(1)
     for env_id in args.env:
         record = train_pretrained(env_id, args.seed, args.out, args.docs, args.progress_bar)

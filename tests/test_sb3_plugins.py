@@ -63,6 +63,22 @@ def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, tiny_recipe):
     assert "## CartPole-v1" in (tmp_path / "docs" / "pretrained_models.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-1"], "--seed must be >= 0 (gymnasium seeds), got -1"),
+        (["--out", "{file}"], "--out '{file}' is a file; expected a folder"),
+        (["--docs", "{file}"], "--docs '{file}' is a file; expected a folder"),
+    ],
+)
+def test_pretrain_options_are_refused_before_any_training(tmp_path, capsys, monkeypatch, args, message):
+    (tmp_path / "taken").write_text("")
+    monkeypatch.setattr(pretrain, "train_pretrained", lambda *a: pytest.fail("trained before refusing"))
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.main(["--env", "CartPole-v1", *[a.format(file=tmp_path / "taken") for a in args]])
+    assert exit_info.value.code == 2 and message.format(file=tmp_path / "taken") in capsys.readouterr().err
+
+
 def test_pretrain_is_reproducible_by_seed(tmp_path, tiny_recipe):
     for run in ("a", "b"):
         pretrain.main(["--env", "CartPole-v1", "--seed", "3", "--out", str(tmp_path / run), "--docs", str(tmp_path)])
