@@ -617,7 +617,7 @@ class DynaCallback(BaseCallback):
         gradient_steps = int(round(per_real_step * since))
         if gradient_steps:
             self._train_agent(gradient_steps)
-            self.logger.record("dyna/gradient_steps_before_learning_starts", gradient_steps)
+            self.logger.record("dyna/pre_learning_gradient_steps", gradient_steps)
 
     def _on_rollout_end(self) -> None:
         real_steps, self._rollout_steps = self._rollout_steps, 0

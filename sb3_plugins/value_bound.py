@@ -34,7 +34,7 @@ def value_range(rewards: np.ndarray, gamma: float) -> tuple[float, float] | None
         import numpy as np
         from sb3_plugins.value_bound import value_range
 
-        print(value_range(np.ones(10), gamma=0.99))  # CartPole: (0.0, 100.0)
+        print(value_range(np.ones(10), gamma=0.99))  # CartPole: (0.0, 99.99999999999991), 1 / (1 - 0.99) in floats
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     if rewards.size == 0 or not gamma < 1.0 or not np.isfinite(rewards).all():
