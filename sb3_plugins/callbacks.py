@@ -110,7 +110,8 @@ class DynaCallback(BaseCallback):
     :param fit_kwargs: arguments of :meth:`EnsembleDynamics.fit` (``max_epochs``, ``patience``, ...); default:
         sized from the data by :func:`~dream_envs.models.fit_schedule` (a budget of gradient steps, smaller for the
         refits, which continue from the previous weights)
-    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable, as in :class:`DreamVecEnv`
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"`` or a callable, as in
+        :class:`DreamVecEnv`
     :param termination_fn: like ``reward_fn``
     :param env_id: the real env's id for ``"known"`` functions; default: the training env's spec id
     :param uncertainty_threshold: the cutoff of imagined rollouts (``"auto"``, a number >= 0, or ``None``), as in

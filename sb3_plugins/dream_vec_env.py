@@ -40,7 +40,8 @@ class DreamVecEnv(VecEnv):
     :param env_id: the real env's id (for ``"known"`` reward/termination functions); default: the model's
     :param start_states: real observations to start episodes from, or a :class:`~dream_envs.TransitionBuffer`;
         default: the model's stored start states
-    :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> N``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"``, or a callable
+        ``(obs, action, next_obs) -> N``
     :param termination_fn: like ``reward_fn``
     :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` or a number >= 0, as in
         :class:`~dream_envs.DreamEnv`

@@ -1,3 +1,5 @@
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -198,3 +200,47 @@ def test_dyna_callback_and_mpc_agent_refuse_a_known_termination_for_a_changed_en
         DynaCallback(termination_fn="known").check_agent(SAC("MlpPolicy", env, device="cpu"))
     with pytest.raises(ValueError, match="terminate_when_unhealthy=False"):
         MPCAgent(env, termination_fn="known")
+
+
+@pytest.fixture
+def user_functions(tmp_path, monkeypatch):
+    """An importable module of the user's own functions, as a zoo or bench YAML names them."""
+    (tmp_path / "my_task_functions.py").write_text(
+        "import torch\n"
+        "NOT_A_FUNCTION = 3\n"
+        "def pole_reward(obs, action, next_obs):\n"
+        "    return 1.0 - next_obs[:, 2].abs()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_task_functions:pole_reward"
+
+
+def test_a_function_named_module_colon_function_is_imported_where_it_is_given(user_functions, cartpole_model):
+    import yaml
+    from rl_zoo3.utils import get_callback_list
+
+    from dream_envs import DreamEnv
+
+    named, direct = (DreamEnv(model=cartpole_model, seed=0, reward_fn=fn) for fn in
+                     (user_functions, lambda o, a, n: 1.0 - n[:, 2].abs()))  # fmt: skip
+    for dream in (named, direct):
+        dream.reset(seed=0)
+    assert named.step(1)[1] == direct.step(1)[1]
+    # what a YAML can hold: rl-zoo's hyperparameters (safe_load) build the callback with it
+    entry = yaml.safe_load(f"callback:\n  - sb3_plugins.DynaCallback:\n      reward_fn: '{user_functions}'\n")
+    assert get_callback_list(entry)[0].reward_fn == user_functions
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("no_such_module_here:pole_reward", "cannot import 'no_such_module_here'"),
+        ("my_task_functions:missing", "'my_task_functions' has no 'missing'"),
+        ("my_task_functions:NOT_A_FUNCTION", "is int 3, not a function"),
+    ],
+)
+def test_a_module_colon_function_that_is_not_one_is_named_at_construction(user_functions, value, message):
+    from sb3_plugins import DynaCallback
+
+    with pytest.raises(ValueError, match=re.escape(f"reward_fn={value!r}") + ".*" + re.escape(message)):
+        DynaCallback(reward_fn=value)

@@ -60,7 +60,8 @@ class MPCAgent(ModelBasedAgent):
         logs it
     :param value_kwargs: arguments of the :class:`~dream_envs.planning.ModelValueFunction` (its ``gamma``,
         ``reward_fn`` and ``termination_fn`` are the agent's)
-    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"`` or a callable
+        ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``
     :param learning_starts: random real steps before the first fit
     :param random_noise_beta: colour of those random actions for Box action spaces: 0 draws each one uniformly and

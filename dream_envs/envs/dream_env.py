@@ -49,8 +49,8 @@ class DreamEnv(gym.Env):
         renderer and the known reward/termination functions (``reward_fn="known"``)
     :param start_states: real observations to start episodes from (``K x *obs_shape`` array, or a
         :class:`TransitionBuffer` whose episode starts are used); default: the start states stored in the model
-    :param reward_fn: ``None`` (learned head), an env id, ``"known"`` (``env_id``'s), or a callable
-        ``(obs, action, next_obs) -> B`` on torch tensors
+    :param reward_fn: ``None`` (learned head), an env id, ``"known"`` (``env_id``'s), ``"module:function"``, or a
+        callable ``(obs, action, next_obs) -> B`` on torch tensors
     :param termination_fn: like ``reward_fn``, for ``terminated``; ``None`` uses the learned head, or never
         terminates if the model learned none
     :param uncertainty_threshold: ``None`` (no cutoff), ``"auto"`` (calibrated at fit time on held-out real

@@ -166,7 +166,8 @@ class Imagination:
     :param env_id: the real env's id, for ``"known"`` reward/termination functions
     :param start_states: real observations to start from (``K x *obs_shape``) or a :class:`TransitionBuffer`;
         default: the model's stored start states
-    :param reward_fn: ``None`` (learned), an env id, ``"known"``, or a callable ``(obs, action, next_obs) -> B``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"``, or a callable
+        ``(obs, action, next_obs) -> B``
     :param termination_fn: like ``reward_fn``; ``None`` uses the learned head, or never terminates without one
     :param uncertainty_threshold: ``None``, ``"auto"`` or a number >= 0, compared with the disagreement summed over
         each episode's last ``model.uncertainty_window`` steps

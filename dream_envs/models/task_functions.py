@@ -20,6 +20,7 @@ docstring says how far it can differ. Written from gymnasium 1.4's source.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -223,10 +224,13 @@ def resolve_task_fn(
     env_id: str | None = None,
     spaces: tuple[Any, Any] | None = None,
 ) -> TaskFn | None:
-    """Turn ``None`` (learned), an env id, ``"known"`` or a callable into a function (``None``: the learned head).
+    """Turn ``None`` (learned), an env id, ``"known"``, a callable or an importable ``"module:function"`` into a
+    function (``None``: the learned head).
 
-    :param value: ``None``/``"learned"``, a key of ``known``, ``"known"`` (``env_id``'s), or a callable
-        ``(obs, action, next_obs) -> B``
+    :param value: ``None``/``"learned"``, a key of ``known``, ``"known"`` (``env_id``'s), a callable
+        ``(obs, action, next_obs) -> B``, or ``"module:function"`` naming one (what a YAML file can hold: rl-zoo's
+        hyperparameters, ``dream-envs bench --hyperparams``; and a saved callback keeps it, where a callable must be
+        passed again)
     :param known: the table to look env ids up in
     :param what: ``"reward_fn"`` or ``"termination_fn"``, for error messages
     :param env_id: the env whose function ``"known"`` means
@@ -242,6 +246,8 @@ def resolve_task_fn(
         value = env_id
     if value is None or value == "learned":
         return None
+    if isinstance(value, str) and value not in known and _is_import_path(value):
+        value = _imported_function(value, what)
     if callable(value):
         checked = _checked_task_fn(value, what)
         if spaces is not None:
@@ -254,9 +260,33 @@ def resolve_task_fn(
             return known[value]
         raise ValueError(
             f"{what}={value!r} is not an env id with a known function; known ids: {sorted(known)}; "
-            f"or pass a callable (obs, action, next_obs) -> tensor, or None to use the learned head"
+            f"or pass a callable (obs, action, next_obs) -> tensor, 'your_module:your_function', or None to use the "
+            "learned head"
         )
-    raise TypeError(f"{what} must be None, 'learned', an env id or a callable, got {value!r}")
+    raise TypeError(f"{what} must be None, 'learned', an env id, 'module:function' or a callable, got {value!r}")
+
+
+def _is_import_path(value: str) -> bool:
+    """``"package.module:function"`` (or ``:Class.method``): Python names on both sides of one colon."""
+    module, colon, attribute = value.partition(":")
+    return bool(colon) and all(part.isidentifier() for part in (*module.split("."), *attribute.split(".")))
+
+
+def _imported_function(value: str, what: str) -> Callable[..., Any]:
+    module_name, _, attribute = value.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ValueError(f"{what}={value!r}: cannot import {module_name!r} ({error}); the module must be importable "
+                         "where the callback or dream is made (on sys.path)") from None  # fmt: skip
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise ValueError(f"{what}={value!r}: {module_name!r} has no {attribute!r}")
+        found = getattr(found, part)
+    if not callable(found):
+        raise ValueError(f"{what}={value!r} is {type(found).__name__} {found!r}, not a function "
+                         "(obs, action, next_obs) -> tensor")  # fmt: skip
+    return found
 
 
 # Constructor arguments that change only rendering, the start-state noise or (Pendulum's ``g``) the dynamics a model

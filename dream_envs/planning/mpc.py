@@ -40,7 +40,7 @@ class MPCPlanner:
     :param iterations: optimiser iterations per real step
     :param particles: particles per candidate (a multiple of the ensemble size)
     :param propagation: ``"ts1"``, ``"tsinf"`` or ``"expectation"`` (see :class:`TrajectoryEvaluator`)
-    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"`` or a callable
     :param termination_fn: like ``reward_fn``
     :param gamma: discount of the planning objective
     :param action_repeat: model steps each planned action is held for (1: every step is planned)

@@ -33,7 +33,8 @@ class TrajectoryEvaluator:
     :param model: a fitted ensemble
     :param particles: particles per candidate (a multiple of the ensemble size; ignored for ``"expectation"``)
     :param propagation: ``"ts1"``, ``"tsinf"`` or ``"expectation"``
-    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"`` or a callable
+        ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``, returning a bool tensor
     :param env_id: the env for ``"known"`` functions (default: the model's)
     :param gamma: discount of the planning objective

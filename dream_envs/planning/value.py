@@ -70,7 +70,8 @@ class ModelValueFunction:
 
     :param model: a fitted ensemble (Discrete or bounded Box actions)
     :param gamma: discount, in (0, 1): the planner must use the same
-    :param reward_fn: ``None`` (learned), an env id, ``"known"`` or a callable ``(obs, action, next_obs) -> reward``
+    :param reward_fn: ``None`` (learned), an env id, ``"known"``, ``"module:function"`` or a callable
+        ``(obs, action, next_obs) -> reward``
     :param termination_fn: like ``reward_fn``, returning a bool tensor (``None`` with no learned head: never ends)
     :param hidden_sizes: the value network's hidden layers
     :param rounds: rollout-then-fit rounds per :meth:`fit`
