@@ -351,7 +351,7 @@ def test_buffer_add_takes_one_value_per_row(change, match):
         ({"ensemble_kwargs": {"device": "cpu"}}, "ensemble_kwargs may not set 'device'"),
         ({"ensemble_kwargs": {"ensemble_size": "3"}}, "ensemble_size must be a positive integer, got '3'"),
         ({"reward_fn": "NoSuchEnv-v0"}, "reward_fn='NoSuchEnv-v0' is not an env id with a known function"),
-        ({"reward_fn": 3}, "reward_fn must be None, 'learned', an env id or a callable"),
+        ({"reward_fn": 3}, "reward_fn must be None, 'learned', an env id, 'module:function' or a callable"),
         ({"real_ratio": True}, r"real_ratio must be a number in \[0, 1\], got True"),
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"seed": 1.5}, "seed must be an integer >= 0"),

@@ -114,6 +114,20 @@ def test_dream_env_and_dream_vec_env_step_on_the_models_device(fitted):
     assert venv.reset_from(buffer.transitions().obs[:8]).shape == (8, 4)
 
 
+def test_a_user_function_is_tried_and_called_on_the_models_device(fitted):
+    model, _ = fitted
+    seen = set()
+
+    def reward(obs, action, next_obs):  # written for the model's device, as a user on a GPU writes it
+        seen.update({obs.device.type, action.device.type, next_obs.device.type})
+        return next_obs[:, 0] * torch.ones(1, device=model.device)
+
+    DreamEnv(model, seed=0, reward_fn=reward).reset(seed=0)  # the constructor's try on 2 rows
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=64, device=model.device)
+    DynaCallback(dynamics=model, reward_fn=reward).check_agent(agent)
+    assert seen == {model.device.type}
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_dyna_callback_trains_the_agent_and_its_model_on_the_device(algo, device):

@@ -223,8 +223,10 @@ class Imagination:
             raise ValueError(f"env_id must be None or a gymnasium env id, got {env_id!r}")
         self.env_id = env_id if env_id is not None else model.env_id
         spaces = (model.observation_space, model.action_space)  # another env's functions read another layout
-        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id, spaces)
-        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id, spaces)
+        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", self.env_id, spaces, model.device)
+        self.termination_fn = resolve_task_fn(
+            termination_fn, KNOWN_TERMINATIONS, "termination_fn", self.env_id, spaces, model.device
+        )
         self.uncertainty_threshold = resolve_threshold(uncertainty_threshold, model)
         if uncertainty_mode == "penalty" and uncertainty_threshold == "auto" and self.uncertainty_threshold == 0:
             raise ValueError("uncertainty_mode='penalty' needs a threshold > 0, and this model's 'auto' threshold is 0 "

@@ -223,6 +223,7 @@ def resolve_task_fn(
     what: str,
     env_id: str | None = None,
     spaces: tuple[Any, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TaskFn | None:
     """Turn ``None`` (learned), an env id, ``"known"``, a callable or an importable ``"module:function"`` into a
     function (``None``: the learned head).
@@ -235,7 +236,9 @@ def resolve_task_fn(
     :param what: ``"reward_fn"`` or ``"termination_fn"``, for error messages
     :param env_id: the env whose function ``"known"`` means
     :param spaces: the model's ``(observation_space, action_space)``: a known function is for its env's spaces, and
-        another env's is refused (CartPole's termination reads a pole angle a Pendulum observation does not hold)
+        another env's is refused (CartPole's termination reads a pole angle a Pendulum observation does not hold); a
+        user's function is tried on 2 rows made from them
+    :param device: where the model's tensors live, and so the tried rows
     """
     if value == "known":
         if env_id is None:
@@ -251,7 +254,7 @@ def resolve_task_fn(
     if callable(value):
         checked = _checked_task_fn(value, what)
         if spaces is not None:
-            _probe(checked, what, *spaces)
+            _probe(checked, what, *spaces, device)
         return checked
     if isinstance(value, str):
         if value in known:
@@ -443,7 +446,7 @@ def task_fn_action(action_space: Any, action: torch.Tensor) -> torch.Tensor:
     return action.reshape(action.shape[0], *action_space.shape)
 
 
-def _probe(checked: TaskFn, what: str, observation_space: Any, action_space: Any) -> None:
+def _probe(checked: TaskFn, what: str, observation_space: Any, action_space: Any, device: Any) -> None:
     """Call a user's function once on 2 rows made from the spaces, so a wrong output (shape, type) or a function
     that cannot read the inputs fails where it is given, before a real step is spent, instead of at the first
     imagined step."""
@@ -459,10 +462,10 @@ def _probe(checked: TaskFn, what: str, observation_space: Any, action_space: Any
         high = np.where(np.isfinite(high), high, low + 2.0)
         return rng.uniform(low, high, size=(2, low.size))
 
-    obs = torch.as_tensor(rows(observation_space), dtype=torch.float32).reshape(2, obs_dim)
-    next_obs = torch.as_tensor(rows(observation_space), dtype=torch.float32).reshape(2, obs_dim)
-    raw = rows(action_space)
-    action = torch.as_tensor(raw, dtype=torch.int64 if isinstance(action_space, gym.spaces.Discrete) else torch.float32)
+    obs = torch.as_tensor(rows(observation_space), dtype=torch.float32, device=device).reshape(2, obs_dim)
+    next_obs = torch.as_tensor(rows(observation_space), dtype=torch.float32, device=device).reshape(2, obs_dim)
+    dtype = torch.int64 if isinstance(action_space, gym.spaces.Discrete) else torch.float32
+    action = torch.as_tensor(rows(action_space), dtype=dtype, device=device)
     action = task_fn_action(action_space, action)
     try:
         checked(obs, action, next_obs)

@@ -87,8 +87,10 @@ class TrajectoryEvaluator:
         self.particles = 1 if propagation == "expectation" else particles
         env_id = env_id or model.env_id
         spaces = (model.observation_space, model.action_space)  # another env's functions read another layout
-        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", env_id, spaces)
-        self.termination_fn = resolve_task_fn(termination_fn, KNOWN_TERMINATIONS, "termination_fn", env_id, spaces)
+        self.reward_fn = resolve_task_fn(reward_fn, KNOWN_REWARDS, "reward_fn", env_id, spaces, model.device)
+        self.termination_fn = resolve_task_fn(
+            termination_fn, KNOWN_TERMINATIONS, "termination_fn", env_id, spaces, model.device
+        )
 
     @torch.no_grad()
     def returns(self, obs: object, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
