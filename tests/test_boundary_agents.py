@@ -344,3 +344,20 @@ def torch_equal(tensor, expected):
     import torch
 
     return torch.equal(tensor.cpu(), torch.as_tensor(expected, dtype=tensor.dtype))
+
+
+@pytest.mark.parametrize("make", ["mpc", "muzero", "dyna_q"])
+def test_an_agent_refuses_an_env_under_vec_normalize(make):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from dream_envs.agents import MPCAgent, MuZero
+
+    # MPCAgent kept the normalised observations and rewards it was handed: a known Pendulum reward read angles whose
+    # cos^2 + sin^2 was 0.72-1.19, and the model learned units that moved with the running statistics
+    cls, env_id = {"mpc": (MPCAgent, "Pendulum-v1"), "muzero": (MuZero, "CartPole-v1"),
+                   "dyna_q": (DynaQ, "FrozenLake-v1")}[make]  # fmt: skip
+    venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=0), norm_obs=make != "dyna_q")
+    with pytest.raises(ValueError, match=f"{cls.__name__} fits its model on the real transitions it keeps, and "
+                                         "VecNormalize would hand it"):  # fmt: skip
+        cls(venv)

@@ -77,6 +77,12 @@ class ModelBasedAgent(ABC):
     def __init__(self, env: gym.Env | VecEnv | str, seed: int | None = None, verbose: int = 0,
                  tensorboard_log: str | None = None):  # fmt: skip
         self.env = wrap_env(env)
+        if unwrap_vec_normalize(self.env) is not None:
+            # SB3's off-policy agents keep VecNormalize's original observations; these agents keep what the env hands
+            # them, which VecNormalize scales by statistics that keep moving (and known functions cannot read)
+            raise ValueError(f"{type(self).__name__} fits its model on the real transitions it keeps, and VecNormalize "
+                             "would hand it observations and rewards scaled by running statistics that keep moving: "
+                             "pass the env without VecNormalize (the model normalises its own inputs)")  # fmt: skip
         if self.env.num_envs != 1 and not self._vectorized:
             raise ValueError(f"{type(self).__name__} learns from one env; got a VecEnv of {self.env.num_envs}")
         self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
