@@ -382,11 +382,12 @@ class DynaCallback(BaseCallback):
         spec = algo.get_env().get_attr("spec")[0] if algo.get_env() is not None else None
         for name, value, known in (("reward_fn", self.reward_fn, KNOWN_REWARDS),
                                    ("termination_fn", self.termination_fn, KNOWN_TERMINATIONS)):  # fmt: skip
+            # gymnasium's rule, for an env made with other settings or wrapped (named before the spaces it changed)
+            check_known_settings(value, name, spec)
             # "known" for an env without a known function, or another env's function for this one's spaces; a
             # user's function tried on the device the model will run on (that of the agent, unless given one)
             device = self.dynamics.device if self.dynamics is not None else algo.device
             resolve_task_fn(value, known, name, env_id, (algo.observation_space, algo.action_space), device)
-            check_known_settings(value, name, spec)  # gymnasium's rule, for an env made with other settings
 
     def _init_callback(self) -> None:
         algo: BaseAlgorithm = self.model

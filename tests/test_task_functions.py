@@ -156,9 +156,11 @@ def test_a_known_function_is_refused_for_an_env_made_with_other_settings(env_id,
         (lambda e: gym.wrappers.TransformObservation(e, lambda o: o * 10, e.observation_space), "termination_fn",
          "TransformObservation"),
         (lambda e: gym.wrappers.ClipAction(e), "reward_fn", "ClipAction"),
+        (lambda e: gym.wrappers.ClipAction(e), "termination_fn", None),  # no known termination reads the action
+        (lambda e: gym.wrappers.RescaleAction(e, -1.0, 1.0), "termination_fn", None),
     ],
     ids=["statistics", "time-limit", "clip-reward-termination", "clip-reward-reward", "normalize-obs",
-         "transform-obs", "clip-action"],
+         "transform-obs", "clip-action", "clip-action-termination", "rescale-action-termination"],
 )  # fmt: skip
 def test_a_known_function_is_refused_under_a_wrapper_that_may_change_what_it_reads(wrap, what, refused):
     from stable_baselines3.common.monitor import Monitor
@@ -244,3 +246,97 @@ def test_a_module_colon_function_that_is_not_one_is_named_at_construction(user_f
 
     with pytest.raises(ValueError, match=re.escape(f"reward_fn={value!r}") + ".*" + re.escape(message)):
         DynaCallback(reward_fn=value)
+
+
+def test_a_functions_own_error_is_named_in_the_try_and_noted_at_a_real_step(cartpole_model):
+    import sys
+
+    from dream_envs import DreamEnv
+
+    def own_check(obs, action, next_obs):
+        if (next_obs[:, 2].abs() > 0.21).any():
+            raise ValueError("pole angle out of my domain")
+        return torch.zeros(len(obs))
+
+    match = (r"reward_fn 'own_check' failed on a batch of 2 rows made from the spaces .*drawn uniformly within the "
+             r"spaces' bounds.*ValueError: pole angle")  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        DreamEnv(model=cartpole_model, reward_fn=own_check)
+    calls = []
+
+    def fails_later(obs, action, next_obs):
+        calls.append(len(obs))
+        if len(calls) > 1:
+            raise KeyError("later")
+        return torch.zeros(len(obs))
+
+    dream = DreamEnv(model=cartpole_model, seed=0, reward_fn=fails_later)
+    dream.reset(seed=0)
+    with pytest.raises(KeyError, match="later") as raised:  # the user's own error, its type kept
+        dream.step(0)
+    if sys.version_info >= (3, 11):
+        assert "(raised by reward_fn 'fails_later', called on a batch of 1 rows)" in raised.value.__notes__
+
+
+def test_a_module_that_fails_to_import_is_named_as_such(user_functions, tmp_path):
+    from sb3_plugins import DynaCallback
+
+    (tmp_path / "needs_missing.py").write_text("import a_package_nobody_installed\ndef fn(o, a, n): ...\n")
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('bad config')\n")
+    with pytest.raises(ValueError, match="importing 'needs_missing' failed: it imports 'a_package_nobody_installed'"):
+        DynaCallback(reward_fn="needs_missing:fn")
+    with pytest.raises(ValueError, match="importing 'raises_on_import' raised RuntimeError: bad config"):
+        DynaCallback(reward_fn="raises_on_import:fn")
+    with pytest.raises(ValueError, match="has Python names on both sides of one colon"):
+        DynaCallback(reward_fn="my_task_functions: pole_reward")
+
+
+def test_a_saved_callback_whose_function_cannot_be_imported_is_not_called_a_damaged_file(user_functions, tmp_path):
+    import sys
+
+    from dream_envs import ModelFileError
+    from sb3_plugins import DynaCallback
+
+    path = DynaCallback(reward_fn=user_functions).save(tmp_path / "dyna.pt")
+    assert DynaCallback.load(path).reward_fn == user_functions
+    sys.modules.pop("my_task_functions")
+    sys.path.remove(str(tmp_path))  # loaded elsewhere, where the module is not importable
+    with pytest.raises(ValueError, match="cannot import 'my_task_functions'") as raised:
+        DynaCallback.load(path)
+    assert not isinstance(raised.value, ModelFileError)
+
+
+@pytest.mark.parametrize(
+    "env_id, settings, wrap",
+    [
+        ("CartPole-v1", {"sutton_barto_reward": True}, None),  # reward-only settings
+        ("Hopper-v5", {"ctrl_cost_weight": 0.1, "healthy_reward": 2.0}, None),
+        ("Pendulum-v1", {}, lambda e: gym.wrappers.NormalizeObservation(e)),  # never ends: holds under anything
+        ("Reacher-v5", {"reward_control_weight": 0.5}, lambda e: gym.wrappers.TransformObservation(e, lambda o: o,
+                                                                                                 e.observation_space)),
+    ],
+    ids=["sutton-barto", "hopper-weights", "pendulum-normalized", "reacher-wrapped"],
+)  # fmt: skip
+def test_a_known_termination_holds_under_what_changes_only_rewards_or_for_an_env_that_never_ends(
+    env_id, settings, wrap
+):
+    from dream_envs.models.task_functions import check_known_settings
+
+    env = gym.make(env_id, **settings)
+    env = wrap(env) if wrap is not None else env
+    check_known_settings("known", "termination_fn", env.spec)
+    if settings:  # the same settings still refuse the known reward, where there is one
+        if env_id in KNOWN_REWARDS:
+            with pytest.raises(ValueError, match="mirrors"):
+                check_known_settings("known", "reward_fn", env.spec)
+
+
+def test_a_known_function_under_a_wrapper_that_changed_the_spaces_names_the_wrapper_first():
+    from stable_baselines3 import SAC
+
+    from sb3_plugins import DynaCallback
+
+    agent = SAC("MlpPolicy", gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0), device="cpu")
+    with pytest.raises(ValueError, match="wrapped in RescaleAction"):  # was: 'Pendulum-v1' is for Pendulum-v1...
+        DynaCallback(reward_fn="known").check_agent(agent)
+    DynaCallback(termination_fn="known").check_agent(agent)  # Pendulum never ends, whatever the actions

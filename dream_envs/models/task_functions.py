@@ -240,6 +240,7 @@ def resolve_task_fn(
         user's function is tried on 2 rows made from them
     :param device: where the model's tensors live, and so the tried rows
     """
+    given = value
     if value == "known":
         if env_id is None:
             raise ValueError(f"{what}='known' needs env_id= (or a model saved with an env_id)")
@@ -259,10 +260,12 @@ def resolve_task_fn(
     if isinstance(value, str):
         if value in known:
             if spaces is not None:
-                check_env_spaces(value, *spaces, what=f"{what}={value!r}")
+                # a termination reads observations only (none of the known ones reads the action)
+                check_env_spaces(value, *spaces, what=f"{what}={given!r}", actions=what.startswith("reward"))
             return known[value]
+        hint = " (a 'module:function' has Python names on both sides of one colon)" if ":" in value else ""
         raise ValueError(
-            f"{what}={value!r} is not an env id with a known function; known ids: {sorted(known)}; "
+            f"{what}={value!r} is not an env id with a known function{hint}; known ids: {sorted(known)}; "
             f"or pass a callable (obs, action, next_obs) -> tensor, 'your_module:your_function', or None to use the "
             "learned head"
         )
@@ -280,8 +283,14 @@ def _imported_function(value: str, what: str) -> Callable[..., Any]:
     try:
         found: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
+        if error.name is not None and module_name != error.name and not module_name.startswith(error.name + "."):
+            raise ValueError(f"{what}={value!r}: importing {module_name!r} failed: it imports {error.name!r}, "
+                             f"which is not installed ({error})") from error  # fmt: skip
         raise ValueError(f"{what}={value!r}: cannot import {module_name!r} ({error}); the module must be importable "
                          "where the callback or dream is made (on sys.path)") from None  # fmt: skip
+    except Exception as error:  # the user's module raised while it was imported: say where, keep its traceback
+        raise ValueError(f"{what}={value!r}: importing {module_name!r} raised {type(error).__name__}: "
+                         f"{error}") from error  # fmt: skip
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise ValueError(f"{what}={value!r}: {module_name!r} has no {attribute!r}")
@@ -295,6 +304,12 @@ def _imported_function(value: str, what: str) -> Callable[..., Any]:
 # Constructor arguments that change only rendering, the start-state noise or (Pendulum's ``g``) the dynamics a model
 # learns anyway: a known reward or termination holds whatever they are. Any other argument away from its default
 # may change the rule or the observation's layout.
+# Constructor arguments that weigh or shape the reward only: a known termination holds whatever they are.
+_REWARD_ONLY_SETTINGS = frozenset(
+    {"sutton_barto_reward", "forward_reward_weight", "ctrl_cost_weight", "healthy_reward", "contact_cost_weight",
+     "contact_cost_range", "reward_dist_weight", "reward_near_weight", "reward_control_weight", "uph_cost_weight",
+     "impact_cost_weight", "impact_cost_range"}
+)  # fmt: skip
 _RULE_NEUTRAL_SETTINGS = frozenset(
     {"render_mode", "width", "height", "camera_id", "camera_name", "default_camera_config", "max_geom",
      "visual_options", "reset_noise_scale", "g"}
@@ -310,10 +325,15 @@ _NEUTRAL_WRAPPERS = frozenset(
      "gymnasium.wrappers.rendering:RecordVideo", "gymnasium.wrappers.rendering:HumanRendering",
      "gymnasium.wrappers.rendering:RenderCollection", "stable_baselines3.common.monitor:Monitor"}
 )  # fmt: skip
-# Wrappers that change the rewards only: a known termination holds under them, a known reward does not.
+# Wrappers that change the rewards or the actions only: a known termination (none reads the action) holds under
+# them, a known reward does not.
 _REWARD_ONLY_WRAPPERS = frozenset(
     {"gymnasium.wrappers.transform_reward:ClipReward", "gymnasium.wrappers.transform_reward:TransformReward",
      "gymnasium.wrappers.stateful_reward:NormalizeReward"}
+)  # fmt: skip
+_ACTION_ONLY_WRAPPERS = frozenset(
+    {"gymnasium.wrappers.transform_action:ClipAction", "gymnasium.wrappers.transform_action:RescaleAction",
+     "gymnasium.wrappers.transform_action:TransformAction"}
 )  # fmt: skip
 
 
@@ -344,9 +364,14 @@ def check_known_settings(value: str | TaskFn | None, what: str, spec: Any) -> No
     """
     if spec is None or not isinstance(value, str) or value not in ("known", spec.id):
         return
+    termination = what.startswith("termination")
+    if termination and KNOWN_TERMINATIONS.get(spec.id) is never_terminates:
+        return  # holds under any setting or wrapper
     defaults = _default_settings(spec.id)
     for name, given in (spec.kwargs or {}).items():
         if name in _RULE_NEUTRAL_SETTINGS or (name in defaults and _same(given, defaults[name])):
+            continue
+        if termination and name in _REWARD_ONLY_SETTINGS:
             continue
         default = f"default {defaults[name]!r}" if name in defaults else "not an argument of the default env"
         table = "KNOWN_REWARDS" if what.startswith("reward") else "KNOWN_TERMINATIONS"
@@ -356,7 +381,7 @@ def check_known_settings(value: str | TaskFn | None, what: str, spec: Any) -> No
             f"-> tensor, or dream_envs.models.task_functions.{table}[{spec.id!r}] itself if it still holds for "
             "these settings"
         )
-    neutral = _NEUTRAL_WRAPPERS | (_REWARD_ONLY_WRAPPERS if what.startswith("termination") else frozenset())
+    neutral = _NEUTRAL_WRAPPERS | (_REWARD_ONLY_WRAPPERS | _ACTION_ONLY_WRAPPERS if termination else frozenset())
     for wrapper in getattr(spec, "additional_wrappers", None) or ():
         if wrapper.entry_point not in neutral:
             table = "KNOWN_REWARDS" if what.startswith("reward") else "KNOWN_TERMINATIONS"
@@ -393,6 +418,10 @@ def _same(a: Any, b: Any) -> bool:
         return a == b
 
 
+class _OutputError(ValueError):
+    """A user function's output refused by :func:`_checked_task_fn` (its message names the function already)."""
+
+
 def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
     """``fn`` with its output checked on every call: ``B`` values, a tensor (a numpy array is converted) of floats
     for a reward, of booleans for a termination. A wrong shape such as ``(B, 1)`` would otherwise broadcast against
@@ -411,26 +440,32 @@ def _checked_task_fn(fn: TaskFn, what: str) -> TaskFn:
                             f"is {signature} ({error})") from None  # fmt: skip
 
     def checked(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        # copies: the tensors are the dream's own, and an in-place edit (d = next_obs[:, :2]; d -= goal) would
-        # move the imagined state itself
-        out = fn(obs.clone(), action.clone(), next_obs.clone())
+        try:
+            # copies: the tensors are the dream's own, and an in-place edit (d = next_obs[:, :2]; d -= goal) would
+            # move the imagined state itself
+            out = fn(obs.clone(), action.clone(), next_obs.clone())
+        except Exception as error:  # the user's own error, as it is, with where it came from
+            if hasattr(error, "add_note"):  # Python >= 3.11
+                error.add_note(f"(raised by {named}, called on a batch of {obs.shape[0]} rows)")
+            raise
         if not isinstance(out, torch.Tensor):
             if type(out).__module__ != "numpy":
-                raise ValueError(f"{named} returned {type(out).__name__} {out!r}: it must return a tensor of "
-                                 f"{obs.shape[0]} values, one per row")  # fmt: skip
-            out = torch.as_tensor(out, device=obs.device)
+                raise _OutputError(f"{named} returned {type(out).__name__} {out!r}: it must return a tensor of "
+                                   f"{obs.shape[0]} values, one per row")  # fmt: skip
+            out = torch.as_tensor(out)
+        out = out.to(obs.device)  # a CPU result of a function that ignored the model's device
         if tuple(out.shape) != (obs.shape[0],):
-            raise ValueError(
+            raise _OutputError(
                 f"{named} returned shape {tuple(out.shape)} for a batch of {obs.shape[0]}: expected "
                 f"({obs.shape[0]},), one value per row (e.g. .squeeze(-1))"
             )
         if is_reward:
             if out.dtype == torch.bool or out.is_complex():
-                raise ValueError(f"{named} returned {out.dtype} values: rewards must be real numbers")
+                raise _OutputError(f"{named} returned {out.dtype} values: rewards must be real numbers")
             return out.to(obs.dtype)
         if out.dtype != torch.bool:
-            raise ValueError(f"{named} returned {out.dtype} values: terminations must be booleans (e.g. x > limit, "
-                             "or .bool() of 0/1 values)")  # fmt: skip
+            raise _OutputError(f"{named} returned {out.dtype} values: terminations must be booleans (e.g. x > "
+                               "limit, or .bool() of 0/1 values)")  # fmt: skip
         return out
 
     checked.__name__ = getattr(fn, "__name__", "checked")
@@ -469,14 +504,15 @@ def _probe(checked: TaskFn, what: str, observation_space: Any, action_space: Any
     action = task_fn_action(action_space, action)
     try:
         checked(obs, action, next_obs)
-    except ValueError:  # the output checks': they name the function and what it returned
+    except _OutputError:  # names the function and what it returned
         raise
     except Exception as error:
         name = getattr(checked, "__name__", checked)
         raise ValueError(
             f"{what} {name!r} failed on a batch of 2 rows made from the spaces (obs {tuple(obs.shape)} float32, "
             f"action {tuple(action.shape)} {str(action.dtype).removeprefix('torch.')}, next_obs "
-            f"{tuple(next_obs.shape)}), as the dream will call it: {type(error).__name__}: {error}"
+            f"{tuple(next_obs.shape)}, drawn uniformly within the spaces' bounds, [-1, 1] where unbounded), as the "
+            f"dream will call it: {type(error).__name__}: {error}"
         ) from error
 
 
@@ -514,9 +550,12 @@ def _env_spaces(env_id: str) -> tuple[Any, Any]:
         env.close()
 
 
-def check_env_spaces(env_id: str, observation_space: Any, action_space: Any, what: str = "env_id") -> None:
+def check_env_spaces(
+    env_id: str, observation_space: Any, action_space: Any, what: str = "env_id", actions: bool = True
+) -> None:
     """Refuse an env id whose env has other spaces than a model's (its known functions read another layout).
 
+    :param actions: compare the action spaces too (a reward reads the action; a termination does not)
     :raises ValueError: naming ``what``, the env's spaces and the model's
     """
     from dream_envs.spaces import spaces_equal
@@ -527,6 +566,7 @@ def check_env_spaces(env_id: str, observation_space: Any, action_space: Any, wha
         raise ValueError(
             f"{what}: cannot make {env_id!r} to check its spaces ({type(error).__name__}: {error})"
         ) from None
-    if env_obs.shape != observation_space.shape or not spaces_equal(env_act, action_space):
+    if env_obs.shape != observation_space.shape or (actions and not spaces_equal(env_act, action_space)):
         raise ValueError(f"{what} is for {env_id}, whose spaces ({env_obs}, {env_act}) differ from the model's "
-                         f"({observation_space}, {action_space})")  # fmt: skip
+                         f"({observation_space}, {action_space}): another env's, or a wrapper changed "
+                         "them")  # fmt: skip
