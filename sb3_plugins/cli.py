@@ -403,6 +403,9 @@ def _check_sb3_file(file: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dream-envs`` console script; returns the exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # as `python -m sb3_plugins` does: `--env my_module:MyEnv-v0` from the user's project folder finds my_module
+        sys.path.insert(0, os.getcwd())
     args = _parser().parse_args(argv)
     try:
         if args.command == "diagnose":

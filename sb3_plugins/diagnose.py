@@ -43,15 +43,17 @@ def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -
                          "a model file")  # fmt: skip
     loaded = EnsembleDynamics.load(model, device=device)
     named = loaded.env_id
-    if env_id is not None and named is not None and env_id.rpartition(":")[2] != named:
-        raise ValueError(f"the model file {model!r} models {named}, not --env {env_id} (--env names the real env of "
-                         "a model file that does not name its own)")  # fmt: skip
+    if env_id is not None and named is not None and env_id.rpartition(":")[2] != named.rpartition(":")[2]:
+        raise ValueError(f"the model file {model!r} models {named}, not --env {env_id} (--env is the real env of every "
+                         "--model file: a file that names another env goes in a call of its own)")  # fmt: skip
     if env_id is None:
         if named is None:
             raise ValueError(f"the model file {model!r} does not name its env; pass --env")
         try:
             check_env_id(named)
-        except ValueError:
+        except ValueError as error:
+            if ":" in named:  # its module is named too: it is not importable here
+                raise ValueError(f"the model file {model!r} models {named!r}: {error}") from None
             raise ValueError(
                 f"the model file {model!r} models {named!r}, which is not registered here: pass --env "
                 f"your_module:{named} (the module that registers it is imported first)"
@@ -63,7 +65,8 @@ def load_diagnosed_model(model: str, env_id: str | None, device: str = "auto") -
         env.action_space, loaded.action_space
     ):
         raise ValueError(f"the model file {model!r} has the spaces ({loaded.observation_space}, "
-                         f"{loaded.action_space}), {env_id} ({env.observation_space}, {env.action_space})")  # fmt: skip
+                         f"{loaded.action_space}), which differ from {env_id}'s ({env.observation_space}, "
+                         f"{env.action_space})")  # fmt: skip
     return loaded, env_id
 
 

@@ -608,6 +608,27 @@ def test_cli_bad_input_is_one_clear_line_before_training(tmp_path, args, message
     assert not (tmp_path / "out").exists()
 
 
+def test_the_console_script_finds_the_users_module_in_the_folder_it_runs_in(tmp_path):
+    # `python -m sb3_plugins` has the current folder on sys.path; the `dream-envs` script had not, and told a user
+    # who passed --env my_module:MyEnv-v0 from my_module's folder to pass exactly that
+    import shutil
+
+    script = shutil.which("dream-envs")
+    if script is None:
+        pytest.skip("the dream-envs console script is not installed (pip install -e .)")
+    (tmp_path / "tiny_registry.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('TinyReg-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=50)\n"
+    )
+    found = subprocess.run([script, "bench", "--env", "tiny_registry:TinyReg-v0", "--eval-episodes", "0"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert found.returncode == 2 and "--eval-episodes must be a positive integer" in found.stderr, found.stderr
+    missing = subprocess.run([script, "bench", "--env", "not_here:TinyReg-v0"], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)  # fmt: skip
+    assert "'not_here' must be importable here: run from the folder that holds it" in missing.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_the_top_level_help_says_what_each_command_does_in_whole_sentences():
     described = _parser().description
     assert "``" not in described and described.endswith("disagreement.")

@@ -146,7 +146,10 @@ def test_model_files_are_checked_against_their_env_before_any_work(tmp_path):
     cartpole = _model_file(tmp_path / "cartpole.pt", "CartPole-v1", "CartPole-v1")
     elsewhere = _model_file(tmp_path / "elsewhere.pt", "CartPole-v1", "PointMassNowhere-v0")
     unnamed = _model_file(tmp_path / "unnamed.pt", "CartPole-v1", None)
+    with_module = _model_file(tmp_path / "with_module.pt", "CartPole-v1", "gone_module:Gone-v0")
     cases = [
+        ([with_module], "models 'gone_module:Gone-v0': unknown env id 'gone_module:Gone-v0'"),  # not 'your_module:...'
+        ([with_module, "--env", "CartPole-v1"], "models gone_module:Gone-v0, not --env CartPole-v1"),
         ([elsewhere], "models 'PointMassNowhere-v0', which is not registered here: pass --env "
                       "your_module:PointMassNowhere-v0"),
         ([cartpole, "--env", "Pendulum-v1"], "models CartPole-v1, not --env Pendulum-v1"),

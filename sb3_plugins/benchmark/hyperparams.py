@@ -170,7 +170,8 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
-            raise ValueError(unknown.format(error)) from None
+            raise ValueError(unknown.format(error) + f" {module!r} must be importable here: run from the folder that "
+                             "holds it, or put that folder on PYTHONPATH") from None  # fmt: skip
         except Exception as error:  # the user's module raised while registering: say where, keep its traceback
             raise ValueError(f"--env {env_id!r}: importing {module!r} raised {type(error).__name__}: "
                              f"{error}") from error  # fmt: skip
