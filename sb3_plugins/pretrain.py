@@ -197,11 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--progress-bar", action="store_true")
     args = parser.parse_args(argv)
     # named before hours of training, not at the save that ends them
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0 (gymnasium seeds), got {args.seed}")
+    # the recipes seed their rounds up to seed + 1000 + rounds; numpy and SB3 take seeds below 2**32
+    highest = 2**32 - 1 - 1000 - max(recipe.rounds for recipe in RECIPES.values()) - 8
+    if not 0 <= args.seed <= highest:
+        parser.error(f"--seed must be in [0, {highest}] (gymnasium and SB3 seeds, and the seeds of the recipe's "
+                     f"rounds derived from it), got {args.seed}")  # fmt: skip
     for option, folder in (("--out", args.out), ("--docs", args.docs)):
-        if folder is not None and folder.exists() and not folder.is_dir():
-            parser.error(f"{option} {str(folder)!r} is a file; expected a folder")
+        for place in (folder, *folder.parents) if folder is not None else ():
+            if place.exists() and not place.is_dir():
+                parser.error(f"{option} {str(folder)!r}: {str(place)!r} is a file; expected a folder")
     torch.set_num_threads(1)
     for env_id in args.env:
         record = train_pretrained(env_id, args.seed, args.out, args.docs, args.progress_bar)

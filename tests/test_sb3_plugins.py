@@ -66,9 +66,11 @@ def test_pretrain_script_makes_a_loadable_model_and_docs(tmp_path, tiny_recipe):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seed", "-1"], "--seed must be >= 0 (gymnasium seeds), got -1"),
-        (["--out", "{file}"], "--out '{file}' is a file; expected a folder"),
-        (["--docs", "{file}"], "--docs '{file}' is a file; expected a folder"),
+        (["--seed", "-1"], "--seed must be in [0, "),
+        (["--seed", str(2**32)], "--seed must be in [0, "),  # SB3 refused it after the first fit
+        (["--out", "{file}"], "--out '{file}': '{file}' is a file; expected a folder"),
+        (["--docs", "{file}"], "--docs '{file}': '{file}' is a file; expected a folder"),
+        (["--out", "{file}/models"], "--out '{file}/models': '{file}' is a file; expected a folder"),
     ],
 )
 def test_pretrain_options_are_refused_before_any_training(tmp_path, capsys, monkeypatch, args, message):
