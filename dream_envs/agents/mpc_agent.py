@@ -55,7 +55,7 @@ class MPCAgent(ModelBasedAgent):
         (:class:`~dream_envs.planning.ModelValueFunction`): a return beyond the horizon, for tasks whose failures
         build up slower than the horizon sees (CartPole's cart drifting off the track, docs/mpc.md). On by default:
         it took CartPole from 0/5 seeds to 5/5; it costs a value fit per refit, whatever the data's size: on one
-        core, about 1 minute for CartPole (2 actions tried per state) and 5 for Pendulum (a Box: 16 sampled actions
+        core, about 1 minute for CartPole (2 actions tried per state) and 4 for Pendulum (a Box: 16 sampled actions
         per state, ``value_kwargs={"action_samples": ...}``; docs/value_fit_time.md); ``mpc/value_fit_seconds``
         logs it
     :param value_kwargs: arguments of the :class:`~dream_envs.planning.ModelValueFunction` (its ``gamma``,
