@@ -144,7 +144,7 @@ NOTES = """\
   4,627 in 6,062 s); 4.4x the bar of 1,047 (1.5x the stock median). Seed 1 (resumed from its 15,000-step
   checkpoint): -205, 528, 2,192, 3,553, 3,483 and 4,453 in 6,653 s (the fixed period's seed 1: 4,567). Whatever seed 2
   scores, the median of the 3 at 30,000 is at least 4,453, 4.3x the bar: the target holds with today's defaults.
-  Seed 2 was started on commit 8e0af64 (the same command resumes it); the table keeps the fixed period's 3 seeds
+  Seed 2 was started on commit de20a53 (the same command resumes it); the table keeps the fixed period's 3 seeds
   until it is in.
 - The value bound (`DynaCallback(value_bound=True)`, the default since this record; `sb3_plugins.value_bound`). The
   DQN extra gradient steps buy Bellman backups (a target sync after each 128), and with them CartPole DQN's values

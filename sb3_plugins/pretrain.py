@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--progress-bar", action="store_true")
     args = parser.parse_args(argv)
-    # named before hours of training, not at the save that ends them
-    # the recipes seed their rounds up to seed + 1000 + rounds; numpy and SB3 take seeds below 2**32
-    highest = 2**32 - 1 - 1000 - max(recipe.rounds for recipe in RECIPES.values()) - 8
+    # named before hours of training, not at the save that ends them; the recipes seed their rounds up to
+    # seed + 1000 + rounds, and numpy and SB3 take seeds below 2**32
+    highest = 2**32 - 1 - 1000 - max(recipe.rounds for recipe in RECIPES.values())
     if not 0 <= args.seed <= highest:
         parser.error(f"--seed must be in [0, {highest}] (gymnasium and SB3 seeds, and the seeds of the recipe's "
                      f"rounds derived from it), got {args.seed}")  # fmt: skip
