@@ -77,6 +77,7 @@ def load_dyna_state(
     if "dynamics" in overrides:
         raise ValueError("DynaCallback.load restores the dynamics model of its file; to train another one, build "
                          "DynaCallback(dynamics=...)")  # fmt: skip
+    cls(**overrides)  # their values checked as the constructor checks them: a bad one is the caller's, not the file's
     payload = load_torch_file(path, FORMAT, FORMAT_VERSION, "DynaCallback state")
     source = repr(str(path))
     try:

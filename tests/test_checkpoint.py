@@ -172,6 +172,9 @@ def test_a_state_of_another_kind_of_agent_or_a_mistyped_keyword_is_refused_befor
         DynaCallback.load(path, modle_train_freq=3)
     with pytest.raises(ValueError, match="restores the dynamics model of its file"):
         DynaCallback.load(path, dynamics=None)
+    with pytest.raises(ValueError, match="utd_ratio") as bad_value:  # the caller's value, not the file's damage
+        DynaCallback.load(path, utd_ratio=-1)
+    assert not isinstance(bad_value.value, ModelFileError)
     assert DynaCallback.load(path, verbose=1).verbose == 1
 
 
