@@ -20,7 +20,6 @@ from dream_envs import EnsembleDynamics, ModelFileError, TransitionBuffer
 from dream_envs.buffer import _FIELDS
 from dream_envs.device import resolve_device
 from dream_envs.io import load_torch_file, save_torch_file
-from dream_envs.models.task_functions import KNOWN_REWARDS, KNOWN_TERMINATIONS, resolve_task_fn
 from dream_envs.spaces import space_from_dict, space_to_dict
 from sb3_plugins.replay import ImaginedReplay
 
@@ -95,11 +94,9 @@ def load_dyna_state(
         raise
     except (KeyError, TypeError, ValueError) as error:  # a damaged or foreign payload: say which entry
         raise ModelFileError(f"{source} is not a usable DynaCallback state: {type(error).__name__}: {error}") from error
-    # the functions are the user's code (a 'module:function' to import here, or an override): their errors are theirs,
-    # not the file's
-    for (name, value), known in zip(functions.items(), (KNOWN_REWARDS, KNOWN_TERMINATIONS)):
-        if value != "known":  # the env's, checked at learn()
-            resolve_task_fn(value, known, name)
+    # the functions are the user's code (a 'module:function' to import here, or an override): checked as the
+    # constructor checks them, their errors are theirs, not the file's
+    cls(**functions)
     try:
         device = resolve_device(device)
         dynamics = payload["dynamics"]
